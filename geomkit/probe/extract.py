@@ -1,0 +1,345 @@
+"""Run a model over inputs and collect layer activations (xarray) or their moments.
+
+:func:`extract` returns an :class:`xarray.Dataset` with one variable per
+recorded layer. Layers have different widths, so each variable has its own
+unit dimension, named ``"<layer>__unit"``; conv maps carry flat
+``"<layer>__channel"``, ``"<layer>__y"``, ``"<layer>__x"`` coordinates on it,
+so that ``to_netcdf`` round-trips without loss. :func:`layer_activations`
+returns one layer as a DataArray with the plain dims ``("stimulus", "unit")``.
+
+:func:`layer_moments` streams: it keeps per layer only the running mean and
+covariance (float64), so memory does not grow with the number of stimuli.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .._backend import resolve_device
+from ..moments import MomentAccumulator, Moments
+from .recorder import ModelState, Recorder
+
+__all__ = ["extract", "layer_moments", "layer_activations", "iter_batches", "unit_dim"]
+
+UNIT_SEP = "__"
+
+
+def unit_dim(layer: str) -> str:
+    """Name of the unit dimension of ``layer`` in an :func:`extract` Dataset."""
+    return f"{layer}{UNIT_SEP}unit"
+
+
+def _n_items(inputs: Any) -> int | None:
+    import torch
+
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        return int(inputs.shape[0])
+    try:
+        return len(inputs.dataset)  # DataLoader
+    except (AttributeError, TypeError):
+        return None
+
+
+def iter_batches(inputs: Any, batch_size: int = 256) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(x, y)`` batches from an array, a tensor, a DataLoader or an iterable.
+
+    Arrays and tensors are cut into ``batch_size`` rows (``y`` is None). Items
+    of an iterable are used as they come: a tensor / array is ``x``; a tuple
+    or list is ``(x, y, ...)``; a dict uses its ``"x"`` / ``"input"`` and
+    ``"y"`` / ``"label"`` entries.
+    """
+    import torch
+
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        if inputs.ndim == 0:
+            raise ValueError("inputs must have a batch axis; got a scalar.")
+        for start in range(0, inputs.shape[0], batch_size):
+            yield inputs[start : start + batch_size], None
+        return
+    if isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
+        raise TypeError(
+            "inputs must be a numpy array, a torch tensor, a DataLoader or an iterable of "
+            f"batches; got {type(inputs).__name__}."
+        )
+    for item in inputs:
+        if isinstance(item, (tuple, list)):
+            yield item[0], (item[1] if len(item) > 1 else None)
+        elif isinstance(item, dict):
+            x = item.get("x", item.get("input"))
+            if x is None:
+                raise ValueError(f"a dict batch needs an 'x' or 'input' entry; got keys {list(item)}.")
+            yield x, item.get("y", item.get("label"))
+        else:
+            yield item, None
+
+
+def _to_model_input(x: Any, device, dtype):
+    import torch
+
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    if t.is_floating_point() or t.dtype == torch.float64:
+        t = t.to(device=device, dtype=dtype)
+    else:
+        t = t.to(device=device)
+    return t
+
+
+def _model_float_dtype(model: Any):
+    import torch
+
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _progress(iterable, total, progress: bool, desc: str):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
+
+
+def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, desc):
+    """Shared loop: forward every batch under a Recorder and hand its records to ``on_batch``."""
+    import torch
+
+    dev = resolve_device(device, model)
+    dtype = _model_float_dtype(model)
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        total = -(-int(inputs.shape[0]) // batch_size)
+    else:
+        total = len(inputs) if hasattr(inputs, "__len__") else None
+    state = ModelState(model)
+    try:
+        if eval_mode:
+            model.eval()
+        with Recorder(model, layers, to_cpu=False) as rec, torch.no_grad():
+            for x, y in _progress(iter_batches(inputs, batch_size), total, progress, desc):
+                rec.clear()
+                try:
+                    model(_to_model_input(x, dev, dtype))
+                except (RuntimeError, ValueError, TypeError) as err:
+                    shape = tuple(getattr(x, "shape", ()))
+                    raise type(err)(
+                        f"{type(model).__name__} rejected an input batch of shape {shape}: {err}"
+                    ) from err
+                on_batch({k: v[0] for k, v in rec.records.items()}, y)
+    finally:
+        state.restore()
+    return rec.layers
+
+
+def _unit_coords(layer: str, feature_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Flat per-dimension coordinates on the unit dim for a feature map of ``feature_shape``."""
+    dim = unit_dim(layer)
+    n_units = int(np.prod(feature_shape)) if feature_shape else 1
+    coords: dict[str, Any] = {dim: np.arange(n_units)}
+    if len(feature_shape) <= 1:
+        return coords
+    names = {2: ("channel", "x"), 3: ("channel", "y", "x"), 4: ("channel", "z", "y", "x")}.get(
+        len(feature_shape), tuple(f"dim{i}" for i in range(len(feature_shape)))
+    )
+    grids = np.unravel_index(np.arange(n_units), feature_shape)
+    for name, grid in zip(names, grids):
+        coords[f"{layer}{UNIT_SEP}{name}"] = (dim, grid.astype(np.int64))
+    return coords
+
+
+def extract(
+    model: Any,
+    inputs: Any,
+    layers: Any = None,
+    *,
+    labels: Any = None,
+    batch_size: int = 256,
+    device: Any = None,
+    dtype: Any = np.float32,
+    eval_mode: bool = True,
+    progress: bool = True,
+):
+    """Record the activations of ``layers`` for every input.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model; it is left exactly as found (hooks removed, train/eval mode
+        and ``requires_grad`` restored), also when the forward pass raises.
+    inputs : ndarray, torch.Tensor, DataLoader or iterable of batches
+        Arrays / tensors of shape (n_stimuli, ...) are cut into batches; a
+        DataLoader or iterable yields ``x`` or ``(x, y)`` batches (the ``y``
+        become the ``label`` coordinate).
+    layers : None, str, list of str, module type or callable
+        Which modules to record (see :func:`geomkit.probe.resolve_layers`).
+        ``None``: every Linear / Conv layer and activation.
+    labels : array-like of shape (n_stimuli,), optional
+        Stored as the ``label`` coordinate on ``stimulus``.
+    batch_size : int, default=256
+        Rows per forward pass for array / tensor inputs.
+    device : None, str or torch.device
+        Where to run; ``None`` is where the model is. Inputs are moved there.
+    dtype : numpy dtype, default=np.float32
+        Storage dtype of the activations.
+    eval_mode : bool, default=True
+        Run in eval mode (dropout off, batch-norm statistics frozen); the
+        original mode is restored afterwards.
+    progress : bool, default=True
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per recorded output, dims ``("stimulus", "<layer>__unit")``;
+        attrs ``layer``, ``model`` and ``feature_shape`` on each variable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.probe import extract
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> ds = extract(net, torch.randn(10, 4), progress=False)
+    >>> list(ds.data_vars), ds["1"].shape
+    (['0', '1', '2'], (10, 8))
+    """
+    import torch
+    import xarray as xr
+
+    from .._validation import check_int
+
+    check_int(batch_size, "batch_size", low=1)
+    chunks: dict[str, list[np.ndarray]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    batch_labels: list[Any] = []
+
+    def on_batch(records, y):
+        for key, t in records.items():
+            shape = tuple(t.shape[1:])
+            if key in shapes and shapes[key] != shape:
+                raise ValueError(
+                    f"layer output {key!r} changed shape between batches: {shapes[key]} then {shape}."
+                )
+            shapes[key] = shape
+            chunks.setdefault(key, []).append(t.reshape(t.shape[0], -1).cpu().numpy().astype(dtype, copy=False))
+        if y is not None:
+            batch_labels.append(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y))
+
+    _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, "extract")
+    lengths = {k: sum(len(c) for c in v) for k, v in chunks.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            "layers recorded different numbers of stimuli (a module that runs a varying number "
+            f"of times per forward pass?): {lengths}."
+        )
+    n_stimuli = next(iter(lengths.values()), 0)
+    coords: dict[str, Any] = {"stimulus": np.arange(n_stimuli)}
+    if labels is None and batch_labels:
+        labels = np.concatenate(batch_labels)
+    if labels is not None:
+        from .._validation import check_labels
+
+        coords["label"] = ("stimulus", check_labels(labels, n_stimuli, "labels"))
+    data_vars = {}
+    for key, pieces in chunks.items():
+        layer = key
+        var_coords = _unit_coords(key, shapes[key])
+        data_vars[key] = xr.DataArray(
+            np.concatenate(pieces),
+            dims=("stimulus", unit_dim(key)),
+            coords=var_coords,
+            attrs={
+                "layer": layer,
+                "module": re.split(r"[#\[]", key, maxsplit=1)[0],
+                "model": type(model).__name__,
+                # A string: netCDF turns one-element arrays into scalars.
+                "feature_shape": ",".join(str(d) for d in shapes[key]),
+            },
+        )
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds.attrs["model"] = type(model).__name__
+    ds.attrs["layers"] = ",".join(data_vars)
+    return ds
+
+
+def layer_activations(ds: Any, layer: str):
+    """One layer of an :func:`extract` Dataset as a DataArray with dims ``("stimulus", "unit")``.
+
+    Conv coordinates ``channel`` / ``y`` / ``x`` and the ``label`` coordinate
+    are carried over under their plain names.
+    """
+    if layer not in ds.data_vars:
+        import difflib
+
+        close = difflib.get_close_matches(layer, list(ds.data_vars), n=3, cutoff=0.4)
+        raise ValueError(
+            f"layer {layer!r} is not in the Dataset; it holds {list(ds.data_vars)} "
+            f"(closest: {close or 'none'})."
+        )
+    da = ds[layer]
+    dim = unit_dim(layer)
+    prefix = f"{layer}{UNIT_SEP}"
+    renames = {c: c[len(prefix):] for c in da.coords if c.startswith(prefix)}
+    return da.rename(renames).rename({dim[len(prefix):]: "unit"} if dim in da.dims else {})
+
+
+def layer_moments(
+    model: Any,
+    inputs: Any,
+    layers: Any = None,
+    *,
+    method: str = "auto",
+    batch_size: int = 256,
+    device: Any = None,
+    eval_mode: bool = True,
+    progress: bool = True,
+) -> dict[str, Moments]:
+    """Stream per-layer mean and covariance (float64) without keeping activations.
+
+    Parameters
+    ----------
+    model, inputs, layers, batch_size, device, eval_mode, progress
+        As in :func:`extract`.
+    method : {"auto", "covariance", "gram"}, default="auto"
+        ``"covariance"`` keeps an (n_units, n_units) float64 matrix per layer:
+        memory independent of the number of stimuli. ``"gram"`` forms the
+        (n_stimuli, n_stimuli) stimulus Gram matrix instead (cheaper when units
+        far outnumber stimuli; it keeps the rows until the end). ``"auto"``
+        picks ``"gram"`` for a layer whose width exceeds the number of stimuli
+        when that number is known in advance, else ``"covariance"``.
+
+    Returns
+    -------
+    dict of str to :class:`geomkit.moments.Moments`
+        Keyed by recorded output; accumulated on ``device`` in float64.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
+    >>> moments = layer_moments(net, torch.randn(100, 4), ["1"], progress=False)
+    >>> moments["1"].covariance.shape
+    (8, 8)
+    """
+    from .._validation import check_int, check_option
+
+    check_int(batch_size, "batch_size", low=1)
+    check_option(method, "method", ("auto", "covariance", "gram"))
+    n_known = _n_items(inputs)
+    accumulators: dict[str, MomentAccumulator] = {}
+
+    def on_batch(records, y):
+        for key, t in records.items():
+            if key not in accumulators:
+                width = int(np.prod(t.shape[1:]))
+                chosen = method
+                if method == "auto":
+                    chosen = "gram" if (n_known is not None and width > n_known) else "covariance"
+                accumulators[key] = MomentAccumulator(method=chosen)
+            accumulators[key].update(t.reshape(t.shape[0], -1))
+
+    _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, "moments")
+    return {key: acc.finalize(layer=key) for key, acc in accumulators.items()}
