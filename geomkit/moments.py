@@ -101,7 +101,8 @@ class MomentAccumulator:
     method : {"covariance", "gram"}, default="covariance"
         ``"covariance"`` keeps an (n_units, n_units) float64 matrix and its
         memory does not depend on the number of stimuli; ``"gram"`` keeps the
-        rows and forms the (n_samples, n_samples) Gram matrix at the end.
+        rows (in their own precision, at least float32) and forms the
+        (n_samples, n_samples) Gram matrix at the end.
     device : None, str or torch.device
         Where to accumulate (torch). ``None``: the device of the first batch
         if it is a tensor, else the CPU.
@@ -145,7 +146,9 @@ class MomentAccumulator:
                 f"batch has {t.shape[1]} units but earlier batches had {self._mean.shape[0]}."
             )
         if self.method == "gram":
-            self._rows.append(t.to(device=device, dtype=torch.float32))
+            # Rows keep their own precision (float32 activations stay float32, float64 data float64).
+            keep = torch.float64 if t.dtype == torch.float64 else torch.float32
+            self._rows.append(t.to(device=device, dtype=keep))
         t = t.to(device=device, dtype=torch.float64)
         n_b = t.shape[0]
         mean_b = t.mean(dim=0)

@@ -124,7 +124,7 @@ def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batc
                 rec.clear()
                 try:
                     model(_to_model_input(x, dev, dtype))
-                except (RuntimeError, ValueError, TypeError) as err:
+                except RuntimeError as err:  # torch's shape errors; name the batch shape
                     shape = tuple(getattr(x, "shape", ()))
                     raise type(err)(
                         f"{type(model).__name__} rejected an input batch of shape {shape}: {err}"

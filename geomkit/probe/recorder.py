@@ -118,17 +118,22 @@ class ModelState:
                 param.requires_grad_(self.requires_grad[name])
 
 
-def _flatten_output(output: Any) -> list[tuple[str, Any]]:
-    """(suffix, tensor) pairs of a module output: a tensor, a tuple / list or a dict of them."""
+def _flatten_output(output: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(suffix, tensor) pairs of a module output: a tensor, or tuples / lists / dicts of them, nested."""
     import torch
 
     if isinstance(output, torch.Tensor):
-        return [("", output)]
+        return [(prefix, output)]
     if isinstance(output, (tuple, list)):
-        return [(f"[{i}]", t) for i, t in enumerate(output) if isinstance(t, torch.Tensor)]
-    if isinstance(output, dict):
-        return [(f"[{k}]", t) for k, t in output.items() if isinstance(t, torch.Tensor)]
-    return []
+        items = enumerate(output)
+    elif isinstance(output, dict):
+        items = output.items()
+    else:
+        return []
+    pieces = []
+    for key, value in items:
+        pieces.extend(_flatten_output(value, f"{prefix}[{key}]"))
+    return pieces
 
 
 class Recorder:
