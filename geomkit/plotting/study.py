@@ -1,0 +1,187 @@
+"""The figures of a study, drawn from its results Dataset alone (see :mod:`geomkit.study`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["study_figures"]
+
+_FIGSIZE = (6.0, 4.2)
+
+
+def _models_palette(models: list[str]) -> dict[str, Any]:
+    import seaborn as sns
+
+    return dict(zip(models, sns.color_palette("tab10", n_colors=max(len(models), 3))))
+
+
+def _new(figsize=_FIGSIZE, ncols: int = 1):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(figsize[0] * ncols, figsize[1]), layout="constrained", squeeze=False)
+    return fig, axes[0]
+
+
+def _spectra(ds, palette):
+    fig, (ax,) = _new((6.5, 4.6))
+    layer = "hidden"
+    for model in ds.model.values:
+        lam = ds["eigenvalues"].sel(model=model, layer=layer).values
+        lam = lam[np.isfinite(lam) & (lam > 0)]
+        if lam.size == 0:
+            continue
+        ranks = np.arange(1, lam.size + 1)
+        alpha = float(ds["alpha"].sel(model=model, layer=layer))
+        ax.loglog(ranks, lam / lam[0], color=palette[model], lw=1.4, label=f"{model} (α={alpha:.2f})")
+    lo = int(np.nanmin(ds["fit_rank_low"].sel(layer=layer).values))
+    hi = int(np.nanmax(ds["fit_rank_high"].sel(layer=layer).values))
+    ax.axvspan(lo, hi, color="0.9", zorder=0, label=f"fit range {lo}–{hi}")
+    bound = float(ds.attrs.get("smoothness_bound", np.nan))
+    if np.isfinite(bound):
+        n = np.array([1.0, float(ds.sizes["rank"])])
+        ax.loglog(n, 0.5 * n ** -bound, "k--", lw=1, label=f"slope 1+2/d = {bound:.2f} (d={ds.attrs.get('intrinsic_dim', float('nan')):.1f})")
+        ax.loglog(n, 0.05 * n ** -1.0, "k:", lw=1, label="slope 1 (mouse V1)")
+    ax.set_xlabel("rank n")
+    ax.set_ylabel("eigenvalue λ_n / λ_1 (hidden layer)")
+    ax.set_title("Hidden-layer spectra on held-out data")
+    ax.legend(fontsize=7, loc="lower left")
+    return fig, "Covariance eigenspectra of each model's hidden layer (test images), normalized to λ_1. " \
+                "Shaded: ranks used for the fit. Dashed: Stringer et al.'s smoothness bound 1+2/d with d " \
+                "the inputs' intrinsic dimension (TwoNN); dotted: α = 1."
+
+
+def _tidy(ds, names: list[str], dims: tuple[str, ...]):
+    df = ds[names].to_dataframe().reset_index()
+    return df[[*dims, *names]]
+
+
+def _kurtosis(ds, palette):
+    import seaborn as sns
+
+    fig, axes = _new(ncols=2)
+    df = _tidy(ds, ["weight_kurtosis", "weight_alpha"], ("model", "layer"))
+    df = df[df["layer"] != "input"]
+    sns.barplot(df, x="weight_kurtosis", y="model", hue="layer", ax=axes[0], orient="h")
+    axes[0].axvline(0, color="k", lw=0.8)
+    axes[0].set_xlabel("excess kurtosis of weights (Gaussian = 0, Laplace = 3)")
+    axes[0].set_ylabel("")
+    axes[0].set_title("Weight kurtosis")
+    sns.barplot(df, x="weight_alpha", y="model", hue="layer", ax=axes[1], orient="h")
+    axes[1].set_xlabel("weight-spectrum tail exponent (powerlaw MLE, WeightWatcher convention)")
+    axes[1].set_ylabel("")
+    axes[1].set_title("Weight spectra")
+    return fig, "Left: excess kurtosis of each layer's weights (Nayebi & Ganguli 2017). Right: power-law " \
+                "exponent of the tail of each weight matrix's eigenvalue density (Martin & Mahoney)."
+
+
+def _flatness(ds, palette):
+    import seaborn as sns
+
+    fig, axes = _new(ncols=2)
+    df = _tidy(ds, ["fisher_log_trace"], ("model",))
+    sns.barplot(df, x="fisher_log_trace", y="model", hue="model", palette=palette, ax=axes[0], legend=False)
+    axes[0].set_xlabel("mean log trace of the input-space Fisher metric")
+    axes[0].set_ylabel("")
+    axes[0].set_title("Fisher flatness (lower = flatter)")
+    jac = _tidy(ds, ["jacobian_fro2"], ("model", "layer"))
+    jac = jac[jac["layer"] != "input"]
+    sns.barplot(jac, x="jacobian_fro2", y="model", hue="layer", ax=axes[1])
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("mean ‖∂layer/∂input‖²_F (log scale)")
+    axes[1].set_ylabel("")
+    axes[1].set_title("Jacobian sensitivity")
+    return fig, "Sensitivity of each model to its input on test images: the trace of the Fisher " \
+                "information metric G(x) = Jᵀ(diag p − ppᵀ)J and the squared Frobenius norm of the layer Jacobians."
+
+
+def _robustness(ds, palette):
+    fig, axes = _new(ncols=2)
+    eps = ds["eps"].values
+    for ax, attack in zip(axes, ("pgd", "fgsm")):
+        if attack not in ds["attack"].values:
+            continue
+        for model in ds.model.values:
+            acc = ds["robust_accuracy"].sel(model=model, attack=attack).values
+            ax.semilogx(eps, acc, marker="o", ms=3, color=palette[model], label=model)
+        ax.set_xlabel("ε (L∞, pixel scale [0, 1])")
+        ax.set_ylabel("robust accuracy (correctly classified inputs)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{attack.upper()} (L∞)")
+    axes[0].legend(fontsize=7)
+    return fig, "Accuracy under attack as ε grows, on inputs each model classifies correctly. " \
+                "PGD with random start (left) and single-step FGSM (right)."
+
+
+def _categoricality(ds, palette):
+    fig, (ax,) = _new()
+    layers = list(ds["layer"].values)
+    x = np.arange(len(layers))
+    for model in ds.model.values:
+        ci = ds["categoricality"].sel(model=model).values
+        lo = ds["categoricality_ci_low"].sel(model=model).values
+        hi = ds["categoricality_ci_high"].sel(model=model).values
+        ax.errorbar(x, ci, yerr=[ci - lo, hi - ci], marker="o", capsize=3, color=palette[model], label=model)
+    ax.set_xticks(x, layers)
+    ax.set_xlabel("layer (depth →)")
+    ax.set_ylabel("categoricality index (KS statistic)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Categoricality by depth")
+    ax.legend(fontsize=7)
+    return fig, "Bonnasse-Gahot & Nadal's categoricality: KS distance between within- and between-category " \
+                "cosine distances, with 95% bootstrap intervals; 'input' is the pixel-space baseline."
+
+
+def _betti(ds, palette):
+    fig, axes = _new(ncols=2)
+    frac = ds["level_fraction"].values
+    for ax, var, title in zip(axes, ("betti0", "betti1"), ("b₀: components", "b₁: holes")):
+        for model in ds.model.values:
+            ax.plot(frac, ds[var].sel(model=model).values, color=palette[model], label=model)
+        ax.set_xlabel("level t (fraction of the way from map min to max)")
+        ax.set_ylabel(f"mean {title} of superlevel set {{f ≥ t}}")
+        ax.set_title(f"Betti curves, {title}")
+    axes[0].legend(fontsize=7)
+    return fig, "Level-set topology of tuning maps of sampled hidden units over the plane of the data's " \
+                "first two principal components (Wang & Ponce 2022)."
+
+
+def _alpha_vs_robustness(ds, palette):
+    fig, (ax,) = _new()
+    alpha = ds["alpha"].sel(layer="hidden").values
+    auc = ds["robust_auc"].values
+    for m, a, r in zip(ds.model.values, alpha, auc):
+        ax.scatter(a, r, color=palette[m], s=40, label=m)
+    ax.set_xlabel("hidden-layer power-law exponent α")
+    ax.set_ylabel("robustness: area under the PGD curve (log ε)")
+    ax.set_title("Spectrum vs robustness")
+    ax.legend(fontsize=7)
+    return fig, "Each model's hidden-layer exponent against its robustness score (normalized area under the " \
+                "PGD robust-accuracy curve on a log-ε axis)."
+
+
+def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
+    """Draw every study figure from a results Dataset.
+
+    Returns
+    -------
+    dict of str to (matplotlib.figure.Figure, str)
+        Figure name (used as the PNG file name) to the figure and its caption.
+        A figure whose variables are absent from ``ds`` is skipped.
+    """
+    palette = _models_palette(list(ds.model.values))
+    makers = {
+        "spectra": (_spectra, ["eigenvalues", "alpha"]),
+        "kurtosis": (_kurtosis, ["weight_kurtosis", "weight_alpha"]),
+        "flatness": (_flatness, ["fisher_log_trace", "jacobian_fro2"]),
+        "robustness": (_robustness, ["robust_accuracy"]),
+        "categoricality": (_categoricality, ["categoricality"]),
+        "betti_curves": (_betti, ["betti0", "betti1"]),
+        "alpha_vs_robustness": (_alpha_vs_robustness, ["alpha", "robust_auc"]),
+    }
+    figures = {}
+    for name, (maker, needs) in makers.items():
+        if all(v in ds for v in needs):
+            figures[name] = maker(ds, palette)
+    return figures
