@@ -1,6 +1,8 @@
 """The ``geomkit`` command line.
 
-``geomkit info`` prints versions, the torch device and the data sets found.
+- ``geomkit study``: train the model zoo, measure everything, write a report.
+- ``geomkit report DIR/results.nc``: rebuild the report page without recomputing.
+- ``geomkit info``: versions, the torch device and the data sets found.
 """
 
 from __future__ import annotations
@@ -47,6 +49,68 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(message: str) -> int:
+    print(f"geomkit: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_out_dir(out: str) -> str | None:
+    """None if ``out`` can be created and written, else the reason it cannot."""
+    import os
+    from pathlib import Path
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        return f"--out {out!r} exists and is not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"--out {out!r} cannot be created: {err.strerror or err}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"--out {out!r} is not writable"
+    return None
+
+
+def _study(args: argparse.Namespace) -> int:
+    import os
+
+    if args.data not in ("mnist5k", "digits") and not os.path.isdir(args.data):
+        return _fail(
+            f"--data {args.data!r} is neither 'mnist5k', 'digits' nor an existing folder of MNIST "
+            "IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, ...)"
+        )
+    problem = _check_out_dir(args.out)
+    if problem:
+        return _fail(problem)
+    from geomkit import study
+
+    try:
+        study.run(
+            data=args.data,
+            out=args.out,
+            quick=args.quick,
+            device=args.device,
+            seed=args.seed,
+            retrain=args.retrain,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    print(f"report: {os.path.join(args.out, 'report.html')}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from geomkit.report import build_report
+
+    try:
+        page = build_report(args.results, args.out, figures_dir=args.figures)
+    except FileNotFoundError as err:
+        return _fail(str(err))
+    print(f"report: {page}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geomkit",
@@ -55,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p_study = sub.add_parser(
+        "study",
+        help="train the model zoo, measure everything and write a report",
+        description="Train the model zoo on a stratified split, measure every model on held-out data "
+        "and write DIR/results.nc, DIR/summary.csv, DIR/figures/*.png and DIR/report.html. "
+        "Checkpoints in DIR/models/ are reused on a re-run unless --retrain.",
+    )
+    p_study.add_argument("--data", default="mnist5k",
+                         help="'mnist5k' (bundled, default), 'digits', or a folder of MNIST IDX files")
+    p_study.add_argument("--out", default="geomkit-study", help="output folder (default: geomkit-study)")
+    p_study.add_argument("--quick", action="store_true", help="fewer epochs and inputs: a fast look")
+    p_study.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    p_study.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p_study.add_argument("--retrain", action="store_true", help="ignore saved checkpoints")
+    p_study.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_study.set_defaults(func=_study)
+    p_report = sub.add_parser("report", help="rebuild the HTML report from a results.nc")
+    p_report.add_argument("results", help="path to a study's results.nc")
+    p_report.add_argument("--out", default=None, help="page to write (default: report.html beside results)")
+    p_report.add_argument("--figures", default=None, help="also save the figures as PNGs in this folder")
+    p_report.set_defaults(func=_report)
     p_info = sub.add_parser("info", help="versions, torch device and data sets found")
     p_info.set_defaults(func=_info)
     return parser

