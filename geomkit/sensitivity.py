@@ -124,31 +124,45 @@ def _check_logits(out) -> None:
         )
 
 
+def _iter_factors(model, X, layer, *, fisher: bool, info: JacobianInfo, **kwargs):
+    """Yield (B, n_saturated) per chunk, float64, with the metric G = B^T B of each input.
+
+    Fisher: row k of B = L^T J is sqrt(p_k) grad log p_k (p from ``log_softmax``);
+    n_saturated counts inputs whose p_max rounded to exactly 1. A layer: B = J_l.
+    """
+    import torch
+
+    for _, J, values in iter_jacobians(
+        model, X, layer, post=_log_softmax if fisher else None,
+        check_output=_check_logits if fisher else None, info=info,
+        desc="fisher" if fisher else f"jacobian {layer or OUTPUT}", **kwargs,
+    ):
+        B = J.to(torch.float64)
+        if not fisher:
+            yield B, 0
+            continue
+        B = values.to(torch.float64).exp().sqrt().unsqueeze(2) * B
+        yield B, int((values.max(dim=1).values == 0).sum())
+
+
 def _metric_stats(
     model, X, layer, *, fisher: bool, n_eigenvalues: int | None, variance_fraction: float,
-    traces_only: bool = False, method="auto", chunk_size=None, device=None, dtype=None,
-    eval_mode=True, progress=True,
+    traces_only: bool = False, **kwargs,
 ) -> dict[str, Any]:
-    """Per-input trace, summaries and top eigenvalues of G(x) (Fisher) or J^T J (a layer)."""
+    """Per-input trace, summaries and top eigenvalues of G(x) (Fisher) or J^T J (a layer).
+
+    ``kwargs`` go to :func:`~geomkit.probe.jacobian.iter_jacobians` (method,
+    chunk_size, device, dtype, eval_mode, progress).
+    """
     import torch
 
     info = JacobianInfo()
     traces, eigs, summaries = [], [], []
     n_sat = 0
-    compute_dtype = _resolve_dtype(dtype, _check_model(model))
-    for _, J, values in iter_jacobians(
-        model, X, layer, method=method, chunk_size=chunk_size, device=device, dtype=dtype,
-        eval_mode=eval_mode, post=_log_softmax if fisher else None,
-        check_output=_check_logits if fisher else None, progress=progress, info=info,
-        desc="fisher" if fisher else f"jacobian {layer or OUTPUT}",
-    ):
-        B = J.to(torch.float64)
-        if fisher:
-            # Row k of B = L^T J is sqrt(p_k) * grad log p_k, with p from log_softmax.
-            B = values.to(torch.float64).exp().sqrt().unsqueeze(2) * B
-            n_sat += int((values.max(dim=1).values == 0).sum())  # p_max rounded to exactly 1
-        tr = (B**2).sum(dim=(1, 2))
-        traces.append(tr.cpu().numpy())
+    compute_dtype = _resolve_dtype(kwargs.get("dtype"), _check_model(model))
+    for B, n_sat_chunk in _iter_factors(model, X, layer, fisher=fisher, info=info, **kwargs):
+        n_sat += n_sat_chunk
+        traces.append((B**2).sum(dim=(1, 2)).cpu().numpy())
         if traces_only:
             continue
         # G = B^T B and B B^T share their non-zero eigenvalues: use the smaller Gram.
@@ -162,7 +176,8 @@ def _metric_stats(
     if traces_only:
         return out
     lam = np.concatenate(eigs)
-    rank_bound = lam.shape[1] - 1 if fisher else lam.shape[1]  # G has rank <= C - 1
+    n_classes = info.out_shape[0] if info.out_shape else lam.shape[1]
+    rank_bound = min(n_classes - 1, lam.shape[1]) if fisher else lam.shape[1]  # rank G <= C - 1
     k = rank_bound if n_eigenvalues is None else min(n_eigenvalues, rank_bound)
     out["eigenvalues"] = lam[:, : max(k, 1)]
     out["participation_ratio"] = np.concatenate([s["participation_ratio"] for s in summaries])
@@ -190,21 +205,15 @@ def _warn_saturation(n_zero: int, n_saturated: int, n: int, dtype, fisher: bool)
     )
 
 
-def _fisher_factor(model, X, *, dtype, chunk_size, device, eval_mode, method, progress):
+def _fisher_factor(model, X, **kwargs):
     """B (n, C, D) float64 with G(x_i) = B_i^T B_i."""
     import torch
 
-    parts, n_sat = [], 0
-    for _, J, values in iter_jacobians(
-        model, X, None, method=method, chunk_size=chunk_size, device=device, dtype=dtype,
-        eval_mode=eval_mode, post=_log_softmax, check_output=_check_logits, progress=progress,
-        desc="fisher",
-    ):
-        parts.append(values.to(torch.float64).exp().sqrt().unsqueeze(2) * J.to(torch.float64))
-        n_sat += int((values.max(dim=1).values == 0).sum())
-    B = torch.cat(parts)
-    tr = (B**2).sum(dim=(1, 2))
-    _warn_saturation(int((tr == 0).sum()), n_sat, B.shape[0], _resolve_dtype(dtype, model), True)
+    pieces = list(_iter_factors(model, X, None, fisher=True, info=JacobianInfo(), **kwargs))
+    B = torch.cat([b for b, _ in pieces])
+    n_zero = int(((B**2).sum(dim=(1, 2)) == 0).sum())
+    dtype = _resolve_dtype(kwargs.get("dtype"), model)
+    _warn_saturation(n_zero, sum(n for _, n in pieces), B.shape[0], dtype, True)
     return B
 
 
@@ -402,6 +411,7 @@ def flatness_frame(results: Any, by: str = "stimulus"):
             f"got {type(results).__name__}."
         )
     df = ds[list(_QUANTITIES)].to_dataframe().reset_index()
+    df.attrs = dict(ds.attrs)  # measure, variance_fraction, ... for plot labels
     if by == "stimulus":
         return df
     finite = df.replace([np.inf, -np.inf], np.nan)

@@ -267,3 +267,40 @@ def test_saturated_model_warns_in_float32_and_is_exact_in_float64():
         lin.bias.copy_(torch.tensor([60.0, 0.0, 0.0]))
     with pytest.warns(SaturationWarning, match="softmax is saturated"):
         fisher_trace(lin, torch.randn(3, 5), progress=False)
+
+
+def test_plots_draw_the_computed_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from geomkit.measures.kurtosis import weight_kurtosis
+    from geomkit.plotting import plot_flatness, plot_flatness_spectrum, plot_weight_kurtosis
+
+    net = mlp()
+    est = FisherFlatness(net, progress=False).fit(torch.randn(12, 10), np.arange(12) % 2)
+    ax = plot_flatness_spectrum(est)
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_ydata(), np.median(est.eigenvalues_[:, 0], axis=0))
+    assert ax.get_yscale() == "log" and "Fisher" in ax.get_ylabel()
+    ax = plot_flatness(est, "participation_ratio", kind="strip", hue="label")
+    offsets = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
+    np.testing.assert_allclose(np.sort(offsets), np.sort(est.participation_ratio_[:, 0]))
+    table = weight_kurtosis(net)
+    ax = plot_weight_kurtosis(table)
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights, table["kurtosis"])
+    with pytest.raises(ValueError, match="hue='network'"):
+        plot_flatness(est, hue="network")
+    plt.close("all")
+
+
+def test_fisher_eigenvalues_when_inputs_are_fewer_than_classes():
+    # D = 3 < C - 1 = 5: G is D x D and has min(D, C - 1) = 3 eigenvalues.
+    torch.manual_seed(0)
+    net = nn.Linear(3, 6).double()
+    X = torch.randn(5, 3, dtype=torch.float64)
+    ev = fisher_eigenvalues(net, X, progress=False)
+    assert ev.shape == (5, 3)
+    np.testing.assert_allclose(ev, np.linalg.eigvalsh(brute_fisher(net, X).numpy())[:, ::-1], rtol=1e-10)

@@ -21,7 +21,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -61,6 +60,8 @@ def excess_kurtosis(weights: Any, *, fisher: bool = True, bias: bool = True) -> 
             stacklevel=2,
         )
         return float("nan")
+    from scipy import stats  # imported here: scipy.stats takes seconds to import
+
     return float(stats.kurtosis(w, fisher=fisher, bias=bias))
 
 
