@@ -8,7 +8,9 @@ The public face: estimators are re-exported here; submodules hold the rest
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets
+from .measures.kurtosis import WeightKurtosis, weight_kurtosis
 from .moments import MomentAccumulator, Moments
+from .sensitivity import FisherFlatness, JacobianFlatness
 
 try:
     __version__ = version("geomkit")
@@ -20,4 +22,8 @@ __all__ = [
     "datasets",
     "Moments",
     "MomentAccumulator",
+    "FisherFlatness",
+    "JacobianFlatness",
+    "WeightKurtosis",
+    "weight_kurtosis",
 ]

@@ -5,4 +5,10 @@ One module per result type (``spectrum``, ``sensitivity``, ``categorization``,
 re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on.
 """
 
-__all__: list[str] = []
+from .sensitivity import plot_flatness, plot_flatness_spectrum, plot_weight_kurtosis
+
+__all__: list[str] = [
+    "plot_flatness",
+    "plot_flatness_spectrum",
+    "plot_weight_kurtosis",
+]

@@ -1,5 +1,6 @@
 """Everything that runs a PyTorch model: recording, Jacobians, attacks, tuning maps."""
 
+from .jacobian import JacobianInfo, SaturationWarning, jacobian, jacobian_norm
 from .extract import extract, iter_batches, layer_activations, layer_moments, unit_dim
 from .recorder import Recorder, default_layer_filter, resolve_layers
 
@@ -12,4 +13,8 @@ __all__ = [
     "layer_activations",
     "iter_batches",
     "unit_dim",
+    "jacobian",
+    "jacobian_norm",
+    "JacobianInfo",
+    "SaturationWarning",
 ]

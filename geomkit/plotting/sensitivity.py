@@ -1,0 +1,172 @@
+"""Figures of Fisher / Jacobian flatness and of weight kurtosis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._style import get_ax
+
+__all__ = ["plot_flatness", "plot_flatness_spectrum", "plot_weight_kurtosis"]
+
+_LABELS = {
+    "trace": "trace of the metric",
+    "log_trace": "log trace (natural log)",
+    "participation_ratio": "participation ratio (directions)",
+    "n_directions": "input directions for {pct} % of the trace",
+}
+
+
+def _dataset(result: Any):
+    import xarray as xr
+
+    ds = getattr(result, "results_", result)
+    if not isinstance(ds, xr.Dataset) or "trace" not in ds:
+        raise TypeError(
+            "result must be a fitted FisherFlatness / JacobianFlatness or its results_ Dataset; "
+            f"got {type(result).__name__}."
+        )
+    return ds
+
+
+def _ylabel(attrs: dict, quantity: str) -> str:
+    pct = round(100 * float(attrs.get("variance_fraction", 0.9)))
+    label = _LABELS[quantity].format(pct=pct)
+    if quantity not in ("trace", "log_trace") or "measure" not in attrs:
+        return label
+    what = "Fisher information G(x)" if attrs["measure"] == "fisher" else "J(x)^T J(x)"
+    return f"{label} of {what}"
+
+
+def plot_flatness(
+    result: Any,
+    quantity: str = "log_trace",
+    *,
+    kind: str = "violin",
+    x: str = "layer",
+    hue: str | None = None,
+    ax: Any = None,
+):
+    """Distributions over stimuli of a flatness summary, one per layer (or per ``x`` value).
+
+    Parameters
+    ----------
+    result : FisherFlatness, JacobianFlatness, xarray.Dataset or pandas.DataFrame
+        A fitted estimator, its ``results_``, or a tidy table from
+        :func:`geomkit.sensitivity.flatness_frame` (possibly several
+        concatenated, with extra columns such as ``network``).
+    quantity : {"log_trace", "trace", "participation_ratio", "n_directions"}
+    kind : {"violin", "box", "strip"}, default="violin"
+    x : str, default="layer"
+        Column on the horizontal axis.
+    hue : str, optional
+        Column splitting each group (e.g. ``"label"`` or ``"network"``).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import pandas as pd
+    import seaborn as sns
+
+    from .._validation import check_option
+    from ..sensitivity import flatness_frame
+
+    check_option(quantity, "quantity", tuple(_LABELS))
+    check_option(kind, "kind", ("violin", "box", "strip"))
+    if isinstance(result, pd.DataFrame):
+        df, attrs = result, dict(result.attrs)
+    else:
+        ds = _dataset(result)
+        df, attrs = flatness_frame(ds), dict(ds.attrs)
+    for name, column in (("quantity", quantity), ("x", x), ("hue", hue)):
+        if column is not None and column not in df:
+            raise ValueError(f"{name}={column!r} is not a column of the results; available: {list(df)}.")
+    df = df.replace([np.inf, -np.inf], np.nan).dropna(subset=[quantity])
+    ax = get_ax(ax)
+    plot = {"violin": sns.violinplot, "box": sns.boxplot, "strip": sns.stripplot}[kind]
+    extra = {"cut": 0} if kind == "violin" else {}
+    plot(data=df, x=x, y=quantity, hue=hue, ax=ax, **extra)
+    if quantity == "trace":
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(_ylabel(attrs, quantity))
+    n = df["stimulus"].nunique() if "stimulus" in df else len(df)
+    title = {"fisher": "Fisher information", "jacobian": "input Jacobian"}.get(attrs.get("measure"), "flatness")
+    ax.set_title(f"{title}: {n} stimuli")
+    if hue is not None:
+        ax.legend(title=hue)
+    return ax
+
+
+def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None = None, ax: Any = None):
+    """Eigenvalue spectrum of the metric per layer: median over stimuli and interquartile band.
+
+    Parameters
+    ----------
+    result : FisherFlatness, JacobianFlatness or xarray.Dataset
+    layers : None or list of str
+        Which layers (default: all).
+    label : str, optional
+        Legend prefix, e.g. the network's name when several are overlaid.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ds = _dataset(result)
+    names = list(ds["layer"].values) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+    ax = get_ax(ax)
+    for name in names:
+        lam = ds["eigenvalues"].sel(layer=name).values  # (stimulus, rank)
+        keep = ~np.isnan(lam).all(axis=0)
+        ranks = ds["rank"].values[keep]
+        lo, med, hi = np.nanpercentile(np.where(lam[:, keep] > 0, lam[:, keep], np.nan), [25, 50, 75], axis=0)
+        text = str(name) if label is None else (label if len(names) == 1 else f"{label}: {name}")
+        (line,) = ax.plot(ranks, med, marker="o", ms=3, label=text)
+        ax.fill_between(ranks, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("rank n of the eigenvalue")
+    what = "Fisher information G(x)" if ds.attrs.get("measure") == "fisher" else "J(x)^T J(x)"
+    ax.set_ylabel(f"eigenvalue of {what}")
+    ax.set_title("median over stimuli, band: 25-75 %")
+    ax.legend(title="layer" if label is None else None)
+    return ax
+
+
+def plot_weight_kurtosis(table: Any, *, ax: Any = None):
+    """Excess kurtosis of each layer's weights, with the Gaussian / Laplace / uniform references.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The output of :func:`geomkit.measures.weight_kurtosis` (or rows with
+        ``layer`` and ``kurtosis`` columns).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import seaborn as sns
+
+    if not hasattr(table, "columns") or not {"layer", "kurtosis"} <= set(table.columns):
+        raise TypeError(
+            "table must be a DataFrame with 'layer' and 'kurtosis' columns (the output of "
+            f"weight_kurtosis); got {type(table).__name__}."
+        )
+    df = table.copy()
+    df["layer"] = df["layer"].replace("", "(model)").astype(str)
+    ax = get_ax(ax)
+    colors = ["0.55" if name == "pooled" else "C0" for name in df["layer"]]
+    sns.barplot(data=df, x="layer", y="kurtosis", hue="layer", palette=colors, legend=False, ax=ax)
+    for value, name, style in ((0.0, "Gaussian (0)", "-"), (3.0, "Laplace (3)", "--"), (-1.2, "uniform (-1.2)", ":")):
+        ax.axhline(value, color="k", ls=style, lw=1, label=name)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("excess kurtosis of the weights")
+    ax.set_title("weight kurtosis (Nayebi & Ganguli 2017)")
+    ax.legend(title="reference law", fontsize="small")
+    return ax
