@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets
 from .moments import MomentAccumulator, Moments
+from .robustness import AdversarialRobustness, GradientMaskingWarning
 
 try:
     __version__ = version("geomkit")
@@ -20,4 +21,6 @@ __all__ = [
     "datasets",
     "Moments",
     "MomentAccumulator",
+    "AdversarialRobustness",
+    "GradientMaskingWarning",
 ]

@@ -5,4 +5,9 @@ One module per result type (``spectrum``, ``sensitivity``, ``categorization``,
 re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on.
 """
 
-__all__: list[str] = []
+from .robustness import plot_critical_eps, plot_robust_accuracy
+
+__all__: list[str] = [
+    "plot_robust_accuracy",
+    "plot_critical_eps",
+]

@@ -1,5 +1,16 @@
 """Everything that runs a PyTorch model: recording, Jacobians, attacks, tuning maps."""
 
+from .attacks import (
+    critical_eps,
+    fgsm,
+    input_gradient,
+    noise_attack,
+    pgd,
+    predict_labels,
+    train_surrogate,
+    transfer_attack,
+    zero_gradient_fraction,
+)
 from .extract import extract, iter_batches, layer_activations, layer_moments, unit_dim
 from .recorder import Recorder, default_layer_filter, resolve_layers
 
@@ -12,4 +23,13 @@ __all__ = [
     "layer_activations",
     "iter_batches",
     "unit_dim",
+    "fgsm",
+    "pgd",
+    "noise_attack",
+    "transfer_attack",
+    "train_surrogate",
+    "critical_eps",
+    "predict_labels",
+    "input_gradient",
+    "zero_gradient_fraction",
 ]
