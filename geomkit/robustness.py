@@ -13,6 +13,7 @@ numerically vanishing gradients (Brendel & Bethge 2017, arXiv 1704.01547).
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -40,6 +41,14 @@ DEFAULT_ATTACKS = ("fgsm", "pgd", "pgd-margin", "noise", "transfer")
 
 class GradientMaskingWarning(UserWarning):
     """A diagnostic of :class:`AdversarialRobustness` failed: the evaluation may be masked."""
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the probabilities-not-logits warning: fit gave it once already."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="the model's outputs are non-negative")
+        yield
 
 
 def _parse_attack(name: Any) -> dict:
@@ -290,24 +299,26 @@ class AdversarialRobustness(BaseEstimator):
         adv = self._adversarial(spec, x, y, eps)
         return _atk.predict_labels(self.model, adv, batch_size=self._batch) != y
 
-    def _prepare_data(self, X, y):
+    def _prepare_data(self, X, y) -> dict:
+        """Validated tensors, predictions and the correctly classified subset."""
         import torch
 
         target = _atk._Target(self.model)
         x = _atk._as_input(X, "X", target.device, target.dtype, self._bounds)
         labels = _atk._as_labels(y, x.shape[0], target.device)
         with target:
-            target.check(x, labels)
-        pred = _atk.predict_labels(self.model, x, batch_size=self._batch)
+            n_classes = target.check(x, labels)  # warns once if the outputs look like probabilities
+        with _quiet():
+            pred = _atk.predict_labels(self.model, x, batch_size=self._batch)
         correct = pred == labels
-        n_correct = int(correct.sum())
-        if n_correct == 0:
+        if not bool(correct.any()):
             raise ValueError(
                 "the model classifies none of the inputs correctly; robustness is measured on "
                 "correctly classified inputs only."
             )
         idx = torch.nonzero(correct).flatten()
-        return x, labels, correct, idx
+        return dict(x=x, labels=labels, pred=pred, correct=correct, idx=idx, n_classes=n_classes,
+                    xc=x[idx], yc=labels[idx])
 
     def _sweep(self, x, y, eps_grid, desc: str):
         """flipped[a, e, i] for each attack a, eps e and input i (a numpy bool array)."""
@@ -315,9 +326,7 @@ class AdversarialRobustness(BaseEstimator):
 
         out = np.zeros((len(self._specs), eps_grid.size, x.shape[0]), dtype=bool)
         bar = tqdm(total=out.shape[0] * out.shape[1], desc=desc, disable=not self.progress)
-        with bar, warnings.catch_warnings():
-            # The model output was checked once in fit; do not repeat the warning per attack.
-            warnings.filterwarnings("ignore", message="the model's outputs are non-negative")
+        with bar, _quiet():
             for a, spec in enumerate(self._specs):
                 for e, eps in enumerate(eps_grid):
                     flips = self._flips(spec, x, y, float(eps))
@@ -344,21 +353,21 @@ class AdversarialRobustness(BaseEstimator):
         import xarray as xr
 
         self._validate_params()
-        x, labels, correct, idx = self._prepare_data(X, y)
+        data = self._prepare_data(X, y)
+        x, idx, xc, yc = data["x"], data["idx"], data["xc"], data["yc"]
         self.n_inputs_ = int(x.shape[0])
         self.n_correct_ = int(idx.numel())
-        self.correct_ = correct.cpu().numpy()
+        self.correct_ = data["correct"].cpu().numpy()
         self.clean_accuracy_ = self.n_correct_ / self.n_inputs_
         self.eps_ = self._eps_grid(x)
-        xc, yc = x[idx], labels[idx]
 
         self.surrogate_ = self.surrogate
         if self.surrogate is None and any(s["kind"] == "transfer" for s in self._specs):
-            pred = _atk.predict_labels(self.model, x, batch_size=self._batch)
-            params = {"random_state": self._seed, **(self.surrogate_params or {})}
+            # Black-box imitation: trained on all of X with the model's predicted labels.
+            params = {"random_state": self._seed, "n_classes": data["n_classes"],
+                      **(self.surrogate_params or {})}
             self.surrogate_ = _atk.train_surrogate(
-                x, pred.cpu().numpy(), n_classes=self._n_classes(x),
-                device=_atk.model_device(self.model), **params,
+                x, data["pred"].cpu().numpy(), device=_atk.model_device(self.model), **params
             )
 
         names = [s["name"] for s in self._specs]
@@ -391,11 +400,6 @@ class AdversarialRobustness(BaseEstimator):
                               stacklevel=2)
         return self
 
-    def _n_classes(self, x) -> int:
-        target = _atk._Target(self.model)
-        with target:
-            return target.check(x)
-
     def _zero_gradients(self, xc, yc):
         import pandas as pd
 
@@ -403,9 +407,10 @@ class AdversarialRobustness(BaseEstimator):
         # One entry for the cross-entropy in float64 when the model already is float64.
         cases = {f"ce/{native}": ("ce", None), "ce/float64": ("ce", "float64"),
                  f"margin/{native}": ("margin", None)}
-        values = {k: _atk.zero_gradient_fraction(self.model, xc, yc, loss=loss, dtype=dtype,
-                                                 batch_size=self._batch)
-                  for k, (loss, dtype) in cases.items()}
+        with _quiet():
+            values = {k: _atk.zero_gradient_fraction(self.model, xc, yc, loss=loss, dtype=dtype,
+                                                     batch_size=self._batch)
+                      for k, (loss, dtype) in cases.items()}
         return pd.Series(values, name="zero_gradient_fraction")
 
     def _critical(self, xc, yc, flipped, index) -> None:
@@ -428,8 +433,7 @@ class AdversarialRobustness(BaseEstimator):
             lo = torch.as_tensor(lo_np, dtype=dt, device=dev)
             sel = torch.as_tensor(todo, device=dev)
             xs, ys = xc[sel], yc[sel]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="the model's outputs are non-negative")
+            with _quiet():
                 found = _atk._bisect(lambda e: self._flips(spec, xs, ys, e), lo, hi,
                                      int(self.n_bisect))
             crit[todo] = found.double().cpu().numpy()
@@ -458,8 +462,8 @@ class AdversarialRobustness(BaseEstimator):
         """
         check_is_fitted(self, "robust_accuracy_")
         self._validate_params()
-        x, labels, _, idx = self._prepare_data(X, y)
-        flipped = self._sweep(x[idx], labels[idx], self.eps_, "score")
+        data = self._prepare_data(X, y)
+        flipped = self._sweep(data["xc"], data["yc"], self.eps_, "score")
         return float(robustness_auc(1.0 - flipped.mean(axis=2), self.eps_).min())
 
 

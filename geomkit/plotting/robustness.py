@@ -70,6 +70,8 @@ def plot_robust_accuracy(result: Any, ax: Any = None, *, attacks: Any = None):
     n = da.attrs.get("n_correct")
     ax.set_ylabel("robust accuracy" + (f" (of {n} correct inputs)" if n else ""))
     ax.set_ylim(-0.02, 1.02)
+    # Curves start at 1 on the left: the lower-left corner is free.
+    sns.move_legend(ax, "lower left", fontsize="small")
     return ax
 
 

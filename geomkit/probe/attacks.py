@@ -417,14 +417,19 @@ def _pgd_batch(target, loss_fn, x0, y, eps, step, steps, norm, bounds, restarts,
         if restarts == 1:
             return adv
         with torch.no_grad():
-            m = margin(target(adv), y)
-        if best is None:
-            best, best_margin = adv, m
-        else:
-            better = m > best_margin
-            best[better] = adv[better]
-            best_margin = torch.where(better, m, best_margin)
+            best, best_margin = _keep_best(best, best_margin, adv, margin(target(adv), y))
     return best
+
+
+def _keep_best(best, best_margin, candidate, candidate_margin):
+    """Per input, the candidate of largest logit margin so far (in place in ``best``)."""
+    import torch
+
+    if best is None:
+        return candidate, candidate_margin
+    better = candidate_margin > best_margin
+    best[better] = candidate[better]
+    return best, torch.where(better, candidate_margin, best_margin)
 
 
 def _prepare(model, X, y, eps, *, norm, bounds, dtype, batch_size, name_eps="eps"):
@@ -662,13 +667,7 @@ def noise_attack(
                 adv = d.mul_(_bcast(eb / size.clamp_min(1e-30), d)).add_(x0)
                 if bounds is not None:
                     adv.clamp_(bounds[0], bounds[1])
-                m = margin(target(adv), yb)
-                if best is None:
-                    best, best_margin = adv, m
-                else:
-                    better = m > best_margin
-                    best[better] = adv[better]
-                    best_margin = torch.where(better, m, best_margin)
+                best, best_margin = _keep_best(best, best_margin, adv, margin(target(adv), yb))
             parts.append(best)
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
