@@ -11,6 +11,7 @@ from . import datasets
 from .measures.kurtosis import WeightKurtosis, weight_kurtosis
 from .moments import MomentAccumulator, Moments
 from .sensitivity import FisherFlatness, JacobianFlatness
+from .robustness import AdversarialRobustness, GradientMaskingWarning
 
 try:
     __version__ = version("geomkit")
@@ -26,4 +27,6 @@ __all__ = [
     "JacobianFlatness",
     "WeightKurtosis",
     "weight_kurtosis",
+    "AdversarialRobustness",
+    "GradientMaskingWarning",
 ]

@@ -1,6 +1,17 @@
 """Everything that runs a PyTorch model: recording, Jacobians, attacks, tuning maps."""
 
 from .jacobian import JacobianInfo, SaturationWarning, jacobian, jacobian_norm
+from .attacks import (
+    critical_eps,
+    fgsm,
+    input_gradient,
+    noise_attack,
+    pgd,
+    predict_labels,
+    train_surrogate,
+    transfer_attack,
+    zero_gradient_fraction,
+)
 from .extract import extract, iter_batches, layer_activations, layer_moments, unit_dim
 from .recorder import Recorder, default_layer_filter, resolve_layers
 
@@ -17,4 +28,13 @@ __all__ = [
     "jacobian_norm",
     "JacobianInfo",
     "SaturationWarning",
+    "fgsm",
+    "pgd",
+    "noise_attack",
+    "transfer_attack",
+    "train_surrogate",
+    "critical_eps",
+    "predict_labels",
+    "input_gradient",
+    "zero_gradient_fraction",
 ]

@@ -1,0 +1,604 @@
+"""Adversarial robustness of a classifier, with checks that catch gradient masking.
+
+:class:`AdversarialRobustness` sweeps attacks x eps on the inputs a model
+classifies correctly, and checks its own evaluation the way Carlini et al.
+(2019, "On evaluating adversarial robustness") and Athalye, Carlini & Wagner
+(2018, "Obfuscated gradients give a false sense of security") ask: gradients
+must not vanish, iterative attacks must beat single-step ones, no gradient-free
+or transfer attack may beat the white-box ones, accuracy must reach 0 at a large
+eps and must not rise with eps. The saturated networks that once looked robust
+(Nayebi & Ganguli 2017) fail these checks: their robustness came from
+numerically vanishing gradients (Brendel & Bethge 2017, arXiv 1704.01547).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import as_float_array, check_float, check_int, check_option
+from .probe import attacks as _atk
+
+__all__ = ["AdversarialRobustness", "GradientMaskingWarning", "robustness_auc", "ATTACKS"]
+
+#: Attack names understood by :class:`AdversarialRobustness`. Modifiers join
+#: with "-": ``fgsm`` / ``pgd`` take ``margin`` (logit-margin loss instead of the
+#: cross-entropy) and ``f64`` (float64 evaluation); ``noise`` takes ``uniform``
+#: (default) or ``gaussian``; ``transfer`` takes ``margin``.
+ATTACKS = (
+    "fgsm", "fgsm-margin", "fgsm-f64", "pgd", "pgd-margin", "pgd-f64", "pgd-margin-f64",
+    "noise", "noise-uniform", "noise-gaussian", "transfer", "transfer-margin",
+)
+DEFAULT_ATTACKS = ("fgsm", "pgd", "pgd-margin", "noise", "transfer")
+
+
+class GradientMaskingWarning(UserWarning):
+    """A diagnostic of :class:`AdversarialRobustness` failed: the evaluation may be masked."""
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the probabilities-not-logits warning: fit gave it once already."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="the model's outputs are non-negative")
+        yield
+
+
+def _parse_attack(name: Any) -> dict:
+    if not isinstance(name, str):
+        raise TypeError(f"attack names must be strings; got {name!r}.")
+    check_option(name, "attacks", ATTACKS)
+    kind, *mods = name.split("-")
+    return {
+        "name": name,
+        "kind": kind,
+        "loss": "margin" if "margin" in mods else "ce",
+        "dtype": "float64" if "f64" in mods else None,
+        "distribution": "gaussian" if "gaussian" in mods else "uniform",
+        "white_box": kind in ("fgsm", "pgd"),
+    }
+
+
+def robustness_auc(robust_accuracy: Any, eps: Any) -> np.ndarray:
+    """Normalized area under robust-accuracy curves on a log-eps axis.
+
+    ``AUC = integral acc d(log eps) / (log eps_max - log eps_min)`` by the
+    trapezoidal rule: the mean robust accuracy over the eps decades, in [0, 1]
+    (1: nothing flips up to ``eps_max``). With a single eps it is the accuracy there.
+
+    Parameters
+    ----------
+    robust_accuracy : array-like of shape (..., n_eps)
+    eps : array-like of shape (n_eps,), positive and increasing
+
+    Returns
+    -------
+    ndarray of shape (...)
+
+    Examples
+    --------
+    >>> float(robustness_auc([1.0, 0.5, 0.0], [1e-3, 1e-2, 1e-1]))
+    0.5
+    """
+    acc = np.asarray(robust_accuracy, dtype=np.float64)
+    log_eps = np.log(as_float_array(eps, "eps", ndim=1))
+    if log_eps.size == 1:
+        return acc[..., 0]
+    return np.trapezoid(acc, log_eps, axis=-1) / (log_eps[-1] - log_eps[0])
+
+
+class AdversarialRobustness(BaseEstimator):
+    """Robust accuracy of a classifier under attacks x eps, with gradient-masking diagnostics.
+
+    ``fit(X, y)`` keeps the inputs the model classifies correctly and, for each
+    attack and each eps of the grid, the fraction of them still classified
+    correctly: the robust accuracy. It then finds each input's critical eps
+    (bisection with the strongest PGD attack) and runs the diagnostics; every
+    failed diagnostic is also emitted as a :class:`GradientMaskingWarning`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier returning logits (n, n_classes). Left untouched (eval mode
+        during the attacks, flags restored).
+    attacks : sequence of str, default=("fgsm", "pgd", "pgd-margin", "noise", "transfer")
+        From :data:`ATTACKS`. White-box: ``fgsm`` (Goodfellow et al. 2015),
+        ``pgd`` (Madry et al. 2018) with the cross-entropy, ``-margin`` for the
+        logit-margin loss, ``-f64`` for float64. Gradient-free: ``noise``
+        (random noise of norm eps, best of ``n_noise_draws``), ``transfer``
+        (PGD on ``surrogate``).
+    norm : {"linf", "l2"}, default="linf"
+    eps : array-like of float or None
+        The eps grid (positive). ``None``: ``n_eps`` values log-spaced from
+        ``1e-3 * scale`` to ``scale``, where ``scale`` spans the input box:
+        ``high - low`` (L-inf) or ``(high - low) * sqrt(n_features)`` (L2);
+        with ``bounds=None`` the data's range replaces ``high - low``.
+    n_eps : int, default=13
+    steps : int, default=20
+        PGD steps (step size ``2.5 eps / steps``).
+    restarts : int, default=1
+    bounds : (float, float) or None, default=(0.0, 1.0)
+        Valid input range; inputs outside it are an error.
+    surrogate : torch.nn.Module or None
+        Model the transfer attack differentiates. ``None``: a ReLU MLP
+        (:func:`geomkit.probe.attacks.train_surrogate`) trained on ``X`` with
+        ``model``'s predicted labels; stored as ``surrogate_``.
+    surrogate_params : dict or None
+        Keyword arguments for that training (``hidden``, ``epochs``, ...).
+    n_noise_draws : int, default=10
+    compute_critical_eps : bool, default=True
+    n_bisect : int, default=8
+        Bisection rounds inside the grid bracket of each input.
+    tolerance : float, default=0.02
+        Slack in robust accuracy before a diagnostic warns; never less than
+        two inputs' worth (``2 / n_correct_``).
+    zero_gradient_threshold : float, default=0.01
+        Warn when more than this fraction of inputs has an exactly zero
+        input gradient (float32 cross-entropy).
+    batch_size : int or None, default=512
+    random_state : int, RandomState, Generator or None, default=0
+        Seeds every random start, noise draw and the surrogate.
+    progress : bool, default=True
+
+    Attributes
+    ----------
+    robust_accuracy_ : xarray.DataArray of shape (n_attacks, n_eps)
+        Dims ``("attack", "eps")``; fraction of the correctly classified inputs
+        that the attack does not flip.
+    flipped_ : xarray.DataArray of bool, shape (n_attacks, n_eps, n_correct)
+        Dims ``("attack", "eps", "stimulus")``: which inputs each attack flipped.
+    critical_eps_ : xarray.DataArray of shape (n_correct,)
+        Per correctly classified input (coords ``index`` into ``X`` and
+        ``label``): smallest eps found to flip it (``inf``: not flipped at the
+        largest eps); ``None`` if ``compute_critical_eps=False``.
+    critical_attack_ : str
+        The attack used for ``critical_eps_``: the PGD attack of smallest AUC.
+    auc_ : pandas.Series
+        Per attack, :func:`robustness_auc` of its curve.
+    strongest_attack_ : str
+        The attack of smallest AUC.
+    zero_gradient_fraction_ : pandas.Series
+        Fraction of inputs with an exactly zero input gradient, indexed
+        ``"ce/<model dtype>"``, ``"ce/float64"`` and ``"margin/<model dtype>"``
+        (cross-entropy as the model runs, in float64, and the margin loss).
+    diagnostics_ : pandas.DataFrame
+        One row per check (``check``, ``status`` "pass" / "warn" / "n/a",
+        ``evidence``, ``advice``).
+    eps_ : ndarray of shape (n_eps,)
+    n_inputs_, n_correct_ : int
+    clean_accuracy_ : float
+    correct_ : ndarray of bool, shape (n_inputs,)
+    surrogate_ : torch.nn.Module or None
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.datasets import load_digits
+    >>> from geomkit.probe.attacks import train_surrogate
+    >>> X, y = load_digits()
+    >>> net = train_surrogate(X[:400], y[:400], hidden=(32,), epochs=10)
+    >>> est = AdversarialRobustness(net, attacks=("fgsm", "pgd"), n_eps=5, steps=5,
+    ...                             compute_critical_eps=False, progress=False)
+    >>> est = est.fit(X[:100], y[:100])
+    >>> est.robust_accuracy_.dims
+    ('attack', 'eps')
+    >>> 0.0 <= est.score(X[:100], y[:100]) <= 1.0
+    True
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        attacks: Sequence[str] = DEFAULT_ATTACKS,
+        norm: str = "linf",
+        eps: Any = None,
+        n_eps: int = 13,
+        steps: int = 20,
+        restarts: int = 1,
+        bounds: tuple[float, float] | None = (0.0, 1.0),
+        surrogate: Any = None,
+        surrogate_params: dict | None = None,
+        n_noise_draws: int = 10,
+        compute_critical_eps: bool = True,
+        n_bisect: int = 8,
+        tolerance: float = 0.02,
+        zero_gradient_threshold: float = 0.01,
+        batch_size: int | None = 512,
+        random_state: Any = 0,
+        progress: bool = True,
+    ):
+        self.model = model
+        self.attacks = attacks
+        self.norm = norm
+        self.eps = eps
+        self.n_eps = n_eps
+        self.steps = steps
+        self.restarts = restarts
+        self.bounds = bounds
+        self.surrogate = surrogate
+        self.surrogate_params = surrogate_params
+        self.n_noise_draws = n_noise_draws
+        self.compute_critical_eps = compute_critical_eps
+        self.n_bisect = n_bisect
+        self.tolerance = tolerance
+        self.zero_gradient_threshold = zero_gradient_threshold
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.progress = progress
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        import torch
+
+        if not isinstance(self.model, torch.nn.Module):
+            raise TypeError(
+                f"model must be a torch.nn.Module returning logits; got {type(self.model).__name__}."
+            )
+        if isinstance(self.attacks, str) or not len(self.attacks):
+            raise ValueError(
+                f"attacks must be a non-empty sequence of names from {ATTACKS}; got {self.attacks!r}."
+            )
+        self._specs = [_parse_attack(a) for a in self.attacks]
+        if len({s["name"] for s in self._specs}) != len(self._specs):
+            raise ValueError(f"attacks contains duplicates: {list(self.attacks)}.")
+        self._norm = _atk._check_norm(self.norm)
+        self._bounds = _atk._check_bounds(self.bounds)
+        check_int(self.n_eps, "n_eps", low=1)
+        check_int(self.steps, "steps", low=1)
+        check_int(self.restarts, "restarts", low=1)
+        check_int(self.n_noise_draws, "n_noise_draws", low=1)
+        check_int(self.n_bisect, "n_bisect", low=0)
+        check_float(self.tolerance, "tolerance", low=0.0, high=1.0)
+        check_float(self.zero_gradient_threshold, "zero_gradient_threshold", low=0.0, high=1.0)
+        self._batch = _atk._check_batch_size(self.batch_size)
+        self._seed = _atk._seed(self.random_state)
+
+    def _eps_grid(self, x) -> np.ndarray:
+        if self.eps is not None:
+            if isinstance(self.eps, numbers.Real):
+                grid = np.array([check_float(self.eps, "eps", low=0.0, low_inclusive=False)])
+            else:
+                grid = as_float_array(self.eps, "eps", ndim=1)
+            if (grid <= 0).any():
+                raise ValueError(
+                    f"eps must be > 0 (the score integrates over log eps); got minimum {grid.min()}."
+                )
+            return np.unique(grid)
+        if self._bounds is not None:
+            width = self._bounds[1] - self._bounds[0]
+        else:
+            width = float(x.max() - x.min()) or 1.0
+        scale = width if self._norm == "linf" else width * float(np.sqrt(x[0].numel()))
+        return np.geomspace(1e-3, 1.0, check_int(self.n_eps, "n_eps", low=1)) * scale
+
+    # ------------------------------------------------------------------ attacks
+    def _adversarial(self, spec: dict, x, y, eps):
+        kind = spec["kind"]
+        common = dict(norm=self._norm, bounds=self._bounds, batch_size=self._batch)
+        if kind == "fgsm":
+            return _atk.fgsm(self.model, x, y, eps, loss=spec["loss"], dtype=spec["dtype"], **common)
+        if kind == "pgd":
+            return _atk.pgd(self.model, x, y, eps, steps=self.steps, restarts=self.restarts,
+                            loss=spec["loss"], dtype=spec["dtype"], random_state=self._seed, **common)
+        if kind == "noise":
+            return _atk.noise_attack(self.model, x, y, eps, distribution=spec["distribution"],
+                                     n_draws=self.n_noise_draws, random_state=self._seed, **common)
+        return _atk.transfer_attack(self.model, x, y, eps, surrogate=self.surrogate_, steps=self.steps,
+                                    restarts=self.restarts, loss=spec["loss"],
+                                    random_state=self._seed, **common)
+
+    def _flips(self, spec: dict, x, y, eps):
+        adv = self._adversarial(spec, x, y, eps)
+        return _atk.predict_labels(self.model, adv, batch_size=self._batch) != y
+
+    def _prepare_data(self, X, y) -> dict:
+        """Validated tensors, predictions and the correctly classified subset."""
+        import torch
+
+        target = _atk._Target(self.model)
+        x = _atk._as_input(X, "X", target.device, target.dtype, self._bounds)
+        labels = _atk._as_labels(y, x.shape[0], target.device)
+        with target:
+            n_classes = target.check(x, labels)  # warns once if the outputs look like probabilities
+        with _quiet():
+            pred = _atk.predict_labels(self.model, x, batch_size=self._batch)
+        correct = pred == labels
+        if not bool(correct.any()):
+            raise ValueError(
+                "the model classifies none of the inputs correctly; robustness is measured on "
+                "correctly classified inputs only."
+            )
+        idx = torch.nonzero(correct).flatten()
+        return dict(x=x, labels=labels, pred=pred, correct=correct, idx=idx, n_classes=n_classes,
+                    xc=x[idx], yc=labels[idx])
+
+    def _sweep(self, x, y, eps_grid, desc: str):
+        """flipped[a, e, i] for each attack a, eps e and input i (a numpy bool array)."""
+        from tqdm.auto import tqdm
+
+        out = np.zeros((len(self._specs), eps_grid.size, x.shape[0]), dtype=bool)
+        bar = tqdm(total=out.shape[0] * out.shape[1], desc=desc, disable=not self.progress)
+        with bar, _quiet():
+            for a, spec in enumerate(self._specs):
+                for e, eps in enumerate(eps_grid):
+                    flips = self._flips(spec, x, y, float(eps))
+                    out[a, e] = flips.cpu().numpy()
+                    bar.update()
+        return out
+
+    # ------------------------------------------------------------------ fit / score
+    def fit(self, X: Any, y: Any) -> "AdversarialRobustness":
+        """Run the attack sweep, the critical-eps bisection and the diagnostics.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_inputs, ...)
+            Inputs inside ``bounds``, shaped as the model expects.
+        y : array-like of int of shape (n_inputs,)
+            True class indices.
+
+        Returns
+        -------
+        self
+        """
+        import pandas as pd
+        import xarray as xr
+
+        self._validate_params()
+        data = self._prepare_data(X, y)
+        x, idx, xc, yc = data["x"], data["idx"], data["xc"], data["yc"]
+        self.n_inputs_ = int(x.shape[0])
+        self.n_correct_ = int(idx.numel())
+        self.correct_ = data["correct"].cpu().numpy()
+        self.clean_accuracy_ = self.n_correct_ / self.n_inputs_
+        self.eps_ = self._eps_grid(x)
+
+        self.surrogate_ = self.surrogate
+        if self.surrogate is None and any(s["kind"] == "transfer" for s in self._specs):
+            # Black-box imitation: trained on all of X with the model's predicted labels.
+            params = {"random_state": self._seed, "n_classes": data["n_classes"],
+                      **(self.surrogate_params or {})}
+            self.surrogate_ = _atk.train_surrogate(
+                x, data["pred"].cpu().numpy(), device=_atk.model_device(self.model), **params
+            )
+
+        names = [s["name"] for s in self._specs]
+        flipped = self._sweep(xc, yc, self.eps_, "attacks x eps")
+        acc = 1.0 - flipped.mean(axis=2)
+        attrs = {"norm": self._norm, "n_inputs": self.n_inputs_, "n_correct": self.n_correct_,
+                 "steps": int(self.steps), "restarts": int(self.restarts)}
+        coords = {"attack": names, "eps": self.eps_}
+        self.robust_accuracy_ = xr.DataArray(acc, dims=("attack", "eps"), coords=coords,
+                                             name="robust_accuracy", attrs=attrs)
+        index = idx.cpu().numpy()
+        self.flipped_ = xr.DataArray(
+            flipped, dims=("attack", "eps", "stimulus"),
+            coords={**coords, "index": ("stimulus", index), "label": ("stimulus", yc.cpu().numpy())},
+            name="flipped", attrs=attrs,
+        )
+        self.auc_ = pd.Series(robustness_auc(acc, self.eps_), index=pd.Index(names, name="attack"),
+                              name="auc")
+        self.strongest_attack_ = str(self.auc_.idxmin())
+
+        self.zero_gradient_fraction_ = self._zero_gradients(xc, yc)
+        self.critical_eps_ = None
+        self.critical_attack_ = None
+        if self.compute_critical_eps:
+            self._critical(xc, yc, flipped, index)
+        self.diagnostics_ = _diagnostics(self)
+        for row in self.diagnostics_.itertuples():
+            if row.status == "warn":
+                warnings.warn(f"{row.check}: {row.evidence} {row.advice}", GradientMaskingWarning,
+                              stacklevel=2)
+        return self
+
+    def _zero_gradients(self, xc, yc):
+        import pandas as pd
+
+        native = self._native_dtype = str(_atk._model_dtype(self.model)).replace("torch.", "")
+        # One entry for the cross-entropy in float64 when the model already is float64.
+        cases = {f"ce/{native}": ("ce", None), "ce/float64": ("ce", "float64"),
+                 f"margin/{native}": ("margin", None)}
+        with _quiet():
+            values = {k: _atk.zero_gradient_fraction(self.model, xc, yc, loss=loss, dtype=dtype,
+                                                     batch_size=self._batch)
+                      for k, (loss, dtype) in cases.items()}
+        return pd.Series(values, name="zero_gradient_fraction")
+
+    def _critical(self, xc, yc, flipped, index) -> None:
+        import torch
+        import xarray as xr
+
+        pgds = [a for a, s in enumerate(self._specs) if s["kind"] == "pgd"]
+        if not pgds:
+            return
+        a = min(pgds, key=lambda k: self.auc_.iloc[k])
+        spec = self._specs[a]
+        self.critical_attack_ = spec["name"]
+        first = np.where(flipped[a].any(0), flipped[a].argmax(0), -1)  # first flipping eps index
+        crit = np.full(first.size, np.inf)
+        todo = np.flatnonzero(first >= 0)
+        if todo.size:
+            dev, dt = xc.device, xc.dtype
+            hi = torch.as_tensor(self.eps_[first[todo]], dtype=dt, device=dev)
+            lo_np = np.where(first[todo] > 0, self.eps_[np.maximum(first[todo] - 1, 0)], 0.0)
+            lo = torch.as_tensor(lo_np, dtype=dt, device=dev)
+            sel = torch.as_tensor(todo, device=dev)
+            xs, ys = xc[sel], yc[sel]
+            with _quiet():
+                found = _atk._bisect(lambda e: self._flips(spec, xs, ys, e), lo, hi,
+                                     int(self.n_bisect))
+            crit[todo] = found.double().cpu().numpy()
+        self.critical_eps_ = xr.DataArray(
+            crit, dims=("stimulus",),
+            coords={"index": ("stimulus", index), "label": ("stimulus", yc.cpu().numpy())},
+            name="critical_eps", attrs={"norm": self._norm, "attack": spec["name"]},
+        )
+
+    def score(self, X: Any, y: Any) -> float:
+        """Area under the robust-accuracy curve of the strongest attack, on a log-eps axis.
+
+        The attacks of the fit are run on ``(X, y)`` over ``eps_`` (the
+        transfer attack reuses ``surrogate_``); for each, the robust accuracy
+        (fraction of the correctly classified inputs of ``X`` not flipped) is
+        integrated over ``log eps`` by the trapezoidal rule and divided by
+        ``log(eps_max / eps_min)`` (:func:`robustness_auc`): the mean robust
+        accuracy over the eps decades. The score is the smallest of these, that
+        of the strongest attack; in [0, 1], higher is more robust. It ignores
+        clean accuracy (multiply by the clean accuracy for the area under the
+        accuracy of all inputs).
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self, "robust_accuracy_")
+        self._validate_params()
+        data = self._prepare_data(X, y)
+        flipped = self._sweep(data["xc"], data["yc"], self.eps_, "score")
+        return float(robustness_auc(1.0 - flipped.mean(axis=2), self.eps_).min())
+
+
+# ---------------------------------------------------------------------- diagnostics
+_ROW = ("check", "status", "evidence", "advice")
+
+
+def _fmt_eps(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def _check_zero_gradient(est) -> tuple:
+    zg = est.zero_gradient_fraction_
+    k_ce = f"ce/{est._native_dtype}"
+    f_ce, f_64, f_m = zg[k_ce], zg["ce/float64"], zg[f"margin/{est._native_dtype}"]
+    evidence = (
+        f"{f_ce:.1%} of the {est.n_correct_} correctly classified inputs have an exactly zero "
+        f"input gradient ({k_ce}); in float64: {f_64:.1%}; with the margin loss: {f_m:.1%}."
+    )
+    if f_ce <= est.zero_gradient_threshold:
+        return "zero_gradient", "pass", evidence, ""
+    fixes = []
+    if f_m < f_ce:
+        fixes.append("the margin loss ('pgd-margin')")
+    if f_64 < f_ce:
+        fixes.append("float64 ('pgd-f64')")
+    advice = (
+        "Gradients vanish numerically, so cross-entropy attacks cannot move these inputs and "
+        "their robustness is an artefact (Brendel & Bethge 2017). "
+        + (f"{' and '.join(fixes).capitalize()} restore(s) the gradient: trust those attacks."
+           if fixes else "Neither float64 nor the margin loss restores it: rely on gradient-free "
+           "and transfer attacks, or attack a smoothed copy of the model.")
+    )
+    return "zero_gradient", "warn", evidence, advice
+
+
+def _worst(pairs: list, acc, eps) -> tuple[float, str]:
+    """Largest excess acc[a] - acc[b] over (a, b) pairs and eps, with a description."""
+    best, text = -np.inf, ""
+    for a, b, name_a, name_b in pairs:
+        diff = acc[a] - acc[b]
+        k = int(np.argmax(diff))
+        if diff[k] > best:
+            best = float(diff[k])
+            text = (f"'{name_a}' leaves {acc[a][k]:.1%} robust vs {acc[b][k]:.1%} for '{name_b}' "
+                    f"at eps={_fmt_eps(eps[k])}")
+    return best, text
+
+
+def _check_iterative(est, specs, acc, eps, slack) -> tuple:
+    pairs = [(p, f, specs[p]["name"], specs[f]["name"])
+             for f, sf in enumerate(specs) if sf["kind"] == "fgsm"
+             for p, sp in enumerate(specs) if sp["kind"] == "pgd"
+             and (sp["loss"], sp["dtype"]) == (sf["loss"], sf["dtype"])]
+    name = "iterative_beats_single_step"
+    if not pairs:
+        return name, "n/a", "no FGSM / PGD pair with the same loss and dtype among the attacks.", ""
+    excess, where = _worst(pairs, acc, eps)
+    evidence = f"largest excess of PGD over FGSM robust accuracy: {excess:+.1%} ({where})."
+    if excess <= slack:
+        return name, "pass", evidence, ""
+    return name, "warn", evidence, (
+        "An iterative attack weaker than a single step means its gradient steps do not climb "
+        "the loss: masked or noisy gradients, or too small a step (Carlini et al. 2019). Try "
+        "more steps / restarts and the margin loss."
+    )
+
+
+def _check_black_box(est, specs, acc, eps, slack) -> tuple:
+    pairs = [(w, b, specs[w]["name"], specs[b]["name"])
+             for w, sw in enumerate(specs) if sw["white_box"]
+             for b, sb in enumerate(specs) if not sb["white_box"]]
+    name = "white_box_beats_black_box"
+    if not pairs:
+        return name, "n/a", "no white-box and gradient-free attack pair among the attacks.", ""
+    excess, where = _worst(pairs, acc, eps)
+    weaker = sorted({specs[w]["name"] for w, b, *_ in pairs if (acc[w] - acc[b]).max() > slack})
+    evidence = f"largest excess of a white-box over a gradient-free robust accuracy: {excess:+.1%} ({where})."
+    if not weaker:
+        return name, "pass", evidence, ""
+    return name, "warn", evidence, (
+        f"Gradient-free or transfer attacks beat {', '.join(map(repr, weaker))}: the white-box "
+        "gradients are masked (Athalye et al. 2018); the robustness those attacks report is "
+        "not real. Use the margin loss / float64, or report the gradient-free attacks."
+    )
+
+
+def _check_reaches_zero(est, specs, acc, eps, slack) -> tuple:
+    chosen = [a for a, s in enumerate(specs) if s["kind"] == "pgd"] or [
+        a for a, s in enumerate(specs) if s["white_box"]]
+    name = "reaches_zero"
+    if not chosen:
+        return name, "n/a", "no white-box attack among the attacks.", ""
+    last = {specs[a]["name"]: float(acc[a][-1]) for a in chosen}
+    evidence = "robust accuracy at the largest eps={}: {}.".format(
+        _fmt_eps(eps[-1]), ", ".join(f"'{k}' {v:.1%}" for k, v in last.items()))
+    stuck = [k for k, v in last.items() if v > slack]
+    if not stuck:
+        return name, "pass", evidence, ""
+    return name, "warn", evidence, (
+        f"{', '.join(map(repr, stuck))} do(es) not reach 0 although the largest eps should "
+        "allow any change of class: the attack is failing (masked gradients, too few steps) "
+        "or eps is too small (Carlini et al. 2019). Extend the eps grid, add steps / restarts."
+    )
+
+
+def _check_monotone(est, specs, acc, eps, slack) -> tuple:
+    chosen = [a for a, s in enumerate(specs) if s["kind"] != "fgsm"]
+    name = "monotone_in_eps"
+    if eps.size < 2 or not chosen:
+        return name, "n/a", "needs two eps values and an attack other than FGSM.", ""
+    rises = {a: np.diff(acc[a]) for a in chosen}
+    worst = max(chosen, key=lambda a: rises[a].max())
+    k = int(np.argmax(rises[worst]))
+    evidence = (f"largest rise of robust accuracy between consecutive eps: {rises[worst][k]:+.1%} "
+                f"('{specs[worst]['name']}', eps {_fmt_eps(eps[k])} -> {_fmt_eps(eps[k + 1])}).")
+    rising = [specs[a]["name"] for a in chosen if rises[a].max() > slack]
+    if not rising:
+        return name, "pass", evidence, ""
+    return name, "warn", evidence, (
+        f"Robust accuracy rises with eps for {', '.join(map(repr, rising))}: a larger ball "
+        "contains the smaller one, so the attack is failing at large eps (step size, masked "
+        "gradients; Carlini et al. 2019)."
+    )
+
+
+def _diagnostics(est):
+    """The five checks of an evaluation (a DataFrame with one row per check)."""
+    import pandas as pd
+
+    specs = est._specs
+    acc = est.robust_accuracy_.values
+    eps = est.eps_
+    slack = max(float(est.tolerance), 2.0 / est.n_correct_)
+    rows = [_check_zero_gradient(est)]
+    rows += [f(est, specs, acc, eps, slack) for f in (
+        _check_iterative, _check_black_box, _check_reaches_zero, _check_monotone)]
+    return pd.DataFrame(rows, columns=list(_ROW))
