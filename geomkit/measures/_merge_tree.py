@@ -48,8 +48,9 @@ class RankedMaps:
     ----------
     rank : ndarray of shape (n_maps, H, W), int
         Rank of every pixel among the pixels of its map (0 = lowest).
-    order : ndarray of shape (n_maps, H * W), int
-        Inverse permutation: ``order[m, r]`` is the flat pixel of rank ``r``.
+    order : ndarray of shape (n_maps * H * W,), int
+        Inverse permutation, in global pixel indices: ``order[m * H * W + r]``
+        is the flat index (into ``maps.ravel()``) of the pixel of rank ``r`` of map ``m``.
     """
 
     rank: np.ndarray
@@ -59,55 +60,54 @@ class RankedMaps:
     def shape(self) -> tuple[int, int, int]:
         return self.rank.shape  # type: ignore[return-value]
 
-    def reversed(self) -> RankedMaps:
-        """The ranks of the negated maps (superlevel filtration as a sublevel one)."""
-        n, h, w = self.rank.shape
-        top = h * w - 1
-        return RankedMaps(top - self.rank, np.ascontiguousarray(self.order[:, ::-1]))
-
 
 def _index_dtype(n_nodes: int):
     return np.int32 if n_nodes < np.iinfo(np.int32).max else np.int64
 
 
-def rank_maps(maps: np.ndarray) -> tuple[RankedMaps, np.ndarray]:
-    """Rank the pixels of every map of ``maps`` (n_maps, H, W) once, for all filtrations.
-
-    Returns the ranks and the sorted values (n_maps, H * W): ``sorted_values[m, r]``
-    is the value of rank ``r`` in map ``m``.
-    """
+def rank_maps(maps: np.ndarray) -> RankedMaps:
+    """Rank the pixels of every map of ``maps`` (n_maps, H, W) once, for all filtrations."""
     n, h, w = maps.shape
     hw = h * w
-    flat = maps.reshape(n, hw)
-    it = _index_dtype(max(hw, 1))
-    order = np.argsort(flat, axis=1).astype(it, copy=False)
+    it = _index_dtype(n * hw + n)
+    order = np.argsort(maps.reshape(n, hw), axis=1).astype(it, copy=False)
     rank = np.empty((n, hw), dtype=it)
     np.put_along_axis(rank, order, np.arange(hw, dtype=it)[None, :], axis=1)
-    sorted_values = np.take_along_axis(flat, order, axis=1).astype(np.float64, copy=False)
-    return RankedMaps(rank.reshape(n, h, w), order), sorted_values
+    order += (np.arange(n, dtype=it) * hw)[:, None]
+    return RankedMaps(rank.reshape(n, h, w), order.reshape(-1))
 
 
-def _descent_pointers(ranked: RankedMaps, connectivity: int, exterior: bool, it) -> np.ndarray:
-    """Global index of the lowest pixel among each pixel and its neighbours (+ exterior nodes)."""
+def _neighbour_slices(dy: int, dx: int, h: int, w: int):
+    """Slices (target, neighbour) such that target[y, x] has neighbour[y + dy, x + dx]."""
+    ty = slice(max(0, -dy), h - max(0, dy))
+    ny = slice(max(0, dy), h - max(0, -dy))
+    tx = slice(max(0, -dx), w - max(0, dx))
+    nx = slice(max(0, dx), w - max(0, -dx))
+    return (slice(None), ty, tx), (slice(None), ny, nx)
+
+
+def _steepest_pointers(ranked: RankedMaps, connectivity: int, exterior: bool,
+                       superlevel: bool, it) -> np.ndarray:
+    """Global index of the steepest neighbour-or-self of each pixel (+ exterior nodes).
+
+    Steepest = lowest rank for a sublevel filtration, highest for a superlevel one.
+    """
     rank = ranked.rank
     n, h, w = rank.shape
     hw = h * w
     n_pix = n * hw
-    # Pad with a rank above every real rank so that outside pixels never win.
-    padded = np.full((n, h + 2, w + 2), hw, dtype=rank.dtype)
-    padded[:, 1:-1, 1:-1] = rank
+    pick = np.maximum if superlevel else np.minimum
     best = rank.copy()
     for dy, dx in _OFFSETS[connectivity]:
-        np.minimum(best, padded[:, 1 + dy : h + 1 + dy, 1 + dx : w + 1 + dx], out=best)
-    map_start = np.arange(n, dtype=it) * hw
-    best = best.reshape(n, hw).astype(it, copy=False) + map_start[:, None]
+        target, neighbour = _neighbour_slices(dy, dx, h, w)
+        pick(best[target], rank[neighbour], out=best[target])
+    best += (np.arange(n, dtype=it) * hw)[:, None, None]
     ptr = np.empty(n_pix + (n if exterior else 0), dtype=it)
-    # ``order`` maps a rank back to its pixel; offset to the global pixel index.
-    ptr[:n_pix] = ranked.order.reshape(-1)[best.reshape(-1)]
-    ptr[:n_pix] += np.repeat(map_start, hw)
+    # ``order`` maps a (global) rank back to its pixel.
+    np.take(ranked.order, best.reshape(-1), out=ptr[:n_pix])
     if exterior:
-        # One exterior node per map, below every pixel and adjacent to the border:
-        # border pixels descend into it directly.
+        # One exterior node per map, older than every pixel and adjacent to the border:
+        # border pixels flow into it directly.
         ext = n_pix + np.arange(n, dtype=it)
         ptr[n_pix:] = ext
         grid = ptr[:n_pix].reshape(n, h, w)
@@ -119,7 +119,10 @@ def _descent_pointers(ranked: RankedMaps, connectivity: int, exterior: bool, it)
 
 
 def _jump_to_roots(ptr: np.ndarray) -> np.ndarray:
-    """Pointer jumping: follow pointers until every node points to a root (log2 rounds)."""
+    """Pointer jumping: ``ptr = ptr[ptr]`` until every node points to a root (log2 rounds).
+
+    Dense passes over the whole batch beat bookkeeping of the unfinished nodes.
+    """
     while True:
         nxt = ptr[ptr]
         if np.array_equal(nxt, ptr):
@@ -127,21 +130,22 @@ def _jump_to_roots(ptr: np.ndarray) -> np.ndarray:
         ptr = nxt
 
 
-def _basin_edges(labels: np.ndarray, rank: np.ndarray, connectivity: int):
-    """Pixel pairs that straddle two basins: (basin_a, basin_b, level rank of the pair)."""
+def _basin_edges(labels: np.ndarray, rank: np.ndarray, connectivity: int, superlevel: bool):
+    """Pixel pairs that straddle two basins: (basin_a, basin_b, rank at which they join).
+
+    A pair joins when its later pixel enters: the higher rank of the two in a
+    sublevel filtration, the lower one in a superlevel filtration.
+    """
     n, h, w = rank.shape
+    join = np.minimum if superlevel else np.maximum
     heads, tails, levels = [], [], []
     for dy, dx in _HALF_OFFSETS[connectivity]:
-        src_y, dst_y = slice(0, h - dy), slice(dy, h)
-        if dx >= 0:
-            src_x, dst_x = slice(0, w - dx), slice(dx, w)
-        else:
-            src_x, dst_x = slice(-dx, w), slice(0, w + dx)
-        la, lb = labels[:, src_y, src_x], labels[:, dst_y, dst_x]
+        src, dst = _neighbour_slices(dy, dx, h, w)
+        la, lb = labels[src], labels[dst]
         cross = la != lb
         heads.append(la[cross])
         tails.append(lb[cross])
-        levels.append(np.maximum(rank[:, src_y, src_x][cross], rank[:, dst_y, dst_x][cross]))
+        levels.append(join(rank[src][cross], rank[dst][cross]))
     return np.concatenate(heads), np.concatenate(tails), np.concatenate(levels)
 
 
@@ -196,42 +200,50 @@ def _find(parent: np.ndarray, x: np.ndarray) -> np.ndarray:
         root = up
 
 
-def sublevel_pairs(ranked: RankedMaps, connectivity: int, exterior: bool = False):
-    """Finite H0 pairs of the sublevel filtration of every map, in ranks.
+def sublevel_pairs(ranked: RankedMaps, connectivity: int, exterior: bool = False,
+                   superlevel: bool = False):
+    """Finite H0 pairs of the sublevel (or superlevel) filtration of every map, in ranks.
 
     Parameters
     ----------
     ranked : RankedMaps
-        The maps as ranks (see :func:`rank_maps`; use ``.reversed()`` for the
-        superlevel filtration).
+        The maps as ranks (see :func:`rank_maps`).
     connectivity : {4, 8}
         Pixel adjacency.
     exterior : bool, default=False
         Add, per map, a node born before every pixel and adjacent to every
         border pixel (the unbounded outside). It never dies and is not
         reported; every other component dies when it reaches the border.
+    superlevel : bool, default=False
+        Filter from the top (the sublevel filtration of the negated maps).
 
     Returns
     -------
-    map_index, birth_rank, death_rank : ndarray of shape (n_pairs,)
-        One row per finite pair (zero-persistence pairs included). Without
-        ``exterior`` each map also has one essential class born at rank 0.
+    map_index, birth, death : ndarray of shape (n_pairs,)
+        One row per finite pair (zero-persistence pairs included), in *filtration
+        ranks*: the rank of the pixel for a sublevel filtration, ``H*W - 1 - rank``
+        for a superlevel one (so births < deaths either way). Without ``exterior``
+        each map also has one essential class, born at filtration rank 0.
     """
     rank = ranked.rank
     n, h, w = rank.shape
     hw = h * w
     n_pix = n * hw
     it = _index_dtype(n_pix + n)
-    ptr = _jump_to_roots(_descent_pointers(ranked, connectivity, exterior, it))
+    ptr = _jump_to_roots(_steepest_pointers(ranked, connectivity, exterior, superlevel, it))
     labels = ptr[:n_pix].reshape(n, h, w)
-    head, tail, level = _basin_edges(labels, rank, connectivity)
+    head, tail, level = _basin_edges(labels, rank, connectivity, superlevel)
 
     roots = np.flatnonzero(ptr == np.arange(ptr.size, dtype=it)).astype(it)
     compact = np.empty(ptr.size, dtype=it)
     compact[roots] = np.arange(roots.size, dtype=it)
     is_ext = roots >= n_pix
     root_map = np.where(is_ext, roots - n_pix, roots // hw)
-    birth = np.where(is_ext, -1, rank.reshape(-1)[np.where(is_ext, 0, roots)])
+    birth = rank.reshape(-1)[np.where(is_ext, 0, roots)]
+    if superlevel:  # filtration order = reversed rank
+        birth = hw - 1 - birth
+        level = hw - 1 - level
+    birth = np.where(is_ext, -1, birth)
     ca, cb = compact[head], compact[tail]
     lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
     lo, hi, level = _cheapest_per_pair(lo, hi, level, roots.size, hw)

@@ -111,8 +111,8 @@ class _Bars:
 
 def _superlevel_bars(ranked, hw: int, connectivity: int, exterior: bool) -> _Bars:
     """Bars of the superlevel filtration (sublevel of -f): born at a peak, die at a saddle."""
-    m, b, d = sublevel_pairs(ranked.reversed(), connectivity, exterior)
-    # Rank r of -f is the pixel at position hw - r of f.
+    m, b, d = sublevel_pairs(ranked, connectivity, exterior, superlevel=True)
+    # Filtration rank r (from the top) is the pixel at position hw - r of f.
     return _Bars(m, hw - d, hw - b)
 
 
@@ -138,8 +138,17 @@ class _LevelSets:
         self.maps = maps
         self.n, h, w = maps.shape
         self.hw = h * w
-        self.ranked, self.sorted_values = rank_maps(maps)
+        self.ranked = rank_maps(maps)
+        self._flat = maps.reshape(-1)
+        self._sorted: np.ndarray | None = None
         self._cache: dict[str, _Bars] = {}
+
+    @property
+    def sorted_values(self) -> np.ndarray:
+        """(n_maps, H*W): the values of each map in increasing order (computed once, lazily)."""
+        if self._sorted is None:
+            self._sorted = self._flat[self.ranked.order].reshape(self.n, self.hw)
+        return self._sorted
 
     def bars(self, which: str) -> _Bars:
         if which not in self._cache:
@@ -159,11 +168,11 @@ class _LevelSets:
 
     def values(self, positions: np.ndarray, map_index: np.ndarray) -> np.ndarray:
         """Values at pixel positions (0 -> -inf, H*W + 1 -> +inf)."""
-        padded = np.empty((self.n, self.hw + 2))
-        padded[:, 0] = -np.inf
-        padded[:, 1:-1] = self.sorted_values
-        padded[:, -1] = np.inf
-        return padded[map_index, positions]
+        inside = np.clip(positions, 1, self.hw) - 1 + map_index * self.hw
+        out = self._flat[self.ranked.order[inside]]
+        out[positions == 0] = -np.inf
+        out[positions == self.hw + 1] = np.inf
+        return out
 
     def thresholds(self, levels: np.ndarray) -> np.ndarray:
         """Position thresholds q_t (n_maps, n_levels) for per-map levels (n_maps, n_levels)."""
@@ -172,10 +181,16 @@ class _LevelSets:
             q[m] = np.searchsorted(self.sorted_values[m], levels[m], side="left") + 1
         return q
 
+    def extremes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-map minimum and maximum."""
+        order = self.ranked.order.reshape(self.n, self.hw)
+        return self._flat[order[:, 0]], self._flat[order[:, -1]]
+
     def persistence_threshold(self, min_persistence: float, relative: bool) -> np.ndarray:
         if not relative:
             return np.full(self.n, min_persistence)
-        return min_persistence * (self.sorted_values[:, -1] - self.sorted_values[:, 0])
+        lo, hi = self.extremes()
+        return min_persistence * (hi - lo)
 
 
 def _check_persistence(min_persistence: Any, relative: Any) -> tuple[float, bool]:
@@ -207,7 +222,7 @@ def _bar_table(ls: _LevelSets, min_persistence: float, relative: bool):
 
 
 def _levels(ls: _LevelSets, n_levels: Any, levels: Any) -> tuple[np.ndarray, str]:
-    lo, hi = ls.sorted_values[:, 0], ls.sorted_values[:, -1]
+    lo, hi = ls.extremes()
     if isinstance(levels, str):
         n_levels = check_int(n_levels, "n_levels", low=2)
         frac = np.linspace(0.0, 1.0, n_levels)
@@ -236,7 +251,7 @@ def _level_coords(ls: _LevelSets, thresholds: np.ndarray, mode: str) -> dict[str
         "level": np.arange(n_levels),
         "threshold": (("map", "level"), thresholds),
     }
-    top = ls.sorted_values[:, -1]
+    top = ls.extremes()[1]
     if np.all(top > 0):
         coords["fraction_of_max"] = (("map", "level"), thresholds / top[:, None])
     if mode in ("range", "fraction"):
