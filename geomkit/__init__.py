@@ -8,6 +8,8 @@ The public face: estimators are re-exported here; submodules hold the rest
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets
+from .measures.categorization import CategorizationIndex, CategorySelectivity
+from .measures.topology import LevelSetTopology
 from .moments import MomentAccumulator, Moments
 
 try:
@@ -20,4 +22,7 @@ __all__ = [
     "datasets",
     "Moments",
     "MomentAccumulator",
+    "CategorizationIndex",
+    "CategorySelectivity",
+    "LevelSetTopology",
 ]

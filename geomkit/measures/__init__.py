@@ -1,5 +1,11 @@
 """Array in, numbers out: scikit-learn estimators that need no torch model."""
 
+from .categorization import (
+    CategorizationIndex,
+    CategorySelectivity,
+    categoricality_index,
+    category_selectivity,
+)
 from .topology import (
     LevelSetTopology,
     betti_curves,
@@ -10,6 +16,10 @@ from .topology import (
 )
 
 __all__: list[str] = [
+    "CategorizationIndex",
+    "CategorySelectivity",
+    "categoricality_index",
+    "category_selectivity",
     "LevelSetTopology",
     "level_set_persistence",
     "persistence_diagrams",
