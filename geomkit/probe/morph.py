@@ -40,7 +40,9 @@ __all__ = ["categorization_by_layer", "morph_profile", "morph_profiles"]
 
 
 def _flat_inputs(inputs: Any, batch_size: int) -> np.ndarray:
-    if isinstance(inputs, np.ndarray) or type(inputs).__module__.startswith("torch"):
+    import torch
+
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
         arr = to_numpy(inputs)
         return arr.reshape(arr.shape[0], -1)
     return np.concatenate(
