@@ -5,4 +5,20 @@ One module per result type (``spectrum``, ``sensitivity``, ``categorization``,
 re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on.
 """
 
-__all__: list[str] = []
+from .categorization import plot_categorization_by_layer, plot_morph_profile, plot_selectivity
+from .topology import (
+    plot_betti_curves,
+    plot_contour_signature,
+    plot_persistence_diagram,
+    plot_tuning_map,
+)
+
+__all__: list[str] = [
+    "plot_categorization_by_layer",
+    "plot_morph_profile",
+    "plot_selectivity",
+    "plot_persistence_diagram",
+    "plot_betti_curves",
+    "plot_contour_signature",
+    "plot_tuning_map",
+]
