@@ -9,6 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets
 from .measures.kurtosis import WeightKurtosis, weight_kurtosis
+from .measures.categorization import CategorizationIndex, CategorySelectivity
+from .measures.topology import LevelSetTopology
 from .moments import MomentAccumulator, Moments
 from .sensitivity import FisherFlatness, JacobianFlatness
 from .robustness import AdversarialRobustness, GradientMaskingWarning
@@ -29,4 +31,7 @@ __all__ = [
     "weight_kurtosis",
     "AdversarialRobustness",
     "GradientMaskingWarning",
+    "CategorizationIndex",
+    "CategorySelectivity",
+    "LevelSetTopology",
 ]

@@ -1,10 +1,34 @@
 """Array in, numbers out: scikit-learn estimators that need no torch model."""
 
 from .kurtosis import WeightKurtosis, excess_kurtosis, l1_l2_ratio, weight_kurtosis
+from .categorization import (
+    CategorizationIndex,
+    CategorySelectivity,
+    categoricality_index,
+    category_selectivity,
+)
+from .topology import (
+    LevelSetTopology,
+    betti_curves,
+    contour_signature,
+    level_set_persistence,
+    peak_count,
+    persistence_diagrams,
+)
 
 __all__: list[str] = [
     "WeightKurtosis",
     "weight_kurtosis",
     "excess_kurtosis",
     "l1_l2_ratio",
+    "CategorizationIndex",
+    "CategorySelectivity",
+    "categoricality_index",
+    "category_selectivity",
+    "LevelSetTopology",
+    "level_set_persistence",
+    "persistence_diagrams",
+    "betti_curves",
+    "contour_signature",
+    "peak_count",
 ]

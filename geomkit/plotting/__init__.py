@@ -7,6 +7,13 @@ re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on.
 
 from .robustness import plot_critical_eps, plot_robust_accuracy
 from .sensitivity import plot_flatness, plot_flatness_spectrum, plot_weight_kurtosis
+from .categorization import plot_categorization_by_layer, plot_morph_profile, plot_selectivity
+from .topology import (
+    plot_betti_curves,
+    plot_contour_signature,
+    plot_persistence_diagram,
+    plot_tuning_map,
+)
 
 __all__: list[str] = [
     "plot_flatness",
@@ -14,4 +21,11 @@ __all__: list[str] = [
     "plot_weight_kurtosis",
     "plot_robust_accuracy",
     "plot_critical_eps",
+    "plot_categorization_by_layer",
+    "plot_morph_profile",
+    "plot_selectivity",
+    "plot_persistence_diagram",
+    "plot_betti_curves",
+    "plot_contour_signature",
+    "plot_tuning_map",
 ]

@@ -13,7 +13,9 @@ from .attacks import (
     zero_gradient_fraction,
 )
 from .extract import extract, iter_batches, layer_activations, layer_moments, unit_dim
+from .morph import categorization_by_layer, morph_profile, morph_profiles
 from .recorder import Recorder, default_layer_filter, resolve_layers
+from .tuning import pca_directions, stimulus_directions, tuning_map
 
 __all__ = [
     "Recorder",
@@ -37,4 +39,10 @@ __all__ = [
     "predict_labels",
     "input_gradient",
     "zero_gradient_fraction",
+    "categorization_by_layer",
+    "morph_profile",
+    "morph_profiles",
+    "tuning_map",
+    "stimulus_directions",
+    "pca_directions",
 ]
