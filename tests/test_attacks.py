@@ -77,6 +77,24 @@ def test_pgd_matches_torchattacks(mlp, digits, norm, eps_list):
     assert accs[0] > accs[-1] and 0.05 < accs[1] < 0.95
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("norm, eps_list", [("linf", [0.02, 0.05, 0.08]), ("l2", [0.5, 1.0, 1.5])])
+def test_pgd20_matches_torchattacks_on_mnist(norm, eps_list):
+    torchattacks = pytest.importorskip("torchattacks")
+    from geomkit.datasets import load_mnist5k
+
+    X, y = load_mnist5k(flatten=False)
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    net = A.train_surrogate(X[1000:], y[1000:], hidden=(256,), epochs=5, random_state=0)
+    X, y = X[:1000], y[:1000]
+    peer = {"linf": torchattacks.PGD, "l2": torchattacks.PGDL2}[norm]
+    for eps in eps_list:
+        ours = A.pgd(net, X, y, eps, norm=norm, steps=20, random_state=11)
+        torch.manual_seed(11)
+        theirs = peer(net, eps=eps, alpha=2.5 * eps / 20, steps=20, random_start=True)(X, y)
+        assert abs(accuracy(net, ours, y) - accuracy(net, theirs, y)) <= 0.01
+
+
 # ---------------------------------------------------------------------------- closed forms
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("norm, ord_", [("linf", 1), ("l2", 2)])

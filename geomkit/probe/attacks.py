@@ -174,7 +174,9 @@ def _as_eps(eps: Any, n: int, name: str, device, dtype):
     if arr.ndim == 0:
         return _as_eps(float(arr), n, name, device, dtype)
     if arr.shape[0] != n:
-        raise ValueError(f"{name} must be a number or hold one value per input ({n}); got {arr.shape[0]}.")
+        raise ValueError(
+            f"{name} must be a number or hold one value per input ({n}); got {arr.shape[0]}."
+        )
     if arr.min() < 0:
         raise ValueError(f"{name} must be >= 0; got minimum {arr.min()}.")
     return torch.as_tensor(arr, dtype=dtype, device=device)
@@ -191,7 +193,8 @@ def _seed(random_state: Any) -> int:
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**62))
     raise TypeError(
-        f"random_state must be None, an int, a numpy RandomState or Generator; got {random_state!r}."
+        "random_state must be None, an int, a numpy RandomState or Generator; "
+        f"got {random_state!r}."
     )
 
 
@@ -433,7 +436,7 @@ def _keep_best(best, best_margin, candidate, candidate_margin):
 
 
 def _prepare(model, X, y, eps, *, norm, bounds, dtype, batch_size, name_eps="eps"):
-    """Common validation; returns (target (not entered), x, labels, eps tensor, norm, bounds, bs)."""
+    """Common validation: (target (not entered), x, labels, eps, norm, bounds, batch_size)."""
     norm = _check_norm(norm)
     bounds = _check_bounds(bounds)
     batch_size = _check_batch_size(batch_size)
@@ -662,7 +665,10 @@ def noise_attack(
             best = best_margin = None
             for _ in range(n_draws):
                 d = torch.empty_like(x0)
-                d = d.uniform_(-1.0, 1.0, generator=gen) if distribution == "uniform" else d.normal_(generator=gen)
+                if distribution == "uniform":
+                    d.uniform_(-1.0, 1.0, generator=gen)
+                else:
+                    d.normal_(generator=gen)
                 size = d.flatten(1).abs().amax(1) if norm == "linf" else _l2_norms(d)
                 adv = d.mul_(_bcast(eb / size.clamp_min(1e-30), d)).add_(x0)
                 if bounds is not None:
@@ -997,7 +1003,8 @@ def critical_eps(
     >>> with torch.no_grad():
     ...     _ = net.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     >>> # margin 0.4, ||w_0 - w_1||_1 = 2: FGSM flips at eps = 0.2
-    >>> crit = critical_eps(net, [[0.6, 0.2]], [0], attack="fgsm", bounds=None, eps_max=1.0, n_iter=30)
+    >>> crit = critical_eps(net, [[0.6, 0.2]], [0], attack="fgsm", bounds=None, eps_max=1.0,
+    ...                     n_iter=30)
     >>> round(float(crit[0]), 6)
     0.2
     """
