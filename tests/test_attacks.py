@@ -115,6 +115,15 @@ def test_pgd_critical_eps_linear_equals_optimum():
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_robust_accuracy_of_linear_model_counts_critical_eps_above_eps():
+    net, X, y = linear_two_class()
+    crit = closed_form_eps(net, X, y, 1)
+    for eps in np.quantile(crit, [0.2, 0.5, 0.8]) * 1.0001:
+        for attack, kw in (("fgsm", {}), ("pgd", {"random_state": 0})):
+            acc = A.robust_accuracy(net, X, y, eps, attack=attack, bounds=None, **kw)
+            assert acc == pytest.approx((crit > eps).mean(), abs=1e-12)
+
+
 def test_fgsm_step_lowers_linear_margin_by_eps_times_l1():
     net, X, y = linear_two_class()
     eps = 0.01

@@ -23,7 +23,9 @@ security"; Carlini et al. 2019, "On evaluating adversarial robustness").
 :func:`zero_gradient_fraction` counts inputs whose input gradient is exactly
 zero — the numerical vanishing that made saturated networks look robust
 (Brendel & Bethge 2017, arXiv 1704.01547). :func:`critical_eps` finds, per
-input, the smallest eps that flips the prediction (bisection over eps).
+input, the smallest eps that flips the prediction (bisection over eps);
+:func:`robust_accuracy` is the fraction of correctly classified inputs an
+attack does not flip.
 
 Every function takes the model as it is and leaves it so: it runs in eval mode
 with parameter gradients switched off during the attack, and the train / eval
@@ -51,6 +53,7 @@ __all__ = [
     "transfer_attack",
     "train_surrogate",
     "critical_eps",
+    "robust_accuracy",
     "predict_labels",
     "input_gradient",
     "zero_gradient_fraction",
@@ -931,6 +934,61 @@ def zero_gradient_fraction(
     """
     grad = input_gradient(model, X, y, loss=loss, dtype=dtype, batch_size=batch_size)
     return float((grad.flatten(1) == 0).all(1).double().mean())
+
+
+def robust_accuracy(
+    model: Any,
+    X: Any,
+    y: Any,
+    eps: float,
+    *,
+    attack: str = "pgd",
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    batch_size: int | None = None,
+    **attack_params: Any,
+) -> float:
+    """Fraction of the correctly classified inputs that the attack does not flip.
+
+    The plain-function form of one cell of
+    :attr:`geomkit.AdversarialRobustness.robust_accuracy_`: inputs the model
+    misclassifies are left out (the fraction is conditional on clean
+    correctness, as in Holzhausen et al. 2024).
+
+    Parameters
+    ----------
+    model, X, y, bounds, batch_size
+        As in :func:`pgd`.
+    eps : float
+    attack : {"pgd", "fgsm", "noise", "transfer"}, default="pgd"
+    **attack_params
+        Passed to the attack (``norm``, ``steps``, ``loss``, ``random_state``, ...).
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 2, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = net.weight.copy_(torch.eye(2))
+    >>> X, y = [[0.6, 0.2], [0.2, 0.9]], [0, 1]   # critical eps 0.2 and 0.35
+    >>> robust_accuracy(net, X, y, 0.3, attack="fgsm")
+    0.5
+    """
+    fn = {"pgd": pgd, "fgsm": fgsm, "noise": noise_attack, "transfer": transfer_attack}[
+        check_option(attack, "attack", ("pgd", "fgsm", "noise", "transfer"))
+    ]
+    with _Target(model) as target:
+        x = _as_input(X, "X", target.device, target.dtype, _check_bounds(bounds))
+        labels = _as_labels(y, x.shape[0], target.device)
+    correct = predict_labels(model, x, batch_size=batch_size) == labels
+    if not bool(correct.any()):
+        raise ValueError("the model classifies none of the inputs correctly.")
+    xc, yc = x[correct], labels[correct]
+    adv = fn(model, xc, yc, eps, bounds=bounds, batch_size=batch_size, **attack_params)
+    return float((predict_labels(model, adv, batch_size=batch_size) == yc).double().mean())
 
 
 # ----------------------------------------------------------------------------- critical eps
