@@ -77,6 +77,24 @@ def test_pgd_matches_torchattacks(mlp, digits, norm, eps_list):
     assert accs[0] > accs[-1] and 0.05 < accs[1] < 0.95
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("norm, eps_list", [("linf", [0.02, 0.05, 0.08]), ("l2", [0.5, 1.0, 1.5])])
+def test_pgd20_matches_torchattacks_on_mnist(norm, eps_list):
+    torchattacks = pytest.importorskip("torchattacks")
+    from geomkit.datasets import load_mnist5k
+
+    X, y = load_mnist5k(flatten=False)
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    net = A.train_surrogate(X[1000:], y[1000:], hidden=(256,), epochs=5, random_state=0)
+    X, y = X[:1000], y[:1000]
+    peer = {"linf": torchattacks.PGD, "l2": torchattacks.PGDL2}[norm]
+    for eps in eps_list:
+        ours = A.pgd(net, X, y, eps, norm=norm, steps=20, random_state=11)
+        torch.manual_seed(11)
+        theirs = peer(net, eps=eps, alpha=2.5 * eps / 20, steps=20, random_start=True)(X, y)
+        assert abs(accuracy(net, ours, y) - accuracy(net, theirs, y)) <= 0.01
+
+
 # ---------------------------------------------------------------------------- closed forms
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("norm, ord_", [("linf", 1), ("l2", 2)])
@@ -95,6 +113,15 @@ def test_pgd_critical_eps_linear_equals_optimum():
     found = A.critical_eps(net, X, y, attack="pgd", steps=20, bounds=None,
                            eps_max=2 * expected.max(), n_iter=30, random_state=0)
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_robust_accuracy_of_linear_model_counts_critical_eps_above_eps():
+    net, X, y = linear_two_class()
+    crit = closed_form_eps(net, X, y, 1)
+    for eps in np.quantile(crit, [0.2, 0.5, 0.8]) * 1.0001:
+        for attack, kw in (("fgsm", {}), ("pgd", {"random_state": 0})):
+            acc = A.robust_accuracy(net, X, y, eps, attack=attack, bounds=None, **kw)
+            assert acc == pytest.approx((crit > eps).mean(), abs=1e-12)
 
 
 def test_fgsm_step_lowers_linear_margin_by_eps_times_l1():

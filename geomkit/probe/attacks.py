@@ -23,7 +23,9 @@ security"; Carlini et al. 2019, "On evaluating adversarial robustness").
 :func:`zero_gradient_fraction` counts inputs whose input gradient is exactly
 zero — the numerical vanishing that made saturated networks look robust
 (Brendel & Bethge 2017, arXiv 1704.01547). :func:`critical_eps` finds, per
-input, the smallest eps that flips the prediction (bisection over eps).
+input, the smallest eps that flips the prediction (bisection over eps);
+:func:`robust_accuracy` is the fraction of correctly classified inputs an
+attack does not flip.
 
 Every function takes the model as it is and leaves it so: it runs in eval mode
 with parameter gradients switched off during the attack, and the train / eval
@@ -51,6 +53,7 @@ __all__ = [
     "transfer_attack",
     "train_surrogate",
     "critical_eps",
+    "robust_accuracy",
     "predict_labels",
     "input_gradient",
     "zero_gradient_fraction",
@@ -174,7 +177,9 @@ def _as_eps(eps: Any, n: int, name: str, device, dtype):
     if arr.ndim == 0:
         return _as_eps(float(arr), n, name, device, dtype)
     if arr.shape[0] != n:
-        raise ValueError(f"{name} must be a number or hold one value per input ({n}); got {arr.shape[0]}.")
+        raise ValueError(
+            f"{name} must be a number or hold one value per input ({n}); got {arr.shape[0]}."
+        )
     if arr.min() < 0:
         raise ValueError(f"{name} must be >= 0; got minimum {arr.min()}.")
     return torch.as_tensor(arr, dtype=dtype, device=device)
@@ -191,7 +196,8 @@ def _seed(random_state: Any) -> int:
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**62))
     raise TypeError(
-        f"random_state must be None, an int, a numpy RandomState or Generator; got {random_state!r}."
+        "random_state must be None, an int, a numpy RandomState or Generator; "
+        f"got {random_state!r}."
     )
 
 
@@ -433,7 +439,7 @@ def _keep_best(best, best_margin, candidate, candidate_margin):
 
 
 def _prepare(model, X, y, eps, *, norm, bounds, dtype, batch_size, name_eps="eps"):
-    """Common validation; returns (target (not entered), x, labels, eps tensor, norm, bounds, bs)."""
+    """Common validation: (target (not entered), x, labels, eps, norm, bounds, batch_size)."""
     norm = _check_norm(norm)
     bounds = _check_bounds(bounds)
     batch_size = _check_batch_size(batch_size)
@@ -662,7 +668,10 @@ def noise_attack(
             best = best_margin = None
             for _ in range(n_draws):
                 d = torch.empty_like(x0)
-                d = d.uniform_(-1.0, 1.0, generator=gen) if distribution == "uniform" else d.normal_(generator=gen)
+                if distribution == "uniform":
+                    d.uniform_(-1.0, 1.0, generator=gen)
+                else:
+                    d.normal_(generator=gen)
                 size = d.flatten(1).abs().amax(1) if norm == "linf" else _l2_norms(d)
                 adv = d.mul_(_bcast(eb / size.clamp_min(1e-30), d)).add_(x0)
                 if bounds is not None:
@@ -927,6 +936,61 @@ def zero_gradient_fraction(
     return float((grad.flatten(1) == 0).all(1).double().mean())
 
 
+def robust_accuracy(
+    model: Any,
+    X: Any,
+    y: Any,
+    eps: float,
+    *,
+    attack: str = "pgd",
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    batch_size: int | None = None,
+    **attack_params: Any,
+) -> float:
+    """Fraction of the correctly classified inputs that the attack does not flip.
+
+    The plain-function form of one cell of
+    :attr:`geomkit.AdversarialRobustness.robust_accuracy_`: inputs the model
+    misclassifies are left out (the fraction is conditional on clean
+    correctness, as in Holzhausen et al. 2024).
+
+    Parameters
+    ----------
+    model, X, y, bounds, batch_size
+        As in :func:`pgd`.
+    eps : float
+    attack : {"pgd", "fgsm", "noise", "transfer"}, default="pgd"
+    **attack_params
+        Passed to the attack (``norm``, ``steps``, ``loss``, ``random_state``, ...).
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 2, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = net.weight.copy_(torch.eye(2))
+    >>> X, y = [[0.6, 0.2], [0.2, 0.9]], [0, 1]   # critical eps 0.2 and 0.35
+    >>> robust_accuracy(net, X, y, 0.3, attack="fgsm")
+    0.5
+    """
+    fn = {"pgd": pgd, "fgsm": fgsm, "noise": noise_attack, "transfer": transfer_attack}[
+        check_option(attack, "attack", ("pgd", "fgsm", "noise", "transfer"))
+    ]
+    with _Target(model) as target:
+        x = _as_input(X, "X", target.device, target.dtype, _check_bounds(bounds))
+        labels = _as_labels(y, x.shape[0], target.device)
+    correct = predict_labels(model, x, batch_size=batch_size) == labels
+    if not bool(correct.any()):
+        raise ValueError("the model classifies none of the inputs correctly.")
+    xc, yc = x[correct], labels[correct]
+    adv = fn(model, xc, yc, eps, bounds=bounds, batch_size=batch_size, **attack_params)
+    return float((predict_labels(model, adv, batch_size=batch_size) == yc).double().mean())
+
+
 # ----------------------------------------------------------------------------- critical eps
 def _bisect(flipped_at: Callable, lo, hi, n_iter: int):
     """Per input, shrink [lo, hi] (flipped at hi, not at lo) ``n_iter`` times; return hi.
@@ -997,7 +1061,8 @@ def critical_eps(
     >>> with torch.no_grad():
     ...     _ = net.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     >>> # margin 0.4, ||w_0 - w_1||_1 = 2: FGSM flips at eps = 0.2
-    >>> crit = critical_eps(net, [[0.6, 0.2]], [0], attack="fgsm", bounds=None, eps_max=1.0, n_iter=30)
+    >>> crit = critical_eps(net, [[0.6, 0.2]], [0], attack="fgsm", bounds=None, eps_max=1.0,
+    ...                     n_iter=30)
     >>> round(float(crit[0]), 6)
     0.2
     """
