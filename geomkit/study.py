@@ -220,11 +220,12 @@ def _weights(module: Any, entry: ZooEntry) -> dict[str, dict[str, float]]:
 def _categorization(acts: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, float]:
     from .measures.categorization import CategorizationIndex, CategorySelectivity
 
-    cat = CategorizationIndex(n_pairs=cfg.n_pairs, n_bootstraps=cfg.n_bootstraps, random_state=seed).fit(acts, y)
-    sel = CategorySelectivity().fit(acts, y)
-    return {"categoricality": cat.index_, "categoricality_ci_low": cat.ci_[0],
-            "categoricality_ci_high": cat.ci_[1],
-            "selective_fraction": float(np.asarray(sel.selective_).any(axis=1).mean())}
+    cat = CategorizationIndex(n_pairs=cfg.n_pairs, n_bootstrap=cfg.n_bootstraps, random_state=seed).fit(acts, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # silent units (e.g. dead ReLUs) have d' = NaN
+        sel = CategorySelectivity().fit(acts, y)
+    return {"categoricality": float(cat.index_), "categoricality_ci_low": float(cat.ci_[0]),
+            "categoricality_ci_high": float(cat.ci_[1]), "selective_fraction": float(sel.selective_fraction_)}
 
 
 def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
@@ -241,16 +242,13 @@ def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig
     active = np.flatnonzero(acts.std(axis=0) > 0)
     units = rng.choice(active if active.size else np.arange(acts.shape[1]),
                        size=min(cfg.n_tuning_units, acts.shape[1]), replace=False)
-    maps = np.stack([
-        tuning_map(module, entry.hidden, int(u), origin=pca.mean_, direction_1=pca.components_[0],
-                   direction_2=pca.components_[1], extent=extent, resolution=cfg.tuning_resolution,
-                   progress=False)
-        for u in units
-    ])
-    topo = LevelSetTopology(n_levels=N_LEVELS).fit(maps)
-    return {"betti0": np.asarray(topo.betti_curves_[:, 0]).mean(axis=0),
-            "betti1": np.asarray(topo.betti_curves_[:, 1]).mean(axis=0),
-            "n_peaks": float(np.mean(topo.n_peaks_))}
+    maps = tuning_map(module, entry.hidden, [int(u) for u in units], origin=pca.mean_,
+                      direction_1=pca.components_[0], direction_2=pca.components_[1], extent=extent,
+                      resolution=cfg.tuning_resolution)
+    topo = LevelSetTopology(n_levels=N_LEVELS).fit(np.asarray(maps.values, dtype=np.float64))
+    curves = np.asarray(topo.betti_curves_.values, dtype=np.float64)
+    return {"betti0": curves[:, 0].mean(axis=0), "betti1": curves[:, 1].mean(axis=0),
+            "n_peaks": float(np.mean(topo.peak_counts_))}
 
 
 def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int, surrogate: Any,
@@ -258,10 +256,11 @@ def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, see
     from .robustness import AdversarialRobustness
 
     est = AdversarialRobustness(module, eps=list(cfg.eps), surrogate=surrogate, random_state=seed,
-                                progress=progress).fit(X, y)
+                                progress=False).fit(X, y)
     diag = est.diagnostics_
-    return {"robust_accuracy": est.robust_accuracy_, "robust_auc": float(est.score(X, y)),
-            "critical_eps_median": float(np.nanmedian(est.critical_eps_)),
+    # score(X, y) would rerun the sweep: it is the AUC of the strongest attack, kept in auc_.
+    return {"robust_accuracy": est.robust_accuracy_, "robust_auc": float(est.auc_[est.strongest_attack_]),
+            "critical_eps_median": float(np.median(np.asarray(est.critical_eps_.values))),
             "diagnostics": {str(r["check"]): str(r["status"]) for _, r in diag.iterrows()}}
 
 
@@ -302,14 +301,13 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
         values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed), **weights.get(layer, {})}
         if layer != "input":
             module_name = entry.hidden if layer == "hidden" else entry.output
-            values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name)))
+            values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name, progress=False)))
         result["layers"][layer] = values
     fisher = FisherFlatness(module, progress=False).fit(X_sens)
     result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
     result["saturation_fraction"] = _saturation_fraction(module, entry, X)
     result.update(_topology(module, entry, X, cfg, seed))
-    correct = clf.predict(X_sens) == y[: len(X_sens)]
-    result.update(_robustness(module, X_sens[correct], y[: len(X_sens)][correct], cfg, seed, surrogate, progress))
+    result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
     return result
 
 
@@ -443,7 +441,7 @@ def run(
     from .probe.attacks import train_surrogate
 
     torch.manual_seed(seed)
-    surrogate = train_surrogate(X_train, y_train, random_state=seed + 1, progress=False)
+    surrogate = train_surrogate(X_train, y_train, random_state=seed + 1, device=device)
     results: dict[str, dict[str, Any]] = {}
     reused = []
     for name in _progress(chosen, "study: models", progress):
