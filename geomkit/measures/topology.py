@@ -25,9 +25,10 @@ squares, which is also GUDHI's cubical complex built on the pixels):
   ``n_X``, ``n_Y`` the components of ``X_t`` and of the complement, every
   curve cuts the image in two, so there are ``n_X + n_Y - 1`` curves;
   loops are in bijection with the components that do not touch the border
-  (each is enclosed by exactly one loop), lines are the rest. This is what
-  marching squares on the pixel grid draws when its ambiguous saddle cells
-  join the superlevel pixels.
+  (each is enclosed by exactly one loop), lines are the rest. The counts
+  equal those of marching squares on the pixel grid (contourpy) wherever no
+  grid cell is an ambiguous saddle; in such a cell the superlevel pixels are
+  joined, as 8-connectivity says.
 
 References
 ----------
