@@ -151,6 +151,39 @@ def test_betti_numbers_equal_labelling_at_every_level(quantize):
         np.testing.assert_array_equal(betti_curves(img, levels=levels).values, brute_betti(img, levels))
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (2, 5), (5, 3)])
+def test_tiny_and_thin_maps_equal_labelling(shape):
+    rng = np.random.default_rng(sum(shape))
+    maps = np.concatenate([rng.normal(size=(20, *shape)), rng.integers(0, 3, size=(20, *shape))])
+    curves = betti_curves(maps, levels=np.arange(-3.0, 3.5, 0.25))
+    signature = contour_signature(maps, levels=np.arange(-3.0, 3.5, 0.25))
+    for img, c, sig in zip(maps, curves.values, signature.values):
+        levels = np.arange(-3.0, 3.5, 0.25)
+        np.testing.assert_array_equal(c, brute_betti(img, levels))
+        for j, level in enumerate(levels):
+            b0, b1, inner, n_y = brute_counts(img, level)
+            assert sig[:, j].tolist() == [inner + b1, b0 + n_y - 1 - inner - b1]
+
+
+def test_lockstep_kruskal_alone_gives_the_same_pairs(monkeypatch):
+    """The leaf contraction usually settles every basin; force the lockstep path instead."""
+    import functools
+
+    from geomkit.measures import _merge_tree
+
+    maps = np.concatenate([smooth_maps(30, seed=12), smooth_maps(10, seed=13, quantize=1.0)])
+    expected = level_set_persistence(maps)
+    monkeypatch.setattr(_merge_tree, "_contract_leaves",
+                        functools.partial(_merge_tree._contract_leaves, min_fraction=2.0))
+    got = level_set_persistence(maps)
+    assert len(got) == len(expected)
+    for m in range(len(maps)):
+        for dim in (0, 1):
+            a = got[(got["map"] == m) & (got.dim == dim)][["birth", "death"]]
+            b = expected[(expected["map"] == m) & (expected.dim == dim)][["birth", "death"]]
+            np.testing.assert_array_equal(rows(a.to_numpy()), rows(b.to_numpy()))
+
+
 def test_h0_equals_ripser_lower_star():
     ripser = pytest.importorskip("ripser")
     # ripser computes in float32: use values that float32 holds exactly.
@@ -291,3 +324,19 @@ def test_pipeline_separates_one_peak_from_two():
 @parametrize_with_checks([LevelSetTopology()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sigma", [4.0, 0.0])
+def test_full_size_batch_equals_gudhi(sigma):
+    """The benchmark's setting: 64 x 64 maps, smooth and white noise, all at once."""
+    gudhi = pytest.importorskip("gudhi")
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((200, 64, 64))
+    if sigma:
+        maps = ndimage.gaussian_filter(maps, (0, sigma, sigma), mode="wrap")
+    for img, (h0, h1) in zip(maps, persistence_diagrams(maps)):
+        pairs = gudhi.CubicalComplex(top_dimensional_cells=-img).persistence()
+        for dim, got in ((0, h0), (1, h1)):
+            ref = [(-b, -d) for k, (b, d) in pairs if k == dim and d > b]
+            np.testing.assert_allclose(rows(got), rows(ref), rtol=1e-12)

@@ -26,7 +26,7 @@ them, so the diagram does not depend on how ties were ordered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class RankedMaps:
 
     rank: np.ndarray
     order: np.ndarray
+    # Steepest-neighbour pointers per (connectivity, superlevel), shared by the
+    # filtrations with and without the exterior node.
+    _steepest: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -96,15 +99,20 @@ def _steepest_pointers(ranked: RankedMaps, connectivity: int, exterior: bool,
     n, h, w = rank.shape
     hw = h * w
     n_pix = n * hw
-    pick = np.maximum if superlevel else np.minimum
-    best = rank.copy()
-    for dy, dx in _OFFSETS[connectivity]:
-        target, neighbour = _neighbour_slices(dy, dx, h, w)
-        pick(best[target], rank[neighbour], out=best[target])
-    best += (np.arange(n, dtype=it) * hw)[:, None, None]
     ptr = np.empty(n_pix + (n if exterior else 0), dtype=it)
-    # ``order`` maps a (global) rank back to its pixel.
-    np.take(ranked.order, best.reshape(-1), out=ptr[:n_pix])
+    key = (connectivity, superlevel)
+    if key in ranked._steepest:
+        ptr[:n_pix] = ranked._steepest[key]
+    else:
+        pick = np.maximum if superlevel else np.minimum
+        best = rank.copy()
+        for dy, dx in _OFFSETS[connectivity]:
+            target, neighbour = _neighbour_slices(dy, dx, h, w)
+            pick(best[target], rank[neighbour], out=best[target])
+        best += (np.arange(n, dtype=it) * hw)[:, None, None]
+        # ``order`` maps a (global) rank back to its pixel.
+        np.take(ranked.order, best.reshape(-1), out=ptr[:n_pix])
+        ranked._steepest[key] = ptr[:n_pix].copy()
     if exterior:
         # One exterior node per map, older than every pixel and adjacent to the border:
         # border pixels flow into it directly.
@@ -134,18 +142,35 @@ def _basin_edges(labels: np.ndarray, rank: np.ndarray, connectivity: int, superl
     """Pixel pairs that straddle two basins: (basin_a, basin_b, rank at which they join).
 
     A pair joins when its later pixel enters: the higher rank of the two in a
-    sublevel filtration, the lower one in a superlevel filtration.
+    sublevel filtration, the lower one in a superlevel filtration. Works on the
+    flat arrays (pixel ``p`` and ``p + dy * W + dx``), masking the pairs that
+    would wrap around a row or into the next map.
     """
     n, h, w = rank.shape
+    flat_labels, flat_rank = labels.reshape(-1), rank.reshape(-1)
     join = np.minimum if superlevel else np.maximum
     heads, tails, levels = [], [], []
     for dy, dx in _HALF_OFFSETS[connectivity]:
-        src, dst = _neighbour_slices(dy, dx, h, w)
-        la, lb = labels[src], labels[dst]
-        cross = la != lb
-        heads.append(la[cross])
-        tails.append(lb[cross])
-        levels.append(join(rank[src][cross], rank[dst][cross]))
+        shift = dy * w + dx
+        if dy >= h or abs(dx) >= w:  # no such neighbour in maps this small
+            continue
+        valid = np.ones((n, h, w), dtype=bool)
+        if dy:
+            valid[:, h - dy :, :] = False
+        if dx > 0:
+            valid[:, :, w - dx :] = False
+        elif dx < 0:
+            valid[:, :, :-dx] = False
+        cross = flat_labels[:-shift] != flat_labels[shift:]
+        cross &= valid.reshape(-1)[:-shift]
+        first = np.flatnonzero(cross)
+        second = first + shift
+        heads.append(flat_labels[first])
+        tails.append(flat_labels[second])
+        levels.append(join(flat_rank[first], flat_rank[second]))
+    if not heads:
+        empty = np.empty(0, dtype=labels.dtype)
+        return empty, empty, np.empty(0, dtype=rank.dtype)
     return np.concatenate(heads), np.concatenate(tails), np.concatenate(levels)
 
 
@@ -247,25 +272,76 @@ def sublevel_pairs(ranked: RankedMaps, connectivity: int, exterior: bool = False
     ca, cb = compact[head], compact[tail]
     lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
     lo, hi, level = _cheapest_per_pair(lo, hi, level, roots.size, hw)
-    return _lockstep_kruskal(lo, hi, level, root_map[lo], birth, n, it)
+    (lo, hi, level), dead, death = _contract_leaves(lo, hi, level, birth, hw, it)
+    m, b, d = _lockstep_kruskal(lo, hi, level, root_map[lo], birth, n, it)
+    return (np.concatenate([root_map[dead], m]), np.concatenate([birth[dead], b]),
+            np.concatenate([death, d]))
+
+
+def _contract_leaves(lo, hi, level, birth, hw, it, min_fraction=0.05):
+    """Settle, in whole-graph rounds, every node whose cheapest edge leads to an older node.
+
+    Such a node is still alone when that edge comes up in Kruskal's order (no
+    cheaper edge touches it), and the other side holds an older node, so the
+    elder rule kills it at that edge's level. It is then merged into its
+    neighbour (its other edges now start there) and the next round looks again.
+    Rounds stop when they settle fewer than ``min_fraction`` of the nodes left;
+    the lockstep Kruskal finishes the (much smaller) rest.
+
+    Returns the remaining edges, and the settled nodes with their death levels.
+    """
+    n_nodes = birth.size
+    dead_parts, death_parts = [], []
+    while lo.size:
+        # Cheapest edge of every node in one pass: the minimum of level * n + neighbour.
+        code = np.full(n_nodes, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(code, lo, level.astype(np.int64) * n_nodes + hi)
+        np.minimum.at(code, hi, level.astype(np.int64) * n_nodes + lo)
+        node = np.flatnonzero(code != np.iinfo(np.int64).max)
+        level_of, target = np.divmod(code[node], n_nodes)
+        dies = birth[target] < birth[node]
+        if dies.sum() < min_fraction * node.size:
+            break
+        node, target = node[dies], target[dies]
+        dead_parts.append(node)
+        death_parts.append(level_of[dies])
+        parent = np.arange(n_nodes, dtype=it)
+        parent[node] = target
+        parent = _jump_to_roots(parent)
+        lo, hi = parent[lo], parent[hi]
+        keep = lo != hi  # edges inside a merged node are spent
+        lo, hi, level = lo[keep], hi[keep], level[keep]
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    lo, hi, level = _cheapest_per_pair(lo, hi, level, n_nodes, hw)
+    if not dead_parts:
+        return (lo, hi, level), np.empty(0, dtype=it), np.empty(0, dtype=np.int64)
+    return (lo, hi, level), np.concatenate(dead_parts), np.concatenate(death_parts)
 
 
 def _cheapest_per_pair(lo, hi, level, n_nodes, hw):
     """Keep, for every pair of touching basins, only the lowest crossing (the others are
-    redundant in Kruskal, and dropping them shortens the lockstep loop)."""
+    redundant in Kruskal, and dropping them shortens what follows).
+
+    Sorts one packed int64 key ``lo | hi | level`` (bit fields: shifts and masks,
+    no divisions); falls back to a lexsort when the fields do not fit in 63 bits.
+    """
     if lo.size == 0:
         return lo, hi, level
-    n_nodes = int(n_nodes)
-    if n_nodes * n_nodes * max(hw, 2) < np.iinfo(np.int64).max // 2:
-        key = (lo.astype(np.int64) * n_nodes + hi) * hw + level
+    node_bits = max(int(n_nodes) - 1, 1).bit_length()
+    level_bits = max(int(hw) - 1, 1).bit_length()
+    if 2 * node_bits + level_bits <= 62:
+        key = lo.astype(np.int64) << (node_bits + level_bits)
+        key |= hi.astype(np.int64) << level_bits
+        key |= level
         key.sort()
-        pair = key // hw
+        pair = key >> level_bits
         keep = np.empty(key.size, dtype=bool)
         keep[0] = True
         np.not_equal(pair[1:], pair[:-1], out=keep[1:])
-        pair, lvl = pair[keep], key[keep] - pair[keep] * hw
-        a = pair // n_nodes
-        return a, pair - a * n_nodes, lvl
+        key, pair = key[keep], pair[keep]
+        node_mask = (1 << node_bits) - 1
+        return ((pair >> node_bits).astype(lo.dtype), (pair & node_mask).astype(hi.dtype),
+                key & ((1 << level_bits) - 1))
     by = np.lexsort((level, hi, lo))
     lo, hi, level = lo[by], hi[by], level[by]
     keep = np.ones(lo.size, dtype=bool)

@@ -25,9 +25,10 @@ squares, which is also GUDHI's cubical complex built on the pixels):
   ``n_X``, ``n_Y`` the components of ``X_t`` and of the complement, every
   curve cuts the image in two, so there are ``n_X + n_Y - 1`` curves;
   loops are in bijection with the components that do not touch the border
-  (each is enclosed by exactly one loop), lines are the rest. This is what
-  marching squares on the pixel grid draws when its ambiguous saddle cells
-  join the superlevel pixels.
+  (each is enclosed by exactly one loop), lines are the rest. The counts
+  equal those of marching squares on the pixel grid (contourpy) wherever no
+  grid cell is an ambiguous saddle; in such a cell the superlevel pixels are
+  joined, as 8-connectivity says.
 
 References
 ----------
@@ -97,15 +98,16 @@ class _Bars:
 
     def counts(self, q: np.ndarray, hw: int) -> np.ndarray:
         """Number of bars alive at each threshold position ``q`` (n_maps, n_levels)."""
+        # #alive(q) = #{hi >= q} - #{lo >= q}  (lo < hi, and lo >= q implies hi >= q);
+        # each count is a difference of binary searches in the bars' sorted (map, end) keys.
         n = q.shape[0]
-        # #alive(q) = #{hi >= q} - #{lo >= q}  (lo < hi, and lo >= q implies hi >= q).
         size = hw + 2
+        row_end = ((np.arange(n) + 1) * size)[:, None]
+        queries = (np.arange(n) * size)[:, None] + q
         out = np.zeros(q.shape, dtype=np.int64)
-        rows = np.arange(n)[:, None] * size
         for ends, sign in ((self.hi, 1), (self.lo, -1)):
-            hist = np.bincount(self.map * size + ends, minlength=n * size).reshape(n, size)
-            at_or_above = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1].reshape(-1)
-            out += sign * at_or_above[rows + q]
+            keys = np.sort(self.map * size + ends)
+            out += sign * (np.searchsorted(keys, row_end) - np.searchsorted(keys, queries))
         return out
 
 
@@ -216,8 +218,9 @@ def _bar_table(ls: _LevelSets, min_persistence: float, relative: bool):
         keep = (birth - death) > keep_above[bars.map]
         parts.append((bars.map[keep], np.full(keep.sum(), dim), birth[keep], death[keep]))
     map_index, dim, birth, death = (np.concatenate(col) for col in zip(*parts))
-    # Per map, H0 then H1, longest bar first.
-    order = np.lexsort((-(birth - death), dim, map_index))
+    # Per map, H0 then H1, longest bar first (a float sort, then a stable integer one).
+    order = np.argsort(death - birth)
+    order = order[np.argsort((map_index * 2 + dim)[order], kind="stable")]
     return map_index[order], dim[order], birth[order], death[order]
 
 
