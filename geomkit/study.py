@@ -128,8 +128,8 @@ def _zoo() -> dict[str, ZooEntry]:
     def hebbian(kind: str):
         def build(cfg, n_features, seed, device, progress):
             return train.HebbianClassifier(
-                layer=kind, n_hidden=cfg.n_hebbian, epochs=cfg.hebbian_epochs,
-                readout_epochs=cfg.epochs, device=device, random_state=seed, progress=progress,
+                layer=kind, n_hidden=cfg.n_hebbian, unsup_epochs=cfg.hebbian_epochs,
+                epochs=cfg.epochs, device=device, random_state=seed, progress=progress,
             )
         return build
 
@@ -142,7 +142,7 @@ def _zoo() -> dict[str, ZooEntry]:
         "spectral_a2.5": ZooEntry("MLP + spectral regularization, target α = 2.5", spectral(2.5)),
         "sigmoid_saturated": ZooEntry(
             "sigmoid MLP + saturation penalty (Nayebi & Ganguli)",
-            backprop(activation="sigmoid", regularizers=(train.SaturationPenalty(layer="hidden1"),)),
+            backprop(activation="sigmoid", regularizers=(train.SaturationPenalty(),)),
         ),
         "krotov_hopfield": ZooEntry("Krotov-Hopfield WTA layer + ReLU^n readout", hebbian("krotov_hopfield")),
         "softhebb": ZooEntry("SoftHebb WTA layer + readout", hebbian("softhebb")),
@@ -156,14 +156,12 @@ ZOO = ("mlp", "weight_decay", "jacobian", "spectral_a1", "spectral_a2.5", "sigmo
 # --------------------------------------------------------------------------- training
 def _train_or_load(name: str, entry: ZooEntry, cfg: StudyConfig, X, y, models_dir: Path, seed: int,
                    device: Any, retrain: bool, progress: bool, log: Callable[[str], None]):
-    from .train import load as load_classifier
-
     path = models_dir / name
     stamp = path.with_suffix(".study.json")
     wanted = {"quick": cfg.quick, "seed": seed, "n_train": int(len(X)), "input_dim": int(X.shape[1])}
     if not retrain and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         try:
-            clf = load_classifier(path)
+            clf = type(entry.build(cfg, int(X.shape[1]), seed, device, progress)).load(path, device=device)
             log(f"{name}: reusing the checkpoint in {path} (pass --retrain to train again)")
             return clf, True
         except (FileNotFoundError, ValueError, RuntimeError) as err:

@@ -1,0 +1,126 @@
+"""The report and its claims table follow from a results Dataset: synthetic results, known verdicts."""
+
+import base64
+import re
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from geomkit.report import build_report, claims_table, load_results, summary_table
+
+MODELS = ["mlp", "spectral_a1", "spectral_a2.5", "sigmoid_saturated", "krotov_hopfield", "softhebb"]
+LAYERS = ["input", "hidden", "output"]
+
+
+def _results(alpha_a1=1.05, alpha_a25=2.45, kh_r2=0.97, cat=(0.2, 0.5, 0.8)):
+    rng = np.random.default_rng(0)
+    n_m, n_l, n_rank = len(MODELS), len(LAYERS), 50
+    alpha = np.full((n_m, n_l), 1.5)
+    alpha[MODELS.index("spectral_a1"), 1] = alpha_a1
+    alpha[MODELS.index("spectral_a2.5"), 1] = alpha_a25
+    r2 = np.full((n_m, n_l), 0.99)
+    r2[MODELS.index("krotov_hopfield"), 1] = kh_r2
+    ranks = np.arange(1, n_rank + 1)
+    eig = np.stack([[ranks ** -a for a in row] for row in alpha])
+    auc = {"mlp": 0.30, "spectral_a1": 0.28, "spectral_a2.5": 0.35, "sigmoid_saturated": 0.60,
+           "krotov_hopfield": 0.33, "softhebb": 0.25}
+    eps = np.geomspace(1e-3, 0.3, 5)
+    robust = np.stack([[np.clip(1 - eps / (auc[m] * 0.3), 0, 1) for _ in ("fgsm", "pgd")] for m in MODELS])
+    kurt = np.full((n_m, n_l), 0.5)
+    kurt[:, 0] = np.nan
+    kurt[MODELS.index("sigmoid_saturated"), 1] = 4.0
+    diag = np.array([["pass", "pass"]] * n_m, dtype=str)
+    diag[MODELS.index("sigmoid_saturated")] = ["warn", "pass"]
+    ds = xr.Dataset(
+        {
+            "accuracy": (("model",), np.linspace(0.9, 0.95, n_m)),
+            "alpha": (("model", "layer"), alpha),
+            "alpha_r2": (("model", "layer"), r2),
+            "alpha_ci_low": (("model", "layer"), alpha - 0.1),
+            "alpha_ci_high": (("model", "layer"), alpha + 0.1),
+            "fit_rank_low": (("model", "layer"), np.full((n_m, n_l), 11.0)),
+            "fit_rank_high": (("model", "layer"), np.full((n_m, n_l), 25.0)),
+            "eigenvalues": (("model", "layer", "rank"), eig),
+            "weight_kurtosis": (("model", "layer"), kurt),
+            "weight_alpha": (("model", "layer"), np.where(np.isnan(kurt), np.nan, 3.0)),
+            "jacobian_fro2": (("model", "layer"), np.where(np.isnan(kurt), np.nan, 2.0)),
+            "categoricality": (("model", "layer"), np.tile(cat, (n_m, 1))),
+            "categoricality_ci_low": (("model", "layer"), np.tile(cat, (n_m, 1)) - 0.02),
+            "categoricality_ci_high": (("model", "layer"), np.tile(cat, (n_m, 1)) + 0.02),
+            "fisher_log_trace": (("model",), rng.normal(size=n_m)),
+            "robust_auc": (("model",), np.array([auc[m] for m in MODELS])),
+            "critical_eps_median": (("model",), np.array([auc[m] / 10 for m in MODELS])),
+            "saturation_fraction": (("model",), np.linspace(0, 0.9, n_m)),
+            "robust_accuracy": (("model", "attack", "eps"), robust),
+            "betti0": (("model", "level"), rng.integers(0, 4, size=(n_m, 21)).astype(float)),
+            "betti1": (("model", "level"), rng.integers(0, 2, size=(n_m, 21)).astype(float)),
+            "diagnostic": (("model", "check"), diag),
+        },
+        coords={"model": MODELS, "layer": LAYERS, "rank": np.arange(1, n_rank + 1), "attack": ["fgsm", "pgd"],
+                "eps": eps, "level": np.arange(21), "level_fraction": ("level", np.linspace(0, 1, 21)),
+                "check": ["zero_gradient", "reaches_zero"]},
+        attrs={"smoothness_bound": 1.15, "intrinsic_dim": 13.3, "data": "synthetic", "seed": 0},
+    )
+    return ds
+
+
+class _ByPrefix(dict):
+    def __getitem__(self, prefix):
+        (match,) = [k for k in self if k.startswith(prefix.rstrip())]
+        return dict.__getitem__(self, match)
+
+
+def _verdicts(ds):
+    table = claims_table(ds)
+    return _ByPrefix(zip(table["claim"], table["verdict"]))
+
+
+def test_claims_follow_their_criteria():
+    v = _verdicts(_results())
+    assert v["Hebbian winner-take-all learning gives a "] == "holds"  # r2 0.97 >= 0.95
+    assert v["Spectral regularization sets the hidden "] == "holds"  # |1.05-1|, |2.45-2.5| <= 0.15
+    assert v["Spectral regularization changes robustne"] == "holds"  # 0.35 > 0.28
+    assert v["Saturated networks have heavy-tailed (ku"] == "holds"  # 4.0 > 0.5 and 0.60 > 0.30
+    assert v["The saturated nets' robustness is an art"] == "holds"  # zero_gradient warns
+    assert v["Categoricality grows with depth"] == "holds"  # 0.2 < 0.5 < 0.8 everywhere
+    assert v["SoftHebb networks are more robust to adv"] == "does not hold"  # 0.25 < 0.30
+
+
+def test_claims_fail_when_the_numbers_do():
+    v = _verdicts(_results(alpha_a1=1.3, kh_r2=0.8, cat=(0.5, 0.4, 0.8)))
+    assert v["Hebbian winner-take-all learning gives a "] == "does not hold"
+    assert v["Spectral regularization sets the hidden "] == "does not hold"  # |1.3 - 1| > 0.15
+    assert v["Categoricality grows with depth"] == "does not hold"
+
+
+def test_summary_is_one_tidy_row_per_model_and_layer():
+    ds = _results()
+    table = summary_table(ds)
+    assert len(table) == len(MODELS) * len(LAYERS)
+    row = table[(table.model == "spectral_a1") & (table.layer == "hidden")].iloc[0]
+    assert row["alpha"] == pytest.approx(1.05)
+    assert row["robust_auc"] == pytest.approx(0.28)
+
+
+def test_page_embeds_every_figure_and_the_claims(tmp_path):
+    ds = _results()
+    path = tmp_path / "results.nc"
+    ds.to_netcdf(path)
+    xr.testing.assert_identical(load_results(path), ds)
+    page = build_report(path, figures_dir=tmp_path / "figures")
+    assert page == tmp_path / "report.html"
+    html = page.read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    pngs = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert len(images) == len(pngs) == 7
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert "What the papers claim / what this run measured" in html
+    assert "spectral_a1: α = 1.05 (target 1.0)" in html
+    # Self-contained: nothing is loaded from elsewhere.
+    assert not re.search(r'(src|href)="(?!data:)', html)
+
+
+def test_missing_results_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `geomkit study` first"):
+        build_report(tmp_path / "nope.nc")
