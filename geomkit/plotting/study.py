@@ -69,7 +69,7 @@ def _kurtosis(ds, palette):
     axes[0].set_ylabel("")
     axes[0].set_title("Weight kurtosis")
     sns.barplot(df, x="weight_alpha", y="model", hue="layer", ax=axes[1], orient="h")
-    axes[1].set_xlabel("weight-spectrum tail exponent (powerlaw MLE, WeightWatcher convention)")
+    axes[1].set_xlabel("tail exponent of W^T W spectrum (powerlaw MLE)")
     axes[1].set_ylabel("")
     axes[1].set_title("Weight spectra")
     return fig, "Left: excess kurtosis of each layer's weights (Nayebi & Ganguli 2017). Right: power-law " \
