@@ -41,10 +41,10 @@ from ._validation import check_float, check_int, check_labels
 from .probe.jacobian import (
     OUTPUT,
     JacobianInfo,
-    SaturationWarning,
     _check_model,
     _resolve_dtype,
     iter_jacobians,
+    warn_saturation,
 )
 
 __all__ = [
@@ -125,10 +125,12 @@ def _check_logits(out) -> None:
 
 
 def _iter_factors(model, X, layer, *, fisher: bool, info: JacobianInfo, **kwargs):
-    """Yield (B, n_saturated) per chunk, float64, with the metric G = B^T B of each input.
+    """Yield (J, w, n_saturated) per chunk, J float64 of shape (chunk, rows, D).
 
-    Fisher: row k of B = L^T J is sqrt(p_k) grad log p_k (p from ``log_softmax``);
-    n_saturated counts inputs whose p_max rounded to exactly 1. A layer: B = J_l.
+    The metric of each input is G = B^T B with B = diag(w) J. Fisher: J is the
+    Jacobian of ``log_softmax(logits)`` and w = sqrt(p), so row k of B = L^T J
+    is sqrt(p_k) grad log p_k; n_saturated counts inputs whose p_max rounded
+    to exactly 1. A layer: J = J_l and w is None (B = J).
     """
     import torch
 
@@ -137,12 +139,31 @@ def _iter_factors(model, X, layer, *, fisher: bool, info: JacobianInfo, **kwargs
         check_output=_check_logits if fisher else None, info=info,
         desc="fisher" if fisher else f"jacobian {layer or OUTPUT}", **kwargs,
     ):
-        B = J.to(torch.float64)
         if not fisher:
-            yield B, 0
+            yield J.to(torch.float64), None, 0
             continue
-        B = values.to(torch.float64).exp().sqrt().unsqueeze(2) * B
-        yield B, int((values.max(dim=1).values == 0).sum())
+        w = values.to(torch.float64).exp().sqrt()
+        yield J.to(torch.float64), w, int((values.max(dim=1).values == 0).sum())
+
+
+def _trace_and_gram(J, w, need_gram: bool):
+    """tr(B^T B) per input and the smaller Gram of B = diag(w) J (same non-zero eigenvalues).
+
+    With rows <= D the Gram is B B^T = w_i w_j (J J^T)_ij, formed without
+    scaling the large J.
+    """
+    import torch
+
+    if J.shape[1] <= J.shape[2]:
+        K = J @ J.mT
+        gram = K if w is None else K * (w.unsqueeze(2) * w.unsqueeze(1))
+        return torch.diagonal(gram, dim1=1, dim2=2).sum(dim=1), gram
+    row_sq = torch.einsum("ncd,ncd->nc", J, J)
+    trace = row_sq.sum(dim=1) if w is None else (row_sq * w**2).sum(dim=1)
+    if not need_gram:
+        return trace, None
+    B = J if w is None else w.unsqueeze(2) * J
+    return trace, B.mT @ B
 
 
 def _metric_stats(
@@ -160,18 +181,20 @@ def _metric_stats(
     traces, eigs, summaries = [], [], []
     n_sat = 0
     compute_dtype = _resolve_dtype(kwargs.get("dtype"), _check_model(model))
-    for B, n_sat_chunk in _iter_factors(model, X, layer, fisher=fisher, info=info, **kwargs):
+    for J, w, n_sat_chunk in _iter_factors(model, X, layer, fisher=fisher, info=info, **kwargs):
         n_sat += n_sat_chunk
-        traces.append((B**2).sum(dim=(1, 2)).cpu().numpy())
+        trace, gram = _trace_and_gram(J, w, need_gram=not traces_only)
+        traces.append(trace.cpu().numpy())
         if traces_only:
             continue
-        # G = B^T B and B B^T share their non-zero eigenvalues: use the smaller Gram.
-        gram = B @ B.mT if B.shape[1] <= B.shape[2] else B.mT @ B
         lam = torch.linalg.eigvalsh(gram).flip(-1).clamp_min(0).cpu().numpy()
         summaries.append(spectral_summaries(lam, variance_fraction))
         eigs.append(lam)
     trace = np.concatenate(traces)
-    _warn_saturation(int((trace == 0).sum()), n_sat, trace.size, compute_dtype, fisher)
+    warn_saturation(
+        int((trace == 0).sum()), trace.size, compute_dtype, n_saturated=n_sat, stacklevel=4,
+        what="Fisher information" if fisher else "Jacobian",
+    )
     out: dict[str, Any] = {"trace": trace, "info": info}
     if traces_only:
         return out
@@ -185,35 +208,18 @@ def _metric_stats(
     return out
 
 
-def _warn_saturation(n_zero: int, n_saturated: int, n: int, dtype, fisher: bool) -> None:
-    import warnings
-
-    import torch
-
-    if dtype == torch.float64 or not (n_zero or n_saturated):
-        return
-    parts = []
-    if n_zero:
-        parts.append(f"the {'Fisher information' if fisher else 'Jacobian'} is exactly zero for {n_zero}")
-    if n_saturated:
-        parts.append(f"the softmax is saturated (p_max == 1 in {dtype}) for {n_saturated}")
-    warnings.warn(
-        f"{' and '.join(parts)} of {n} input(s): float32 gradients may vanish numerically in "
-        "saturated units or a saturated softmax. Recompute with dtype=torch.float64.",
-        SaturationWarning,
-        stacklevel=4,
-    )
-
-
 def _fisher_factor(model, X, **kwargs):
     """B (n, C, D) float64 with G(x_i) = B_i^T B_i."""
     import torch
 
     pieces = list(_iter_factors(model, X, None, fisher=True, info=JacobianInfo(), **kwargs))
-    B = torch.cat([b for b, _ in pieces])
+    B = torch.cat([w.unsqueeze(2) * J for J, w, _ in pieces])
     n_zero = int(((B**2).sum(dim=(1, 2)) == 0).sum())
     dtype = _resolve_dtype(kwargs.get("dtype"), model)
-    _warn_saturation(n_zero, sum(n for _, n in pieces), B.shape[0], dtype, True)
+    warn_saturation(
+        n_zero, B.shape[0], dtype, what="Fisher information",
+        n_saturated=sum(n for _, _, n in pieces), stacklevel=4,
+    )
     return B
 
 
@@ -630,7 +636,9 @@ class JacobianFlatness(_FlatnessBase):
     arXiv:1908.02729), the top eigenvalues of J_l^T J_l (squared singular
     values), their participation ratio and the number of input directions
     carrying ``variance_fraction`` of the norm. Eigenvalues come from the
-    smaller of J J^T and J^T J.
+    smaller of J J^T and J^T J (float64), so they are accurate to about
+    1e-16 x the largest one; singular values, their square roots, to about
+    1e-8 x the largest singular value.
 
     Parameters
     ----------

@@ -304,3 +304,28 @@ def test_fisher_eigenvalues_when_inputs_are_fewer_than_classes():
     ev = fisher_eigenvalues(net, X, progress=False)
     assert ev.shape == (5, 3)
     np.testing.assert_allclose(ev, np.linalg.eigvalsh(brute_fisher(net, X).numpy())[:, ::-1], rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_full_size_mlp_against_per_input_reference():
+    # The benchmark's MLP 784-1000-1000-10: Jacobians, Fisher traces and a hidden layer's
+    # Frobenius norms against one-input-at-a-time float64 references.
+    from geomkit.probe.jacobian import jacobian
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 10))
+    X = torch.rand(30, 784)
+    J = jacobian(net, X, chunk_size=7, progress=False)
+    ref = torch.stack([torch.autograd.functional.jacobian(lambda v: net(v[None])[0], x) for x in X])
+    torch.testing.assert_close(J, ref, rtol=1e-5, atol=1e-5)
+    est = FisherFlatness(net, dtype=torch.float64, progress=False).fit(X)
+    G = brute_fisher(net, X[:5]).numpy()
+    np.testing.assert_allclose(est.trace_[:5, 0], np.trace(G, axis1=1, axis2=2), rtol=1e-10)
+    np.testing.assert_allclose(est.eigenvalues_[:5, 0], np.linalg.eigvalsh(G)[:, ::-1][:, :9], rtol=1e-8, atol=1e-14)
+    jac = JacobianFlatness(net, layers=["2"], n_eigenvalues=5, dtype=torch.float64, progress=False).fit(X[:4])
+    m = mlp_like_double(net)
+    for i, x in enumerate(X[:4].double()):
+        Jl = torch.autograd.functional.jacobian(lambda v: m[:3](v[None])[0], x)
+        s = torch.linalg.svdvals(Jl).numpy()
+        np.testing.assert_allclose(jac.trace_[i, 0], (s**2).sum(), rtol=1e-10)
+        np.testing.assert_allclose(jac.eigenvalues_[i, 0], s[:5] ** 2, rtol=1e-8)
