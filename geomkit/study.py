@@ -63,6 +63,10 @@ class StudyConfig:
     n_tuning_units: int
     tuning_resolution: int
     eps: tuple[float, ...]
+    pgd_steps: int
+    n_bisect: int
+    n_noise_draws: int
+    surrogate_epochs: int
 
     @classmethod
     def make(cls, quick: bool) -> "StudyConfig":
@@ -70,11 +74,13 @@ class StudyConfig:
             return cls(quick=True, n_hidden=256, n_hebbian=400, epochs=4, hebbian_epochs=3,
                        n_train=1500, n_eval=400, n_attack=100, n_bootstraps=20, n_pairs=300,
                        n_tuning_units=3, tuning_resolution=24,
-                       eps=tuple(np.geomspace(1e-3, 0.3, 6).round(6)))
+                       eps=tuple(np.geomspace(1e-3, 0.3, 6).round(6)),
+                       pgd_steps=10, n_bisect=5, n_noise_draws=3, surrogate_epochs=5)
         return cls(quick=False, n_hidden=1000, n_hebbian=2000, epochs=20, hebbian_epochs=10,
-                   n_train=None, n_eval=1000, n_attack=500, n_bootstraps=200, n_pairs=1000,
+                   n_train=None, n_eval=1000, n_attack=300, n_bootstraps=100, n_pairs=1000,
                    n_tuning_units=8, tuning_resolution=48,
-                   eps=tuple(np.geomspace(1e-4, 0.3, 10).round(6)))
+                   eps=tuple(np.geomspace(1e-4, 0.3, 9).round(6)),
+                   pgd_steps=20, n_bisect=8, n_noise_draws=10, surrogate_epochs=20)
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
@@ -253,7 +259,8 @@ def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, see
                 progress: bool) -> dict[str, Any]:
     from .robustness import AdversarialRobustness
 
-    est = AdversarialRobustness(module, eps=list(cfg.eps), surrogate=surrogate, random_state=seed,
+    est = AdversarialRobustness(module, eps=list(cfg.eps), steps=cfg.pgd_steps, n_bisect=cfg.n_bisect,
+                                n_noise_draws=cfg.n_noise_draws, surrogate=surrogate, random_state=seed,
                                 progress=False).fit(X, y)
     diag = est.diagnostics_
     # score(X, y) would rerun the sweep: it is the AUC of the strongest attack, kept in auc_.
@@ -270,17 +277,16 @@ def _activations(module: Any, X: np.ndarray, layer: str) -> np.ndarray:
 
 
 def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray) -> float:
-    """Fraction of hidden units in the flat region: sigmoid' < 0.01 (|h| > ~4.6) or ReLU off."""
-    pre = _activations(module, X, entry.hidden_pre)
+    """Fraction of hidden pre-activations in the flat region of their nonlinearity.
+
+    The training module's definition (:func:`geomkit.train.flat_fraction`):
+    ReLU off, or sigmoid' below a tenth of its maximum. Other units count as ReLU.
+    """
+    from .train import flat_fraction
     from .train.models import activation_kind
 
-    kind = activation_kind(dict(module.named_modules())[entry.hidden]) or "relu"
-    if kind == "sigmoid":
-        s = 1.0 / (1.0 + np.exp(-pre))
-        return float(np.mean(s * (1 - s) < 0.01))
-    if kind == "tanh":
-        return float(np.mean(1 - np.tanh(pre) ** 2 < 0.01))
-    return float(np.mean(pre <= 0))
+    kind = activation_kind(dict(module.named_modules())[entry.hidden])
+    return flat_fraction(_activations(module, X, entry.hidden_pre), "sigmoid" if kind == "sigmoid" else "relu")
 
 
 def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarray, y: np.ndarray,
@@ -439,19 +445,21 @@ def run(
     from .probe.attacks import train_surrogate
 
     torch.manual_seed(seed)
-    surrogate = train_surrogate(X_train, y_train, random_state=seed + 1, device=device)
+    surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1, device=device)
     results: dict[str, dict[str, Any]] = {}
     reused = []
     for name in _progress(chosen, "study: models", progress):
         entry = zoo[name]
+        t0 = time.perf_counter()
         clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train, models_dir, seed, device,
                                          retrain, progress, log)
         if was_reused:
             reused.append(name)
-        log(f"{name}: measuring on {len(X_eval)} held-out images")
+        t1 = time.perf_counter()
         results[name] = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress)
         log(f"{name}: test accuracy {results[name]['accuracy']:.3f}, hidden α = "
-            f"{results[name]['layers']['hidden']['alpha']:.2f}")
+            f"{results[name]['layers']['hidden']['alpha']:.2f} ({'loaded' if was_reused else 'trained'} in "
+            f"{t1 - t0:.0f} s, measured on {len(X_eval)} held-out images in {time.perf_counter() - t1:.0f} s)")
     attrs = {
         "data": str(data), "n_train": int(len(X_train)), "n_test": int(len(X_eval)), "quick": int(quick),
         "seed": int(seed), "device": str(device), "intrinsic_dim": float(dim),
