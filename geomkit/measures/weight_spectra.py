@@ -78,8 +78,8 @@ def _fit_row(lam: np.ndarray) -> dict:
 
 def weight_spectra(
     model: Any,
-    layers: Any = None,
     *,
+    layers: Any = None,
     device: Any = None,
     dtype: str = "float64",
     progress: bool = True,
