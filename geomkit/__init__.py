@@ -11,6 +11,13 @@ from . import datasets
 from .measures.kurtosis import WeightKurtosis, weight_kurtosis
 from .measures.categorization import CategorizationIndex, CategorySelectivity
 from .measures.topology import LevelSetTopology
+from .measures.spectrum import (
+    PowerLawSpectrum,
+    eigenspectrum,
+    power_law_exponent,
+    smoothness_threshold,
+)
+from .measures.weight_spectra import weight_spectra
 from .moments import MomentAccumulator, Moments
 from .sensitivity import FisherFlatness, JacobianFlatness
 from .robustness import AdversarialRobustness, GradientMaskingWarning
@@ -34,4 +41,9 @@ __all__ = [
     "CategorizationIndex",
     "CategorySelectivity",
     "LevelSetTopology",
+    "PowerLawSpectrum",
+    "eigenspectrum",
+    "power_law_exponent",
+    "smoothness_threshold",
+    "weight_spectra",
 ]

@@ -7,6 +7,16 @@ from .categorization import (
     categoricality_index,
     category_selectivity,
 )
+from .spectrum import (
+    PowerLawFit,
+    PowerLawSpectrum,
+    SpectrumWarning,
+    cvpca_spectrum,
+    eigenspectrum,
+    power_law_exponent,
+    smoothness_threshold,
+)
+from .weight_spectra import weight_spectra
 from .topology import (
     LevelSetTopology,
     betti_curves,
@@ -17,6 +27,14 @@ from .topology import (
 )
 
 __all__: list[str] = [
+    "PowerLawSpectrum",
+    "PowerLawFit",
+    "SpectrumWarning",
+    "eigenspectrum",
+    "cvpca_spectrum",
+    "power_law_exponent",
+    "smoothness_threshold",
+    "weight_spectra",
     "WeightKurtosis",
     "weight_kurtosis",
     "excess_kurtosis",

@@ -1,94 +1,675 @@
-"""Power-law spectra of activations (seed: the functional core; the estimator comes next).
+"""Power-law spectra of population responses: PCA and cross-validated PCA.
 
-Stringer, Pachitariu et al. 2019, "High-dimensional geometry of population
-responses in visual cortex", Nature: eigenvalues lambda_n of the covariance,
-fitted as log lambda_n = -alpha log n + b by least squares with weights 1/n
-over ranks 11..500 (1-based), the upper rank kept at or below half the usable
-eigenvalues.
+Stringer, Pachitariu, Steinmetz, Carandini & Harris 2019, "High-dimensional
+geometry of population responses in visual cortex", Nature 571:361-365:
+
+* the spectrum is the descending eigenvalues ``lambda_n`` of the covariance of
+  responses (stimuli x units), rank ``n = 1, 2, ...``;
+* cvPCA estimates the *signal* spectrum from two repeats: principal axes
+  ``u_n`` from repeat 1, ``lambda_n = sum_s (x1_s . u_n)(x2_s . u_n) / (N - 1)``
+  (noise independent across repeats cancels), averaged over random swaps of
+  the repeats for half of the stimuli;
+* ``alpha`` is fitted by least squares of ``log lambda_n = -alpha log n + b``
+  with weights ``1/n`` over ranks 11..500, the last rank at or below about half
+  the usable eigenvalues; a smooth code of a d-dimensional stimulus set needs
+  ``alpha > 1 + 2/d``.
+
+The density view (``fitter="mle"``) fits ``p(lambda) ~ lambda ** -a`` by
+maximum likelihood with ``x_min`` chosen by the smallest Kolmogorov-Smirnov
+distance (Clauset, Shalizi & Newman 2009) and reports ``alpha = 1 / (a - 1)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import numbers
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._backend import eigvalsh
-from .._validation import as_float_array
+from .._backend import eigh, eigvalsh
+from .._validation import as_float_array, check_float, check_int, check_option, to_numpy
+from ..moments import Moments
+from ._powerlaw import (
+    PowerLawFit,
+    SpectrumWarning,
+    fit_spectrum,
+    resolve_fit_range,
+    usable_count,
+)
+from ._spectral_moments import (
+    CVPCAProblem,
+    PCAProblem,
+    _blocks,
+    column_mean,
+    double_center,
+)
 
-__all__ = ["eigenspectrum", "power_law_exponent", "PowerLawFit", "smoothness_threshold"]
+__all__ = [
+    "PowerLawSpectrum",
+    "PowerLawFit",
+    "SpectrumWarning",
+    "eigenspectrum",
+    "cvpca_spectrum",
+    "power_law_exponent",
+    "smoothness_threshold",
+]
+
+_METHODS = ("pca", "cvpca")
+
+# scikit-learn's estimator checks that cannot apply, with the reason (for
+# ``parametrize_with_checks(..., expected_failed_checks=...)``).
+_TWO_UNITS = (
+    "fits on 2-feature data; a spectrum needs at least 3 units (a power law over ranks "
+    "needs 3 eigenvalues), so PowerLawSpectrum rejects 2 units with a ValueError"
+)
+SKLEARN_EXPECTED_FAILED_CHECKS = {
+    "check_estimators_overwrite_params": _TWO_UNITS,
+    "check_estimators_fit_returns_self": _TWO_UNITS,
+    "check_readonly_memmap_input": _TWO_UNITS,
+    "check_fit_idempotent": _TWO_UNITS,
+    "check_fit_check_is_fitted": _TWO_UNITS,
+    "check_n_features_in": _TWO_UNITS,
+}
+_WEIGHTINGS = ("1/n", "uniform")
+_FITTERS = ("ols", "mle")
 
 
-@dataclass(frozen=True)
-class PowerLawFit:
-    """Result of :func:`power_law_exponent`."""
-
-    alpha: float
-    intercept: float
-    r2: float
-    fit_range: tuple[int, int]
-    n_clipped: int = 0
-
-
+# ---------------------------------------------------------------------------------------
+# Functional forms
+# ---------------------------------------------------------------------------------------
 def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
-    """Eigenvalues (descending, float64) of the covariance of X of shape (n_stimuli, n_units).
+    """Eigenvalues of the covariance of X, descending, in float64.
 
-    Uses the stimulus Gram matrix when units outnumber stimuli (same non-zero
-    eigenvalues, smaller problem).
+    The cheaper eigenproblem is chosen by shape: the (n_units, n_units)
+    covariance when stimuli outnumber units, the (n_stimuli, n_stimuli) Gram
+    matrix of the centred stimuli otherwise (same non-zero eigenvalues).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_stimuli, n_units)
+        Responses; numpy, torch or xarray; float32 is accumulated in float64.
+    device : None, str or torch.device
+        Run the products and the eigendecomposition with torch there (e.g. "cuda").
+
+    Returns
+    -------
+    ndarray of shape (min(n_stimuli, n_units),)
+        Covariance eigenvalues (normalized by ``n_stimuli - 1``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.measures.spectrum import eigenspectrum
+    >>> X = np.random.default_rng(0).normal(size=(500, 4)) * [4.0, 3.0, 2.0, 1.0]
+    >>> eigenspectrum(X).round(0).tolist()
+    [16.0, 9.0, 4.0, 1.0]
     """
-    X = as_float_array(X, "X", ndim=2, min_samples=2)
-    Xc = X - X.mean(axis=0)
-    n, d = Xc.shape
-    M = (Xc.T @ Xc) if n >= d else (Xc @ Xc.T)
-    return eigvalsh(M / (n - 1), device=device)
+    X = _as_data(X, "X", ndim=2, min_samples=2)
+    return PCAProblem(X, device=device).eigenvalues()
+
+
+def cvpca_spectrum(
+    X: Any,
+    Y: Any = None,
+    *,
+    n_shuffles: int = 10,
+    random_state: Any = None,
+    device: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-validated PCA signal spectrum of two repeats (Stringer et al. 2019).
+
+    Parameters
+    ----------
+    X : array-like of shape (2, n_stimuli, n_units), or (n_stimuli, n_units) with ``Y``
+        Two repeats of the responses to the same stimuli.
+    Y : array-like of shape (n_stimuli, n_units), optional
+        The second repeat, when ``X`` holds only the first.
+    n_shuffles : int, default=10
+        Random swaps of the repeats for half of the stimuli, averaged.
+    random_state : int, numpy Generator or None
+    device : None, str or torch.device
+        Run the eigendecompositions with torch there.
+
+    Returns
+    -------
+    signal : ndarray of shape (min(n_stimuli, n_units),)
+        Signal variance along the n-th principal axis of repeat 1 (may be negative
+        where noise dominates).
+    noise : ndarray of shape (min(n_stimuli, n_units),)
+        Eigenvalues of the noise covariance ``Cov((X1 - X2) / sqrt(2))``, descending.
+
+    Examples
+    --------
+    >>> from geomkit.datasets import make_powerlaw_data
+    >>> from geomkit.measures.spectrum import cvpca_spectrum
+    >>> X, lam = make_powerlaw_data(2000, 50, alpha=1.0, noise=0.5, n_repeats=2, random_state=0)
+    >>> signal, noise = cvpca_spectrum(X, random_state=0)
+    >>> bool(abs(signal[0] - 1.0) < 0.1), bool(abs(noise.mean() - 0.25) < 0.02)
+    (True, True)
+    """
+    n_shuffles = check_int(n_shuffles, "n_shuffles", low=1)
+    A, B = _split_repeats(_as_data(X, "X", ndim=(2, 3), min_samples=3), Y)
+    problem = CVPCAProblem(A, B, device=device)
+    signal, _ = problem.spectrum(n_shuffles, _rng(random_state))
+    return signal, problem.noise_eigenvalues()
 
 
 def power_law_exponent(
     eigenvalues: Any,
     fit_range: tuple[int, int] = (11, 500),
     weighting: str = "1/n",
+    fitter: str = "ols",
+    *,
+    n_units: int | None = None,
 ) -> PowerLawFit:
-    """Fit lambda_n ~ n^-alpha by (weighted) least squares in log-log space.
+    """Fit ``lambda_n ~ n ** -alpha`` to a descending spectrum.
 
     Parameters
     ----------
     eigenvalues : array-like of shape (n,)
-        Descending eigenvalues.
+        Eigenvalues, descending (rank 1 first).
     fit_range : (int, int), default=(11, 500)
-        First and last rank (1-based, inclusive); the upper rank is clipped to
-        half the usable (numerically non-zero) eigenvalues.
+        First and last rank, 1-based and inclusive (Stringer et al.; others use
+        6..100). The last rank is clipped to about half the usable eigenvalues
+        (those above ``lambda_max * n_units * eps``) with a
+        :class:`SpectrumWarning` stating the range used.
     weighting : {"1/n", "uniform"}, default="1/n"
+        Least-squares weights per rank (``"ols"``; also weights ``r2``).
+    fitter : {"ols", "mle"}, default="ols"
+        ``"ols"``: least squares of ``log lambda_n`` on ``log n``. ``"mle"``: the
+        eigenvalue density ``p(lambda) ~ lambda ** -a`` by maximum likelihood,
+        ``x_min`` by the smallest KS distance among the eigenvalues of ranks in
+        ``fit_range``, reported as ``alpha = 1 / (a - 1)``.
+    n_units : int, optional
+        Size of the matrix the eigenvalues came from (default: their number);
+        sets the usability threshold.
 
     Returns
     -------
     PowerLawFit
+        ``alpha``, ``intercept``, ``r2``, ``fit_range`` (ranks used), ``n_clipped``
+        (non-positive eigenvalues left out), and for ``"mle"`` ``alpha_density``,
+        ``xmin``, ``ks_distance``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.measures.spectrum import power_law_exponent
+    >>> fit = power_law_exponent(np.arange(1, 1001) ** -1.5)
+    >>> round(fit.alpha, 6), fit.fit_range
+    (1.5, (11, 500))
     """
-    lam = as_float_array(eigenvalues, "eigenvalues", ndim=1)
-    tol = lam[0] * lam.size * np.finfo(np.float64).eps
-    n_usable = int((lam > tol).sum())
-    lo, hi = fit_range
-    hi = min(hi, max(n_usable // 2, lo + 1))
-    ranks = np.arange(lo, hi + 1)
-    y = lam[lo - 1 : hi]
-    positive = y > 0
-    ranks, y = ranks[positive], y[positive]
-    logn, logy = np.log(ranks), np.log(y)
-    w = 1.0 / ranks if weighting == "1/n" else np.ones_like(logn)
-    A = np.stack([logn, np.ones_like(logn)], axis=1) * np.sqrt(w)[:, None]
-    coef, *_ = np.linalg.lstsq(A, logy * np.sqrt(w), rcond=None)
-    pred = coef[0] * logn + coef[1]
-    ss_res = np.sum(w * (logy - pred) ** 2)
-    ss_tot = np.sum(w * (logy - np.average(logy, weights=w)) ** 2)
-    return PowerLawFit(
-        alpha=float(-coef[0]),
-        intercept=float(coef[1]),
-        r2=float(1 - ss_res / ss_tot),
-        fit_range=(int(lo), int(hi)),
-        n_clipped=int((~positive).sum()),
-    )
+    lam = as_float_array(eigenvalues, "eigenvalues", ndim=1, min_samples=3)
+    check_option(weighting, "weighting", _WEIGHTINGS)
+    check_option(fitter, "fitter", _FITTERS)
+    if n_units is not None:
+        n_units = check_int(n_units, "n_units", low=1)
+    return fit_spectrum(lam, fit_range, weighting, fitter, n_units=n_units)
 
 
 def smoothness_threshold(d: float) -> float:
-    """Stringer et al.'s bound: a smooth code of a d-dimensional stimulus set needs alpha > 1 + 2/d."""
-    return 1.0 + 2.0 / float(d)
+    """Stringer et al.'s bound: a smooth code of a d-dimensional stimulus set needs alpha > 1 + 2/d.
+
+    Examples
+    --------
+    >>> from geomkit.measures.spectrum import smoothness_threshold
+    >>> smoothness_threshold(2)
+    2.0
+    """
+    d = check_float(d, "d", low=0.0, low_inclusive=False)
+    return 1.0 + 2.0 / d
+
+
+# ---------------------------------------------------------------------------------------
+# Input helpers
+# ---------------------------------------------------------------------------------------
+def _rng(random_state: Any) -> np.random.Generator:
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    return np.random.default_rng(random_state)
+
+
+def _as_data(X: Any, name: str, *, ndim, min_samples: int) -> np.ndarray:
+    """Float32 stays float32 (accumulation is float64 anyway); anything else -> float64."""
+    arr = to_numpy(X)
+    dtype = np.float32 if getattr(arr, "dtype", None) == np.float32 else np.float64
+    return as_float_array(arr, name, ndim=ndim, min_samples=min_samples, dtype=dtype)
+
+
+def _split_repeats(X: np.ndarray, Y: Any) -> tuple[np.ndarray, np.ndarray]:
+    if Y is None:
+        if X.ndim != 3 or X.shape[0] != 2:
+            raise ValueError(
+                "cvPCA needs two repeats: X of shape (2, n_stimuli, n_units), or X and a "
+                f"second array of the same (n_stimuli, n_units) shape; got X of shape {X.shape}."
+            )
+        A, B = X[0], X[1]
+    else:
+        if X.ndim != 2:
+            raise ValueError(
+                f"with a second repeat given, X must be (n_stimuli, n_units); got shape {X.shape}."
+            )
+        B = _as_data(Y, "y (second repeat)", ndim=2, min_samples=3)
+        if B.shape != X.shape:
+            raise ValueError(
+                f"the repeats must have the same shape (n_stimuli, n_units); got {X.shape} and "
+                f"{B.shape}."
+            )
+        A = X
+    if A.shape[0] < 3 or A.shape[1] < 3:
+        raise ValueError(
+            f"cvPCA needs at least 3 stimuli and 3 units; got repeats of shape {A.shape}."
+        )
+    return A, B
+
+
+def _check_variance(lam_max: float, what: str) -> None:
+    if not lam_max > 0:
+        raise ValueError(
+            f"{what} has zero variance (every unit is constant across stimuli); "
+            "a spectrum needs variation."
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Estimator
+# ---------------------------------------------------------------------------------------
+class PowerLawSpectrum(BaseEstimator):
+    """Power-law exponent of a population's eigenspectrum (PCA or cvPCA), with intervals.
+
+    Parameters
+    ----------
+    method : {"pca", "cvpca"}, default="pca"
+        ``"pca"``: eigenvalues of the covariance of X (n_stimuli, n_units), via
+        the covariance when stimuli outnumber units and via the stimulus Gram
+        matrix otherwise, in float64. ``"cvpca"``: Stringer et al.'s
+        cross-validated PCA of two repeats, X of shape (2, n_stimuli, n_units)
+        or X and ``y`` the second repeat.
+    fit_range : (int, int), default=(11, 500)
+        First and last rank fitted (1-based, inclusive); the last is clipped to
+        about half the usable eigenvalues with a :class:`SpectrumWarning`.
+    weighting : {"1/n", "uniform"}, default="1/n"
+        Least-squares weights (Stringer et al.: 1/n; Holzhausen et al.: uniform).
+    fitter : {"ols", "mle"}, default="ols"
+        Log-log least squares, or the maximum-likelihood fit of the eigenvalue
+        density converted to the rank exponent (see :func:`power_law_exponent`).
+    n_shuffles : int, default=10
+        cvPCA: random repeat swaps averaged (Stringer et al. use 5 to 20).
+    n_bootstraps : int, default=0
+        Bootstrap resamples of the stimuli for ``alpha_ci_`` (0: no interval).
+        Each costs about one fit.
+    confidence_level : float, default=0.95
+        Of the basic (reverse-percentile) bootstrap interval.
+    random_state : int, numpy Generator / RandomState or None
+        Seeds the cvPCA shuffles and the bootstrap.
+    device : None, str or torch.device
+        Run the products and eigendecompositions with torch on this device
+        (e.g. ``"cuda"``); ``None``: numpy on the CPU.
+    progress : bool, default=False
+        Show a progress bar over bootstrap resamples (off by default, as an
+        estimator is often fitted in loops such as ``cross_val_score``).
+
+    Attributes
+    ----------
+    eigenvalues_ : ndarray of shape (n_ranks,)
+        Covariance eigenvalues (``"pca"``) or cvPCA signal variances, by rank.
+    noise_eigenvalues_ : ndarray of shape (n_ranks,)
+        ``"cvpca"`` only: eigenvalues of the noise covariance Cov((X1 - X2)/sqrt(2)).
+    alpha_ : float
+        Fitted rank exponent.
+    intercept_ : float
+        ``b`` of ``log lambda_n = -alpha log n + b`` (natural logarithms).
+    r2_ : float
+        r^2 of that line in log-log space over the fitted ranks.
+    fit_range_ : (int, int)
+        Ranks actually fitted (for ``"mle"``: 1 .. rank of ``x_min``).
+    n_usable_ : int
+        Eigenvalues above ``lambda_max * n_units * eps``.
+    n_clipped_ : int
+        Non-positive eigenvalues in the fit range, left out.
+    xmin_, ks_distance_, alpha_density_ : float
+        ``"mle"``: tail start, KS distance and density exponent (NaN for ``"ols"``).
+    alpha_ci_ : (float, float)
+        Bootstrap interval of ``alpha_`` (NaN without bootstraps).
+    alpha_bootstrap_ : ndarray of shape (n_bootstraps,)
+        The bootstrap exponents.
+    n_features_in_ : int
+        Number of units.
+    n_stimuli_ : int
+        Number of stimuli fitted.
+
+    Notes
+    -----
+    ``fit`` also accepts a :class:`geomkit.moments.Moments` (from
+    :func:`geomkit.probe.layer_moments` or a ``MomentAccumulator``), so huge
+    activation sets never have to sit in memory; bootstraps need the stimuli
+    and are then skipped.
+
+    The estimator keeps a reference to the training data (no copy) so that
+    :meth:`score` can compute principal axes only when asked.
+
+    Examples
+    --------
+    >>> from geomkit.datasets import make_powerlaw_data
+    >>> from geomkit.measures.spectrum import PowerLawSpectrum
+    >>> X, _ = make_powerlaw_data(3000, 400, alpha=1.0, random_state=0)
+    >>> est = PowerLawSpectrum(fit_range=(11, 200)).fit(X)
+    >>> bool(abs(est.alpha_ - 1.0) < 0.05)
+    True
+    """
+
+    def __init__(
+        self,
+        method: str = "pca",
+        fit_range: tuple[int, int] = (11, 500),
+        weighting: str = "1/n",
+        fitter: str = "ols",
+        n_shuffles: int = 10,
+        n_bootstraps: int = 0,
+        confidence_level: float = 0.95,
+        random_state: Any = None,
+        device: Any = None,
+        progress: bool = False,
+    ):
+        self.method = method
+        self.fit_range = fit_range
+        self.weighting = weighting
+        self.fitter = fitter
+        self.n_shuffles = n_shuffles
+        self.n_bootstraps = n_bootstraps
+        self.confidence_level = confidence_level
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        return tags
+
+    # -- validation -------------------------------------------------------------------
+    def _check_params(self) -> None:
+        check_option(self.method, "method", _METHODS)
+        check_option(self.weighting, "weighting", _WEIGHTINGS)
+        check_option(self.fitter, "fitter", _FITTERS)
+        check_int(self.n_shuffles, "n_shuffles", low=1)
+        check_int(self.n_bootstraps, "n_bootstraps", low=0)
+        check_float(self.confidence_level, "confidence_level", low=0.0, high=1.0,
+                    low_inclusive=False)
+        resolve_fit_range(self.fit_range, 10**9, clip=False)  # type / order checks only
+
+    def _validate_2d(self, X: Any, reset: bool) -> np.ndarray:
+        if type(X).__module__.startswith(("torch", "xarray")):
+            X = to_numpy(X)
+        # At scoring time the unit count must match the fit, which the n_features_in_
+        # check reports more usefully than a minimum.
+        return validate_data(
+            self, X, reset=reset, dtype=[np.float64, np.float32],
+            ensure_min_samples=3, ensure_min_features=3 if reset else 1,
+        )
+
+    def _validate_repeats(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        arr = check_array(
+            to_numpy(X), allow_nd=True, dtype=[np.float64, np.float32], ensure_min_samples=1,
+            ensure_min_features=1, input_name="X",
+        )
+        A, B = _split_repeats(arr, None if y is None else check_array(
+            to_numpy(y), dtype=[np.float64, np.float32], input_name="y"))
+        if reset:
+            self.n_features_in_ = A.shape[1]
+        elif A.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {A.shape[1]} units, but PowerLawSpectrum was fitted with "
+                f"{self.n_features_in_}."
+            )
+        return A, B
+
+    # -- fitting ----------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> "PowerLawSpectrum":
+        """Compute the spectrum and fit its power law.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stimuli, n_units), (2, n_stimuli, n_units), or Moments
+            Responses (``"pca"``), two repeats (``"cvpca"``), or precomputed
+            :class:`geomkit.moments.Moments` (``"pca"`` only).
+        y : array-like of shape (n_stimuli, n_units), optional
+            ``"cvpca"``: the second repeat when X holds only the first (so that
+            ``cross_val_score(est, X1, X2)`` splits both by stimulus). Ignored
+            for ``"pca"``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        rng = _rng(self.random_state)
+        if isinstance(X, Moments):
+            return self._fit_moments(X)
+        if self.method == "pca":
+            X = self._validate_2d(X, reset=True)
+            problem = PCAProblem(X, device=self.device)
+            lam = problem.eigenvalues()
+            _check_variance(lam[0], "X")
+            n_usable = usable_count(lam, X.shape[1])
+            self._basis = ("pca", problem)
+            self.n_stimuli_ = X.shape[0]
+        else:
+            A, B = self._validate_repeats(X, y, reset=True)
+            problem = CVPCAProblem(A, B, device=self.device)
+            lam, n_usable = problem.spectrum(self.n_shuffles, rng)
+            _check_variance(n_usable, "the training repeat")
+            self.noise_eigenvalues_ = problem.noise_eigenvalues()
+            self._basis = ("cvpca", problem)
+            self.n_stimuli_ = A.shape[0]
+        self._set_fit(lam, n_usable)
+        self._bootstrap(problem, rng)
+        return self
+
+    def _fit_moments(self, moments: Moments) -> "PowerLawSpectrum":
+        if self.method != "pca":
+            raise ValueError(
+                "method='cvpca' needs two repeats of the responses; Moments hold one second "
+                "moment. Use method='pca' with Moments."
+            )
+        if moments.n_samples < 3 or moments.n_units < 3:
+            raise ValueError(
+                f"Moments of {moments.n_samples} stimuli x {moments.n_units} units; at least 3 "
+                "of each are required."
+            )
+        lam = moments.eigenvalues(device=self.device)
+        _check_variance(lam[0], "the Moments")
+        self.n_features_in_ = moments.n_units
+        self.n_stimuli_ = moments.n_samples
+        self._basis = ("moments", moments)
+        self._set_fit(lam, usable_count(lam, moments.n_units))
+        if self.n_bootstraps:
+            warnings.warn(
+                "n_bootstraps ignored: bootstrapping needs the stimuli, and Moments hold only "
+                "their second moment; alpha_ci_ is NaN.",
+                SpectrumWarning,
+                stacklevel=3,
+            )
+        self.alpha_ci_ = (math.nan, math.nan)
+        self.alpha_bootstrap_ = np.empty(0)
+        return self
+
+    def _set_fit(self, lam: np.ndarray, n_usable: int) -> None:
+        self._range = resolve_fit_range(self.fit_range, n_usable, n_available=lam.size)
+        fit = fit_spectrum(lam, self._range, self.weighting, self.fitter, n_usable=n_usable,
+                           clip=False)
+        self.eigenvalues_ = lam
+        self.alpha_ = fit.alpha
+        self.intercept_ = fit.intercept
+        self.r2_ = fit.r2
+        self.fit_range_ = fit.fit_range
+        self.n_usable_ = n_usable
+        self.n_clipped_ = fit.n_clipped
+        self.xmin_ = fit.xmin
+        self.ks_distance_ = fit.ks_distance
+        self.alpha_density_ = fit.alpha_density
+
+    def _bootstrap(self, problem: Any, rng: np.random.Generator) -> None:
+        self.alpha_bootstrap_ = np.empty(0)
+        self.alpha_ci_ = (math.nan, math.nan)
+        if not self.n_bootstraps:
+            return
+        from tqdm.auto import tqdm
+
+        n = self.n_stimuli_
+        alphas = []
+        for _ in tqdm(range(self.n_bootstraps), desc="bootstrap", disable=not self.progress):
+            idx = rng.integers(0, n, size=n)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SpectrumWarning)
+                if self.method == "pca":
+                    lam_b = problem.resample(idx)
+                    n_usable_b = usable_count(lam_b, self.n_features_in_)
+                else:
+                    lam_b, n_usable_b = problem.spectrum(self.n_shuffles, rng, idx)
+                try:
+                    fit = fit_spectrum(lam_b, self._range, self.weighting, self.fitter,
+                                       n_usable=n_usable_b, clip=False)
+                except ValueError:
+                    continue
+            alphas.append(fit.alpha)
+        self.alpha_bootstrap_ = np.asarray(alphas)
+        if len(alphas) >= 2:
+            # Basic (reverse-percentile) interval: 2 alpha - quantiles, which corrects the
+            # first-order bias that resampling shares with the sample spectrum.
+            tail = (1.0 - self.confidence_level) / 2.0
+            q_lo, q_hi = np.quantile(self.alpha_bootstrap_, [tail, 1.0 - tail])
+            self.alpha_ci_ = (float(2 * self.alpha_ - q_hi), float(2 * self.alpha_ - q_lo))
+
+    # -- scoring ----------------------------------------------------------------------
+    def _axes(self) -> np.ndarray:
+        """Principal axes (n_units, k) of the training data for ranks 1..k, k = last fitted rank."""
+        k = self._range[1]
+        cached = getattr(self, "_axes_cache", None)
+        if cached is not None and cached.shape[1] >= k:
+            return cached[:, :k]
+        kind, source = self._basis
+        if kind == "moments":
+            if source.covariance is None:
+                raise ValueError(
+                    "score needs unit-space principal axes, which a Gram-matrix Moments cannot "
+                    "give (it holds stimulus-space products). Accumulate "
+                    "method='covariance' Moments, or fit on the activations."
+                )
+            axes = eigh(source.covariance, device=self.device)[1][:, :k]
+        elif kind == "pca" and source.route == "covariance":
+            axes = eigh(source.matrix, device=self.device)[1][:, :k]
+        elif kind == "cvpca" and source.route == "covariance":
+            axes = eigh(source.P, device=self.device)[1][:, :k]
+        else:
+            axes = self._gram_axes(kind, source, k)
+        self._axes_cache = axes
+        return axes
+
+    def _gram_axes(self, kind: str, source: Any, k: int) -> np.ndarray:
+        # Unit-space axes from stimulus-space eigenvectors: u_n = Xc' v_n / sigma_n.
+        if kind == "pca":
+            G = source.matrix if isinstance(source.matrix, np.ndarray) else source.matrix.cpu().numpy()
+            data = lambda cols: np.subtract(source.X[:, cols], source.mean[cols], dtype=np.float64)
+        else:
+            G = source.signal_axes_matrix()
+            mean = (column_mean(source.A) + column_mean(source.B)) / 2
+            data = lambda cols: (source.A[:, cols].astype(np.float64) + source.B[:, cols]) / 2 - mean[cols]
+        values, vectors = eigh(G, device=self.device)
+        V = vectors[:, :k] / np.sqrt(np.maximum(values[:k], np.finfo(np.float64).tiny))
+        axes = np.empty((self.n_features_in_, k))
+        for cols in _blocks(self.n_features_in_, G.shape[0]):
+            axes[cols] = data(cols).T @ V
+        return axes
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Exponent of X's spectrum along the fitted principal axes (cross-validated).
+
+        The variance of X (centred on its own mean) along the training
+        principal axes ``u_1 .. u_k`` (``k`` = the last fitted rank) is fitted
+        with the same range, weighting and fitter as ``alpha_``; for
+        ``"cvpca"`` the variance is the cross-repeat covariance
+        ``(x1 . u_n)(x2 . u_n)`` of held-out stimuli. On new stimuli this is an
+        out-of-sample exponent, not inflated by fitting the axes to the same
+        data, so ``cross_val_score(PowerLawSpectrum(), X)`` returns held-out
+        exponents. Note that higher is not "better": do not use it to select
+        hyper-parameters by maximizing.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stimuli, n_units), or (2, n_stimuli, n_units) for cvPCA
+        y : array-like, optional
+            cvPCA: the second repeat, as in :meth:`fit`; otherwise ignored.
+
+        Returns
+        -------
+        float
+            The rank exponent of the held-out spectrum.
+        """
+        check_is_fitted(self)
+        if self.method == "pca":
+            Xt = self._validate_2d(X, reset=False)
+            U = self._axes()
+            n = Xt.shape[0]
+            proj = np.subtract(Xt, column_mean(Xt), dtype=np.float64) @ U
+            lam = np.einsum("ij,ij->j", proj, proj) / (n - 1)
+        else:
+            A, B = self._validate_repeats(X, y, reset=False)
+            U = self._axes()
+            n = A.shape[0]
+            pa = np.subtract(A, column_mean(A), dtype=np.float64) @ U
+            pb = np.subtract(B, column_mean(B), dtype=np.float64) @ U
+            lam = np.einsum("ij,ij->j", pa, pb) / (n - 1)
+        fit = fit_spectrum(lam, self._range, self.weighting, self.fitter, clip=False,
+                           n_usable=lam.size)
+        return float(fit.alpha)
+
+    # -- results ----------------------------------------------------------------------
+    def to_xarray(self):
+        """The spectrum and its fit as an :class:`xarray.Dataset` (round-trips through netCDF).
+
+        Variables ``eigenvalue`` (and ``noise_eigenvalue`` for cvPCA) and
+        ``fitted`` (the fitted line over the fit range, NaN elsewhere) over the
+        coordinate ``rank`` (1-based); the fit is in the attributes.
+        """
+        import xarray as xr
+
+        check_is_fitted(self)
+        n = self.eigenvalues_.size
+        rank = np.arange(1, n + 1)
+        fitted = np.full(n, np.nan)
+        lo, hi = self.fit_range_
+        fitted[lo - 1 : hi] = np.exp(self.intercept_ - self.alpha_ * np.log(rank[lo - 1 : hi]))
+        data = {
+            "eigenvalue": ("rank", self.eigenvalues_),
+            "fitted": ("rank", fitted),
+        }
+        if self.method == "cvpca":
+            data["noise_eigenvalue"] = ("rank", self.noise_eigenvalues_)
+        attrs = {
+            "method": self.method,
+            "fitter": self.fitter,
+            "weighting": self.weighting,
+            "alpha": self.alpha_,
+            "intercept": self.intercept_,
+            "r2": self.r2_,
+            "fit_range": np.asarray(self.fit_range_, dtype=np.int64),
+            "alpha_ci": np.asarray(self.alpha_ci_, dtype=np.float64),
+            "confidence_level": float(self.confidence_level),
+            "n_bootstraps": int(self.alpha_bootstrap_.size),
+            "n_usable": int(self.n_usable_),
+            "n_clipped": int(self.n_clipped_),
+            "xmin": self.xmin_,
+            "ks_distance": self.ks_distance_,
+            "n_stimuli": int(self.n_stimuli_),
+            "n_units": int(self.n_features_in_),
+        }
+        ds = xr.Dataset(data, coords={"rank": rank}, attrs=attrs)
+        ds["eigenvalue"].attrs["long_name"] = (
+            "cvPCA signal variance" if self.method == "cvpca" else "covariance eigenvalue"
+        )
+        return ds

@@ -1,0 +1,295 @@
+"""Float64 second moments for spectra: covariance vs Gram route, and cvPCA.
+
+Everything here returns unnormalized centred products (divide by
+``n_stimuli - 1`` for a covariance). Data may be float32: it is converted to
+float64 one block at a time, so the float64 copy of a large activation matrix
+never exists whole, and every product accumulates in float64.
+
+cvPCA (Stringer, Pachitariu et al. 2019, Nature) is computed from shuffle-
+invariant pieces. With ``M = (A + B) / 2`` and ``E = (A - B) / 2`` for repeats
+``A`` and ``B``, swapping the repeats of the stimuli where ``s = -1`` turns them
+into ``M + F`` and ``M - F`` with ``F = diag(s) E``. The cross-repeat product's
+symmetric part ``M M' - F F'`` and the training product ``(M + F)(M + F)'``
+are then assembled from ``M M'``, ``E E'`` and ``E M'`` (computed once) with
+O(n^2) work per shuffle; only the eigendecomposition is repeated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._backend import eigh, eigvalsh
+
+__all__ = [
+    "choose_route",
+    "column_mean",
+    "centered_product",
+    "double_center",
+    "PCAProblem",
+    "CVPCAProblem",
+]
+
+# About 32 MB of float64 per converted block.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def choose_route(n_stimuli: int, n_units: int) -> str:
+    """``"covariance"`` (units x units) when stimuli outnumber units, else ``"gram"``."""
+    return "covariance" if n_stimuli >= n_units else "gram"
+
+
+def column_mean(X: np.ndarray) -> np.ndarray:
+    """Per-unit mean over stimuli, accumulated in float64."""
+    return X.mean(axis=0, dtype=np.float64)
+
+
+def _blocks(n: int, width: int):
+    step = max(64, _BLOCK_ELEMENTS // max(width, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+def _torch_block(X: np.ndarray, sl_rows, sl_cols, mean, device):
+    import torch
+
+    block = torch.as_tensor(np.ascontiguousarray(X[sl_rows, sl_cols]))
+    return block.to(device=device, dtype=torch.float64) - mean
+
+
+def centered_product(
+    X: np.ndarray, mean: np.ndarray, route: str, *, device: Any = None
+) -> Any:
+    """``Xc' Xc`` (route ``"covariance"``) or ``Xc Xc'`` (``"gram"``), ``Xc = X - mean``.
+
+    float64, accumulated over blocks of rows (covariance) or of units (Gram).
+    With ``device`` set the products run in torch there and a torch tensor is
+    returned; otherwise numpy (its ``A.T @ A`` uses the symmetric rank-k BLAS
+    update, half the work of a general product).
+    """
+    n, d = X.shape
+    if device is not None:
+        import torch
+
+        mean_t = torch.as_tensor(mean, dtype=torch.float64, device=device)
+        size = d if route == "covariance" else n
+        out = torch.zeros((size, size), dtype=torch.float64, device=device)
+        if route == "covariance":
+            for rows in _blocks(n, d):
+                b = _torch_block(X, rows, slice(None), mean_t, device)
+                out += b.T @ b
+        else:
+            for cols in _blocks(d, n):
+                b = _torch_block(X, slice(None), cols, mean_t[cols], device)
+                out += b @ b.T
+        return (out + out.T) / 2
+    if route == "covariance":
+        out = np.zeros((d, d))
+        for rows in _blocks(n, d):
+            b = np.subtract(X[rows], mean, dtype=np.float64)
+            out += b.T @ b
+    else:
+        out = np.zeros((n, n))
+        for cols in _blocks(d, n):
+            b = np.subtract(X[:, cols], mean[cols], dtype=np.float64)
+            out += b @ b.T
+    return out
+
+
+def double_center(G: np.ndarray) -> np.ndarray:
+    """``J G J`` with ``J = I - 11'/n``: the Gram matrix of row-centred data."""
+    row = G.mean(axis=1, keepdims=True)
+    col = G.mean(axis=0, keepdims=True)
+    return G - row - col + G.mean()
+
+
+def _to_numpy(M: Any) -> np.ndarray:
+    return M if isinstance(M, np.ndarray) else M.cpu().numpy()
+
+
+class PCAProblem:
+    """Eigenvalues of the covariance of X, and of bootstrap resamples of its stimuli.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_stimuli, n_units), float32 or float64
+    device : None or torch device
+        Where the products and eigendecompositions run (None: numpy, CPU).
+    """
+
+    def __init__(self, X: np.ndarray, device: Any = None):
+        self.X = X
+        self.n_stimuli, self.n_units = X.shape
+        self.device = device
+        self.route = choose_route(self.n_stimuli, self.n_units)
+        self.mean = column_mean(X)
+        self.matrix = centered_product(X, self.mean, self.route, device=device)
+
+    def eigenvalues(self) -> np.ndarray:
+        """Descending covariance eigenvalues, length ``min(n_stimuli, n_units)``."""
+        return eigvalsh(self.matrix, device=self.device) / (self.n_stimuli - 1)
+
+    def resample(self, idx: np.ndarray) -> np.ndarray:
+        """Eigenvalues for the stimuli ``idx`` (drawn with replacement)."""
+        if self.route == "gram":
+            G = _to_numpy(self.matrix)
+            return eigvalsh(double_center(G[np.ix_(idx, idx)]), device=self.device) / (
+                idx.size - 1
+            )
+        Xb = self.X[idx]
+        C = centered_product(Xb, column_mean(Xb), "covariance", device=self.device)
+        return eigvalsh(C, device=self.device) / (idx.size - 1)
+
+    def covariance(self) -> np.ndarray:
+        """The (n_units, n_units) covariance (computed if the Gram route was used)."""
+        if self.route == "covariance":
+            return _to_numpy(self.matrix) / (self.n_stimuli - 1)
+        C = centered_product(self.X, self.mean, "covariance", device=self.device)
+        return _to_numpy(C) / (self.n_stimuli - 1)
+
+
+class CVPCAProblem:
+    """Cross-validated PCA of two repeats, averaged over random repeat swaps.
+
+    Parameters
+    ----------
+    A, B : ndarray of shape (n_stimuli, n_units)
+        The two repeats (float32 or float64).
+    device : None or torch device
+        Where the eigendecompositions run.
+    """
+
+    def __init__(self, A: np.ndarray, B: np.ndarray, device: Any = None):
+        self.n_stimuli, self.n_units = A.shape
+        self.device = device
+        self.route = choose_route(self.n_stimuli, self.n_units)
+        self.A, self.B = A, B
+        mean_m = (column_mean(A) + column_mean(B)) / 2
+        mean_e = (column_mean(A) - column_mean(B)) / 2
+        self.e_bar = mean_e
+        if self.route == "gram":
+            self._gram_pieces(A, B, mean_m, mean_e)
+        else:
+            self._cov_pieces(A, B, mean_m, mean_e)
+
+    # -- precomputation ---------------------------------------------------------------
+    def _gram_pieces(self, A, B, mean_m, mean_e):
+        n, d = A.shape
+        GMM, GEE, GEM = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+        p, q = np.zeros(n), np.zeros(n)
+        for cols in _blocks(d, 2 * n):
+            a = A[:, cols].astype(np.float64)
+            b = B[:, cols].astype(np.float64)
+            Mc = (a + b) / 2 - mean_m[cols]
+            Ec = (a - b) / 2 - mean_e[cols]
+            GMM += Mc @ Mc.T
+            GEE += Ec @ Ec.T
+            GEM += Ec @ Mc.T
+            p += Mc @ mean_e[cols]
+            q += Ec @ mean_e[cols]
+        self.GMM, self.GEE, self.GEM, self.p, self.q = GMM, GEE, GEM, p, q
+        self.e2 = float(mean_e @ mean_e)
+
+    def _cov_pieces(self, A, B, mean_m, mean_e):
+        n, d = A.shape
+        P, R = np.zeros((d, d)), np.zeros((d, d))
+        for rows in _blocks(n, 2 * d):
+            a = A[rows].astype(np.float64)
+            b = B[rows].astype(np.float64)
+            Mc = (a + b) / 2 - mean_m
+            Ec = (a - b) / 2 - mean_e
+            P += Mc.T @ Mc
+            R += Ec.T @ Ec
+        self.P, self.R = P, R
+
+    # -- spectra ----------------------------------------------------------------------
+    def noise_eigenvalues(self) -> np.ndarray:
+        """Eigenvalues of the noise covariance, Cov((A - B) / sqrt(2)), descending."""
+        if self.route == "gram":
+            N = double_center(self.GEE)
+        else:
+            N = self.R
+        return eigvalsh(N, device=self.device) * 2.0 / (self.n_stimuli - 1)
+
+    def signal_axes_matrix(self) -> np.ndarray:
+        """Centred product of the repeat average M (Gram or covariance, per route)."""
+        return double_center(self.GMM) if self.route == "gram" else self.P
+
+    def _shuffle_gram(self, s: np.ndarray, idx: np.ndarray | None):
+        take = (lambda M: M[np.ix_(idx, idx)]) if idx is not None else (lambda M: M)
+        GMM, GEE, GEM = take(self.GMM), take(self.GEE), take(self.GEM)
+        p = self.p[idx] if idx is not None else self.p
+        q = self.q[idx] if idx is not None else self.q
+        sq = s * q
+        FF = (s[:, None] * GEE * s[None, :]) + np.outer(sq, s) + np.outer(s, sq)
+        FF += self.e2 * np.outer(s, s)
+        FM = s[:, None] * GEM + np.outer(s, p)
+        K = double_center(GMM + FM + FM.T + FF)
+        X = double_center(GMM - FF)
+        return K, X
+
+    def _shuffle_cov(self, s: np.ndarray, A: np.ndarray, B: np.ndarray, P, R, e_bar):
+        n = A.shape[0]
+        swap = s < 0
+        train = A.copy()
+        train[swap] = B[swap]
+        K = centered_product(train, column_mean(train), "covariance")
+        # sym(A_k' B_k) = Mc'Mc - Fc'Fc with Fc'Fc = Ec'Ec + n e e' - g g' / n.
+        Ec_s = self._Ec_t_s(A, B, s, e_bar)
+        g = Ec_s + s.sum() * e_bar
+        X = P - R - n * np.outer(e_bar, e_bar) + np.outer(g, g) / n
+        return K, X
+
+    @staticmethod
+    def _Ec_t_s(A, B, s, e_bar):
+        # Ec' s without forming Ec: sum_i s_i ((a_i - b_i) / 2 - e_bar).
+        out = np.zeros(A.shape[1])
+        for rows in _blocks(A.shape[0], A.shape[1]):
+            diff = (A[rows].astype(np.float64) - B[rows]) / 2 - e_bar
+            out += s[rows] @ diff
+        return out
+
+    def _one(self, s, idx=None):
+        if self.route == "gram":
+            K, X = self._shuffle_gram(s, idx)
+        elif idx is None:
+            K, X = self._shuffle_cov(s, self.A, self.B, self.P, self.R, self.e_bar)
+        else:
+            K, X = self._resampled_cov(s, idx)
+        values, vectors = eigh(K, device=self.device)
+        # Quadratic forms u_n' X u_n for every axis: column sums of U * (X U).
+        signal = np.einsum("ij,ij->j", vectors, X @ vectors)
+        return signal, values
+
+    def _resampled_cov(self, s, idx):
+        A, B = self.A[idx], self.B[idx]
+        mean_m = (column_mean(A) + column_mean(B)) / 2
+        mean_e = (column_mean(A) - column_mean(B)) / 2
+        P, R = np.zeros((self.n_units,) * 2), np.zeros((self.n_units,) * 2)
+        for rows in _blocks(A.shape[0], 2 * self.n_units):
+            a, b = A[rows].astype(np.float64), B[rows].astype(np.float64)
+            Mc, Ec = (a + b) / 2 - mean_m, (a - b) / 2 - mean_e
+            P += Mc.T @ Mc
+            R += Ec.T @ Ec
+        return self._shuffle_cov(s, A, B, P, R, mean_e)
+
+    def spectrum(
+        self, n_shuffles: int, rng: np.random.Generator, idx: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Shuffle-averaged signal spectrum (by rank of the training repeat) and usable count.
+
+        Each shuffle swaps the repeats of a random half of the stimuli.
+        """
+        from ._powerlaw import usable_count
+
+        n = self.n_stimuli if idx is None else idx.size
+        total, usable = None, None
+        for _ in range(n_shuffles):
+            s = np.ones(n)
+            s[rng.permutation(n)[: n // 2]] = -1.0
+            signal, values = self._one(s, idx)
+            total = signal if total is None else total + signal
+            k = usable_count(values, self.n_units)
+            usable = k if usable is None else min(usable, k)
+        return total / n_shuffles / (n - 1), int(usable)

@@ -1,0 +1,160 @@
+"""Weight spectra of a network's layers (Martin & Mahoney; the WeightWatcher convention).
+
+For each weight matrix ``W`` (a Linear layer's (out, in) weight; a convolution's
+(out, in / groups, k1, ...) kernel reshaped to (out, in / groups * k1 * ...)),
+the eigenvalues of ``W' W`` are the squared singular values of ``W``. Their
+density's tail is fitted as ``p(lambda) ~ lambda ** -a`` by maximum likelihood
+with ``x_min`` chosen by the smallest Kolmogorov-Smirnov distance (Clauset et
+al. 2009; the ``powerlaw`` package's estimator, which WeightWatcher uses).
+
+This module only reads parameters: it needs torch for ``svdvals`` and module
+types, and no geomkit model code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._backend import resolve_device
+from .._validation import check_option
+from ._powerlaw import clauset_fit, usable_count
+
+__all__ = ["weight_spectra", "WEIGHT_SPECTRA_COLUMNS"]
+
+WEIGHT_SPECTRA_COLUMNS = (
+    "layer",
+    "module",
+    "shape",
+    "n_rows",
+    "n_cols",
+    "n_eigenvalues",
+    "eigenvalues",
+    "lambda_max",
+    "alpha",
+    "alpha_rank",
+    "xmin",
+    "ks_distance",
+    "n_tail",
+    "stable_rank",
+    "alpha_weighted",
+    "log_norm",
+)
+
+
+def _weight_layers(model: Any, layers: Any):
+    import torch.nn as nn
+
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    found = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, kinds) and getattr(m, "weight", None) is not None]
+    if layers is None:
+        return found
+    names = [name for name, _ in found]
+    wanted = [layers] if isinstance(layers, str) else list(layers)
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        import difflib
+
+        hints = {w: difflib.get_close_matches(w, names, n=3) for w in missing}
+        raise ValueError(
+            f"layers {missing} are not Linear / Conv weight layers of the model. Available: "
+            f"{names}. Closest matches: {hints}."
+        )
+    return [(name, m) for name, m in found if name in wanted]
+
+
+def _fit_row(lam: np.ndarray) -> dict:
+    row = {"alpha": math.nan, "alpha_rank": math.nan, "xmin": math.nan,
+           "ks_distance": math.nan, "n_tail": 0}
+    positive = lam[: usable_count(lam)]
+    if positive.size >= 3:
+        a, xmin, ks, n_tail = clauset_fit(positive)
+        row.update(alpha=a, alpha_rank=1.0 / (a - 1.0), xmin=xmin, ks_distance=ks, n_tail=n_tail)
+    return row
+
+
+def weight_spectra(
+    model: Any,
+    *,
+    layers: Any = None,
+    device: Any = None,
+    dtype: str = "float64",
+    progress: bool = True,
+):
+    """One row per weight layer: spectrum of ``W' W``, its power-law tail, norms.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Read only; its parameters, modes and gradients are left untouched.
+    layers : str or list of str, optional
+        Names (as in ``model.named_modules()``) of Linear / Conv layers; default: all.
+    device : None, str or torch.device
+        Where ``torch.linalg.svdvals`` runs; ``None``: the model's device.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the singular values (float32 is faster on GPUs).
+    progress : bool, default=True
+        Progress bar over layers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: ``layer``, ``module`` (class name), ``shape`` (of the matrix,
+        "rows x cols"), ``n_rows``, ``n_cols``, ``n_eigenvalues``,
+        ``eigenvalues`` (descending ndarray, ``min(rows, cols)`` squared
+        singular values), ``lambda_max``, ``alpha`` (density exponent ``a`` of
+        the powerlaw MLE), ``alpha_rank`` (``1 / (a - 1)``), ``xmin``,
+        ``ks_distance``, ``n_tail`` (eigenvalues >= xmin), ``stable_rank``
+        (``sum(lambda) / lambda_max``), ``alpha_weighted``
+        (``a * log10(lambda_max)``) and ``log_norm`` (``log10`` of the squared
+        Frobenius norm). Layers with fewer than 3 non-zero eigenvalues get NaN fits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.measures.weight_spectra import weight_spectra
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(torch.nn.Linear(50, 40), torch.nn.ReLU(), torch.nn.Linear(40, 3))
+    >>> table = weight_spectra(net, progress=False)
+    >>> table[["layer", "shape", "n_eigenvalues"]].values.tolist()
+    [['0', '40 x 50', 40], ['2', '3 x 40', 3]]
+    """
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    check_option(dtype, "dtype", ("float64", "float32"))
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    dev = resolve_device(device, model)
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    rows = []
+    for name, module in tqdm(_weight_layers(model, layers), desc="weight spectra",
+                             disable=not progress):
+        with torch.no_grad():
+            W = module.weight.detach()
+            W = W.reshape(W.shape[0], -1).to(device=dev, dtype=torch_dtype)
+            sv = torch.linalg.svdvals(W).cpu().numpy().astype(np.float64)
+        lam = np.sort(sv * sv)[::-1]
+        lam_max = float(lam[0])
+        row = {
+            "layer": name,
+            "module": type(module).__name__,
+            "shape": f"{W.shape[0]} x {W.shape[1]}",
+            "n_rows": int(W.shape[0]),
+            "n_cols": int(W.shape[1]),
+            "n_eigenvalues": int(lam.size),
+            "eigenvalues": lam,
+            "lambda_max": lam_max,
+        }
+        row.update(_fit_row(lam))
+        total = float(lam.sum())
+        row["stable_rank"] = total / lam_max if lam_max > 0 else math.nan
+        row["alpha_weighted"] = (row["alpha"] * math.log10(lam_max)) if lam_max > 0 else math.nan
+        row["log_norm"] = math.log10(total) if total > 0 else -math.inf
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(WEIGHT_SPECTRA_COLUMNS))

@@ -1,0 +1,435 @@
+"""PowerLawSpectrum and the spectrum functions, against ground truth.
+
+Ground truth: ``make_powerlaw_data`` (population eigenvalues n ** -alpha),
+exact spectra, numpy's ``eigvalsh`` of the covariance, a brute-force cvPCA,
+and the ``powerlaw`` package for the MLE.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
+
+from geomkit.datasets import make_powerlaw_data
+from geomkit.measures.spectrum import (
+    PowerLawSpectrum,
+    SpectrumWarning,
+    cvpca_spectrum,
+    eigenspectrum,
+    power_law_exponent,
+    smoothness_threshold,
+)
+from geomkit.measures._powerlaw import clauset_fit, usable_count
+from geomkit.moments import MomentAccumulator
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded_blas():
+    # This machine is shared: oversubscribed BLAS threads make small products 100x slower
+    # (measured), so the suite runs single-threaded; results do not depend on it.
+    with threadpool_limits(1):
+        yield
+
+
+def quiet(est, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpectrumWarning)
+        return est.fit(*args)
+
+
+# ----------------------------------------------------------------------------- accuracy
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 1.5, 2.0, 3.0])
+def test_alpha_recovered_5000_stimuli_1000_units(alpha):
+    X, _ = make_powerlaw_data(5000, 1000, alpha=alpha, random_state=0)
+    est = PowerLawSpectrum().fit(X)
+    assert est.fit_range_ == (11, 500)
+    assert abs(est.alpha_ - alpha) <= 0.05
+    assert est.r2_ > 0.99
+
+
+def _noisy_case():
+    # Noise variance 0.1**2 = 0.01 dwarfs the signal eigenvalues beyond rank ~100 (1/n).
+    return make_powerlaw_data(3000, 400, alpha=1.0, noise=0.1, n_repeats=2, random_state=1)
+
+
+def test_cvpca_recovers_alpha_where_pca_is_flattened_by_noise():
+    X, _ = _noisy_case()
+    pca = quiet(PowerLawSpectrum(), X[0])
+    cv = quiet(PowerLawSpectrum(method="cvpca", n_shuffles=5, random_state=0), X)
+    assert pca.alpha_ < 1.0 - 0.15  # plain PCA is off by more than 0.15
+    assert abs(cv.alpha_ - 1.0) <= 0.07
+    assert cv.fit_range_ == (11, 200)
+
+
+def test_cvpca_noise_spectrum_is_the_trial_noise():
+    X, _ = _noisy_case()
+    _, noise = cvpca_spectrum(X, n_shuffles=1, random_state=0)
+    # Isotropic noise of variance 0.01 per unit: the eigenvalues average to 0.01 and
+    # spread as Marchenko-Pastur with ratio 400 / 3000.
+    ratio = 400 / 3000
+    assert noise.mean() == pytest.approx(0.01, rel=0.02)
+    assert noise[0] == pytest.approx(0.01 * (1 + np.sqrt(ratio)) ** 2, rel=0.05)
+
+
+def _brute_cvpca(A, B, n_shuffles, seed):
+    rng = np.random.default_rng(seed)
+    n = A.shape[0]
+    total = 0.0
+    for _ in range(n_shuffles):
+        s = np.ones(n)
+        s[rng.permutation(n)[: n // 2]] = -1
+        swap = s < 0
+        a, b = A.copy(), B.copy()
+        a[swap], b[swap] = B[swap], A[swap]
+        a, b = a - a.mean(0), b - b.mean(0)
+        # Stringer et al.: axes of repeat 1 (unit space), projections of both repeats.
+        _, _, vt = np.linalg.svd(a, full_matrices=False)
+        total = total + ((a @ vt.T) * (b @ vt.T)).sum(0)
+    return total / n_shuffles / (n - 1)
+
+
+@pytest.mark.parametrize("shape", [(120, 30), (30, 120)], ids=["covariance", "gram"])
+def test_cvpca_equals_brute_force(shape):
+    X, _ = make_powerlaw_data(*shape, alpha=1.0, noise=0.3, n_repeats=2, random_state=2)
+    X[1] += 0.5  # an offset between repeats must not leak into the signal
+    signal, noise = cvpca_spectrum(X, n_shuffles=3, random_state=7)
+    ref = _brute_cvpca(X[0], X[1], 3, 7)
+    k = min(shape) - 1  # the last Gram axis is the centring null direction
+    np.testing.assert_allclose(signal[:k], ref[:k], rtol=0, atol=1e-10 * np.abs(ref).max())
+    ref_noise = np.linalg.eigvalsh(np.cov((X[0] - X[1]) / np.sqrt(2), rowvar=False))[::-1]
+    np.testing.assert_allclose(noise, ref_noise[: noise.size], atol=1e-10 * ref_noise[0])
+
+
+def test_pca_eigenvalues_equal_numpy_eigvalsh():
+    X, _ = make_powerlaw_data(400, 60, alpha=1.0, random_state=3)
+    X = X + 5.0  # a mean far from zero: the centring must be exact
+    ref = np.linalg.eigvalsh(np.cov(X, rowvar=False))[::-1]
+    est = quiet(PowerLawSpectrum(fit_range=(2, 20)), X)
+    np.testing.assert_allclose(est.eigenvalues_, ref, rtol=1e-10, atol=1e-13 * ref[0])
+    np.testing.assert_allclose(eigenspectrum(X), ref, rtol=1e-10, atol=1e-13 * ref[0])
+
+
+def test_gram_route_equals_covariance_route():
+    X, _ = make_powerlaw_data(50, 300, alpha=1.0, random_state=4)
+    gram = eigenspectrum(X)  # 50 < 300: the Gram route
+    cov = np.linalg.eigvalsh(np.cov(X, rowvar=False))[::-1][:50]
+    assert gram.shape == (50,)
+    np.testing.assert_allclose(gram, cov, rtol=1e-9, atol=1e-12 * cov[0])
+
+
+def test_float32_input_is_accumulated_in_float64():
+    X, _ = make_powerlaw_data(500, 80, alpha=2.0, random_state=5)
+    X32 = X.astype(np.float32)
+    ref = np.linalg.eigvalsh(np.cov(X32.astype(np.float64), rowvar=False))[::-1]
+    np.testing.assert_allclose(eigenspectrum(X32), ref, rtol=1e-9, atol=1e-13 * ref[0])
+
+
+def test_torch_device_path_equals_numpy_path():
+    torch = pytest.importorskip("torch")
+    X, _ = make_powerlaw_data(300, 40, alpha=1.0, random_state=6)
+    np.testing.assert_allclose(eigenspectrum(X, device="cpu"), eigenspectrum(X), rtol=1e-10)
+    a = quiet(PowerLawSpectrum(fit_range=(2, 15), device="cpu"), torch.from_numpy(X))
+    b = quiet(PowerLawSpectrum(fit_range=(2, 15)), X)
+    assert a.alpha_ == pytest.approx(b.alpha_, abs=1e-10)
+
+
+def test_xarray_input_equals_numpy():
+    import xarray as xr
+
+    X, _ = make_powerlaw_data(300, 40, alpha=1.0, random_state=6)
+    da = xr.DataArray(X, dims=("stimulus", "unit"))
+    np.testing.assert_allclose(eigenspectrum(da), eigenspectrum(X), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- fitting
+@pytest.mark.parametrize("weighting", ["1/n", "uniform"])
+def test_ols_exact_on_an_exact_power_law(weighting):
+    lam = 3.0 * np.arange(1, 2001, dtype=float) ** -1.3
+    fit = power_law_exponent(lam, weighting=weighting)
+    assert fit.alpha == pytest.approx(1.3, abs=1e-12)
+    assert fit.intercept == pytest.approx(np.log(3.0), abs=1e-10)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-12)
+    assert fit.fit_range == (11, 500)
+
+
+def test_weighting_changes_the_fit_as_weighted_least_squares_says():
+    rng = np.random.default_rng(0)
+    ranks = np.arange(1, 1001)
+    lam = ranks ** -1.0 * np.exp(rng.normal(0, 0.2, ranks.size))
+    n = np.arange(11, 501)
+    x, y = np.log(n), np.log(lam[10:500])
+    for weighting, w in (("1/n", 1.0 / n), ("uniform", np.ones(n.size))):
+        slope = np.polyfit(x, y, 1, w=np.sqrt(w))[0]
+        assert power_law_exponent(lam, weighting=weighting).alpha == pytest.approx(-slope, abs=1e-10)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.5, 1.0, 2.0, 3.0])
+def test_mle_rank_exponent_on_an_exact_power_law(alpha):
+    lam = np.arange(1, 2001, dtype=float) ** -alpha
+    fit = power_law_exponent(lam, fit_range=(11, 1000), fitter="mle")
+    assert abs(fit.alpha - alpha) <= 0.03 * max(alpha, 1.0)
+    assert fit.alpha_density == pytest.approx(1 + 1 / fit.alpha)
+    assert 11 <= fit.fit_range[1] <= 1000 and fit.xmin == lam[fit.fit_range[1] - 1]
+    assert 0 < fit.ks_distance < 0.05
+
+
+@pytest.mark.parametrize("seed, a", [(0, 2.0), (1, 2.5), (2, 1.8)])
+def test_clauset_fit_equals_the_powerlaw_package(seed, a):
+    powerlaw = pytest.importorskip("powerlaw")
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([(1 - rng.random(400)) ** (-1 / (a - 1)), rng.lognormal(-1, 0.5, 200)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = powerlaw.Fit(x, verbose=0).power_law
+        ref_alpha, ref_xmin, ref_d = ref.alpha, ref.xmin, ref.D
+    got_a, got_xmin, got_d, _ = clauset_fit(x)
+    assert got_a == pytest.approx(ref_alpha, rel=1e-10)
+    assert got_xmin == ref_xmin
+    assert got_d == pytest.approx(ref_d, rel=1e-10)
+
+
+def test_usable_threshold_ignores_rounding_noise():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 40)) @ rng.normal(size=(40, 100))  # rank 40 in 100 units
+    lam = eigenspectrum(X)
+    assert usable_count(lam, 100) == 40
+    with pytest.warns(SpectrumWarning, match=r"clipped to \(2, 20\)"):
+        est = PowerLawSpectrum(fit_range=(2, 50)).fit(X)
+    assert est.fit_range_ == (2, 20) and est.n_usable_ == 40
+
+
+def test_default_fit_range_is_clipped_to_half_the_usable_eigenvalues_with_a_warning():
+    X, _ = make_powerlaw_data(2000, 300, alpha=1.0, random_state=0)
+    with pytest.warns(SpectrumWarning, match=r"\(11, 500\) clipped to \(11, 150\).*300 usable"):
+        est = PowerLawSpectrum().fit(X)
+    assert est.fit_range_ == (11, 150)
+
+
+def test_non_positive_eigenvalues_in_the_fit_range_are_clipped_counted_and_warned():
+    lam = np.arange(1, 101, dtype=float) ** -1.0
+    lam[[20, 30, 40]] = [-1e-3, 0.0, -2e-3]
+    with pytest.warns(SpectrumWarning, match="3 non-positive"):
+        fit = power_law_exponent(lam, fit_range=(2, 50))
+    assert fit.n_clipped == 3
+    assert fit.alpha == pytest.approx(1.0, abs=1e-12)
+
+
+def test_smoothness_threshold_closed_form():
+    assert smoothness_threshold(1) == 3.0
+    assert smoothness_threshold(4) == 1.5
+    assert smoothness_threshold(1e9) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- invariances
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    scale=st.floats(1e-3, 1e3),
+    alpha=st.floats(0.6, 2.5),
+)
+def test_alpha_invariant_to_scaling_rotation_and_permutations(seed, scale, alpha):
+    rng = np.random.default_rng(seed)
+    X, _ = make_powerlaw_data(200, 40, alpha=alpha, random_state=seed)
+    est = PowerLawSpectrum(fit_range=(2, 15))
+    base = quiet(est, X).alpha_
+    Q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    variants = {
+        "scale": X * scale,
+        "rotate units": X @ Q,
+        "permute units": X[:, rng.permutation(40)],
+        "permute stimuli": X[rng.permutation(200)],
+    }
+    for name, Xv in variants.items():
+        assert quiet(est, Xv).alpha_ == pytest.approx(base, abs=1e-7), name
+
+
+# ----------------------------------------------------------------------------- bootstrap
+def _coverage(n_reps, shape, fit_range, alpha, n_bootstraps):
+    hits = 0
+    for rep in range(n_reps):
+        X, _ = make_powerlaw_data(*shape, alpha=alpha, random_state=1000 + rep)
+        est = quiet(PowerLawSpectrum(fit_range=fit_range, n_bootstraps=n_bootstraps,
+                                     random_state=rep), X)
+        lo, hi = est.alpha_ci_
+        hits += lo <= alpha <= hi
+    return hits / n_reps
+
+
+def test_bootstrap_interval_covers_the_true_alpha_small():
+    # 50 seeded repetitions of a small problem (n / d = 10, as the full-size test).
+    assert _coverage(50, (400, 40), (3, 20), 1.0, 100) >= 0.90
+
+
+@pytest.mark.slow
+def test_bootstrap_interval_covers_the_true_alpha_full_size():
+    assert _coverage(50, (5000, 500), (11, 250), 1.0, 100) >= 0.90
+
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate():
+    X, _ = make_powerlaw_data(400, 40, alpha=1.0, random_state=0)
+    a = quiet(PowerLawSpectrum(fit_range=(3, 20), n_bootstraps=30, random_state=3), X)
+    b = quiet(PowerLawSpectrum(fit_range=(3, 20), n_bootstraps=30, random_state=3), X)
+    assert a.alpha_ci_ == b.alpha_ci_
+    assert a.alpha_ci_[0] < a.alpha_ < a.alpha_ci_[1]
+    assert a.alpha_bootstrap_.shape == (30,)
+
+
+def test_cvpca_bootstrap_interval_covers_the_true_alpha():
+    hits = 0
+    for rep in range(50):
+        X, _ = make_powerlaw_data(600, 40, alpha=1.0, noise=0.1, n_repeats=2,
+                                  random_state=2000 + rep)
+        est = quiet(PowerLawSpectrum(method="cvpca", fit_range=(3, 20), n_shuffles=2,
+                                     n_bootstraps=50, random_state=rep), X)
+        hits += est.alpha_ci_[0] <= 1.0 <= est.alpha_ci_[1]
+    assert hits / 50 >= 0.85
+
+
+# ----------------------------------------------------------------------------- moments
+@pytest.mark.parametrize("method, shape", [("covariance", (600, 50)), ("gram", (60, 200))])
+def test_fit_from_moments_equals_fit_from_activations(method, shape):
+    X, _ = make_powerlaw_data(*shape, alpha=1.2, random_state=0)
+    acc = MomentAccumulator(method=method)
+    for batch in np.array_split(X, 7):
+        acc.update(batch)
+    est_m = quiet(PowerLawSpectrum(fit_range=(2, 20)), acc.finalize())
+    est_x = quiet(PowerLawSpectrum(fit_range=(2, 20)), X)
+    k = min(shape) - 1
+    np.testing.assert_allclose(est_m.eigenvalues_[:k], est_x.eigenvalues_[:k], rtol=1e-9)
+    assert est_m.alpha_ == pytest.approx(est_x.alpha_, abs=1e-9)
+    assert est_m.n_features_in_ == shape[1]
+
+
+def test_score_from_covariance_moments_equals_score_from_activations():
+    X, _ = make_powerlaw_data(1200, 50, alpha=1.0, random_state=0)
+    acc = MomentAccumulator()
+    acc.update(X[:600])
+    est_m = quiet(PowerLawSpectrum(fit_range=(2, 20)), acc.finalize())
+    est_x = quiet(PowerLawSpectrum(fit_range=(2, 20)), X[:600])
+    assert est_m.score(X[600:]) == pytest.approx(est_x.score(X[600:]), abs=1e-8)
+
+
+# ----------------------------------------------------------------------------- score
+@pytest.mark.parametrize("shape", [(800, 100), (80, 200)], ids=["covariance", "gram"])
+def test_score_on_the_training_data_is_alpha(shape):
+    X, _ = make_powerlaw_data(*shape, alpha=1.0, random_state=0)
+    est = quiet(PowerLawSpectrum(fit_range=(2, 30)), X)
+    # Variance along its own principal axes is the eigenvalue spectrum.
+    assert est.score(X) == pytest.approx(est.alpha_, abs=1e-8)
+
+
+def test_cross_val_score_gives_held_out_exponents_near_the_truth():
+    from sklearn.model_selection import cross_val_score
+
+    X, _ = make_powerlaw_data(3000, 200, alpha=1.5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpectrumWarning)
+        scores = cross_val_score(PowerLawSpectrum(fit_range=(5, 50)), X, cv=3)
+    assert np.all(np.abs(scores - 1.5) < 0.1)
+
+
+def test_cvpca_score_on_held_out_noisy_stimuli_is_near_the_truth():
+    X, _ = _noisy_case()
+    est = quiet(PowerLawSpectrum(method="cvpca", n_shuffles=2, random_state=0,
+                                 fit_range=(5, 100)), X[0][:2000], X[1][:2000])
+    held_out = est.score(X[0][2000:], X[1][2000:])
+    assert abs(held_out - 1.0) < 0.12
+
+
+# ----------------------------------------------------------------------------- results
+def test_to_xarray_round_trips_through_netcdf(tmp_path):
+    import xarray as xr
+
+    X, _ = make_powerlaw_data(300, 60, alpha=1.0, noise=0.1, n_repeats=2, random_state=0)
+    est = quiet(PowerLawSpectrum(method="cvpca", fit_range=(2, 20), n_shuffles=2,
+                                 n_bootstraps=5, random_state=0), X)
+    ds = est.to_xarray()
+    assert ds["eigenvalue"].dims == ("rank",) and int(ds["rank"][0]) == 1
+    np.testing.assert_array_equal(ds["eigenvalue"].values, est.eigenvalues_)
+    np.testing.assert_array_equal(ds["noise_eigenvalue"].values, est.noise_eigenvalues_)
+    lo, hi = est.fit_range_
+    fitted = ds["fitted"].values[lo - 1 : hi]
+    np.testing.assert_allclose(np.log(fitted), est.intercept_ - est.alpha_ * np.log(np.arange(lo, hi + 1)))
+    ds.to_netcdf(tmp_path / "s.nc")
+    back = xr.load_dataset(tmp_path / "s.nc")
+    xr.testing.assert_identical(back, ds)
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.random.default_rng(0).normal(size=(2, 10)), "3 is required|at least 3"),
+        (np.random.default_rng(0).normal(size=(10, 2)), "2 feature"),
+        (np.full((30, 10), 4.0), "zero variance"),
+        (np.where(np.eye(30, 10) > 0, np.nan, 1.0), "NaN"),
+        (np.where(np.eye(30, 10) > 0, np.inf, 1.0), "infinity|inf"),
+    ],
+    ids=["2 stimuli", "2 units", "constant", "nan", "inf"],
+)
+def test_bad_input_raises(X, match):
+    with pytest.raises(ValueError, match=match):
+        PowerLawSpectrum(fit_range=(1, 3)).fit(X)
+
+
+def test_fit_range_beyond_the_spectrum_raises():
+    X, _ = make_powerlaw_data(100, 12, alpha=1.0, random_state=0)
+    with pytest.raises(ValueError, match="beyond the spectrum.*12 usable"):
+        PowerLawSpectrum().fit(X)  # first rank 11 of 12
+    with pytest.raises(ValueError, match="beyond the spectrum"):
+        power_law_exponent(np.arange(1, 6) ** -1.0, fit_range=(11, 500))
+
+
+@pytest.mark.parametrize("fit_range", [(0, 10), (5, 6), (10, 5), (1.5, 10), "11:500"])
+def test_bad_fit_range_raises(fit_range):
+    X, _ = make_powerlaw_data(100, 30, alpha=1.0, random_state=0)
+    with pytest.raises((ValueError, TypeError), match="fit_range"):
+        PowerLawSpectrum(fit_range=fit_range).fit(X)
+
+
+def test_repeats_with_mismatched_shapes_raise():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="same shape"):
+        PowerLawSpectrum(method="cvpca").fit(rng.normal(size=(50, 10)), rng.normal(size=(40, 10)))
+    with pytest.raises(ValueError, match=r"\(2, n_stimuli, n_units\)"):
+        PowerLawSpectrum(method="cvpca").fit(rng.normal(size=(3, 50, 10)))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"method": "svd"}, "method"), ({"weighting": "1/n^2"}, "weighting"),
+     ({"fitter": "lsq"}, "fitter"), ({"n_shuffles": 0}, "n_shuffles"),
+     ({"confidence_level": 1.5}, "confidence_level")],
+)
+def test_bad_parameters_raise(params, match):
+    X, _ = make_powerlaw_data(100, 30, alpha=1.0, random_state=0)
+    with pytest.raises(ValueError, match=match):
+        PowerLawSpectrum(**params).fit(X)
+
+
+def test_cvpca_from_moments_raises():
+    acc = MomentAccumulator()
+    acc.update(np.random.default_rng(0).normal(size=(50, 10)))
+    with pytest.raises(ValueError, match="two repeats"):
+        PowerLawSpectrum(method="cvpca").fit(acc.finalize())
+
+
+# ----------------------------------------------------------------------------- sklearn
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from geomkit.measures.spectrum import SKLEARN_EXPECTED_FAILED_CHECKS  # noqa: E402
+
+
+# The default fit range (ranks 11..500) needs at least 13 usable eigenvalues, more than
+# the 3-10 features of scikit-learn's check data; a range inside 3 units runs them all.
+@parametrize_with_checks(
+    [PowerLawSpectrum(fit_range=(1, 3))],
+    expected_failed_checks=lambda est: SKLEARN_EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpectrumWarning)
+        check(estimator)

@@ -1,0 +1,125 @@
+"""weight_spectra against closed forms, numpy's SVD and the powerlaw package."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+torch = pytest.importorskip("torch")
+
+from geomkit.measures.weight_spectra import WEIGHT_SPECTRA_COLUMNS, weight_spectra  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded_blas():
+    # The test machine is shared; oversubscribed BLAS threads slow SVDs several-fold.
+    with threadpool_limits(1):
+        yield
+
+
+def _linear_with_spectrum(eigenvalues, n_in, seed=0):
+    """A Linear layer whose W' W has the given non-zero eigenvalues."""
+    rng = np.random.default_rng(seed)
+    k = eigenvalues.size
+    U, _ = np.linalg.qr(rng.normal(size=(k, k)))
+    V, _ = np.linalg.qr(rng.normal(size=(n_in, k)))
+    W = (U * np.sqrt(eigenvalues)) @ V.T
+    layer = torch.nn.Linear(n_in, k, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(W))
+    return layer, W
+
+
+def _pareto(a, n, seed):
+    rng = np.random.default_rng(seed)
+    return np.sort((1 - rng.random(n)) ** (-1 / (a - 1)))[::-1]
+
+
+def test_eigenvalues_are_squared_singular_values_linear_and_conv():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 20)
+    )
+    table = weight_spectra(net, progress=False)
+    assert list(table.columns) == list(WEIGHT_SPECTRA_COLUMNS)
+    conv = net[0].weight.detach().numpy().reshape(8, -1)  # (out, in * kh * kw)
+    lin = net[3].weight.detach().numpy()
+    for row, W in zip(table.itertuples(), (conv, lin)):
+        ref = np.linalg.svd(W.astype(np.float64), compute_uv=False) ** 2
+        np.testing.assert_allclose(row.eigenvalues, ref, rtol=1e-10)
+        assert (row.n_rows, row.n_cols) == W.shape and row.shape == f"{W.shape[0]} x {W.shape[1]}"
+    assert list(table["module"]) == ["Conv2d", "Linear"]
+
+
+def test_norms_and_ranks_match_their_closed_forms():
+    lam = np.linspace(4.0, 1.0, 30)
+    layer, W = _linear_with_spectrum(lam, 50)
+    row = weight_spectra(torch.nn.Sequential(layer), progress=False).iloc[0]
+    assert row.lambda_max == pytest.approx(4.0)
+    assert row.stable_rank == pytest.approx(lam.sum() / 4.0)
+    assert row.log_norm == pytest.approx(math.log10((W**2).sum()))  # log10 ||W||_F^2
+    assert row.alpha_weighted == pytest.approx(row.alpha * math.log10(4.0))
+
+
+@pytest.mark.parametrize("a", [2.0, 2.5, 4.0])
+def test_density_exponent_of_a_pareto_spectrum(a):
+    lam = _pareto(a, 1000, seed=1)
+    # A rectangular diagonal W has singular values sqrt(lam) exactly.
+    layer = torch.nn.Linear(1100, 1000, bias=False)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[:, :1000] = torch.diag(torch.from_numpy(np.sqrt(lam)))
+    row = weight_spectra(torch.nn.Sequential(layer), progress=False).iloc[0]
+    stored = np.diag(layer.weight.detach().numpy()[:, :1000]).astype(np.float64) ** 2  # float32 W
+    np.testing.assert_allclose(row.eigenvalues, np.sort(stored)[::-1], rtol=1e-12)
+    # Within 3 standard errors of the MLE, (a - 1) / sqrt(n_tail) (Clauset et al. 2009).
+    assert abs(row.alpha - a) < 3 * (a - 1) / np.sqrt(row.n_tail)
+    assert row.alpha_rank == pytest.approx(1 / (row.alpha - 1))
+    assert row.n_tail == np.count_nonzero(row.eigenvalues >= row.xmin)
+
+
+def test_alpha_xmin_and_ks_equal_the_powerlaw_package():
+    powerlaw = pytest.importorskip("powerlaw")
+    rng = np.random.default_rng(3)
+    lam = np.concatenate([_pareto(2.4, 300, seed=2), rng.lognormal(-1.0, 0.4, 200)])
+    layer, _ = _linear_with_spectrum(np.sort(lam)[::-1], 600)
+    row = weight_spectra(torch.nn.Sequential(layer), progress=False).iloc[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = powerlaw.Fit(row.eigenvalues, verbose=0).power_law
+        ref_alpha, ref_xmin, ref_d = ref.alpha, ref.xmin, ref.D
+    assert row.alpha == pytest.approx(ref_alpha, rel=1e-8)
+    assert row.xmin == pytest.approx(ref_xmin, rel=1e-12)
+    assert row.ks_distance == pytest.approx(ref_d, rel=1e-8)
+
+
+def test_float32_svd_agrees_with_float64():
+    layer, _ = _linear_with_spectrum(_pareto(2.5, 200, seed=4), 300)
+    net = torch.nn.Sequential(layer)
+    a = weight_spectra(net, dtype="float64", progress=False).iloc[0]
+    b = weight_spectra(net, dtype="float32", device="cpu", progress=False).iloc[0]
+    np.testing.assert_allclose(b.eigenvalues[:50], a.eigenvalues[:50], rtol=1e-4)
+
+
+def test_model_is_left_untouched():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.Linear(20, 5)).train()
+    net[1].weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    weight_spectra(net, progress=False)
+    assert net.training and not net[1].weight.requires_grad and net[0].weight.requires_grad
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert net[0].weight.grad is None
+
+
+def test_layer_selection_and_errors():
+    net = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.ReLU(), torch.nn.Linear(20, 5))
+    assert list(weight_spectra(net, layers="2", progress=False)["layer"]) == ["2"]
+    with pytest.raises(ValueError, match="Available.*'0'.*'2'"):
+        weight_spectra(net, layers=["3"], progress=False)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        weight_spectra(np.eye(3))
+    with pytest.raises(ValueError, match="dtype"):
+        weight_spectra(net, dtype="float16")
