@@ -20,4 +20,17 @@ __all__ = [
     "datasets",
     "Moments",
     "MomentAccumulator",
+    "NetClassifier",
+    "HebbianClassifier",
 ]
+
+# torch-backed estimators load on first access, so that `import geomkit` stays light
+_LAZY = {"NetClassifier": "train", "HebbianClassifier": "train"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'geomkit' has no attribute {name!r}")

@@ -5,4 +5,16 @@ One module per result type (``spectrum``, ``sensitivity``, ``categorization``,
 re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on.
 """
 
-__all__: list[str] = []
+from .training import (
+    plot_hebbian_convergence,
+    plot_receptive_fields,
+    plot_spectral_targets,
+    plot_training_history,
+)
+
+__all__: list[str] = [
+    "plot_training_history",
+    "plot_hebbian_convergence",
+    "plot_receptive_fields",
+    "plot_spectral_targets",
+]

@@ -265,6 +265,10 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
                          for r in as_regularizer_list(value)]
             elif isinstance(value, tuple):
                 value = list(value)
+            elif isinstance(value, torch.device):
+                value = str(value)
+            elif isinstance(value, (np.random.RandomState, np.random.Generator)):
+                value = None  # a generator's state is not kept; the weights are
             params[key] = value
         return params
 
@@ -545,7 +549,7 @@ class HebbianNet(nn.Sequential):
             scale1=_Scale(scale),
             out=nn.Linear(hebb.n_hidden, n_classes),
         ))
-        self.config = {"kind": "HebbianNet", "layer": hebb.config(), "readout_power": float(readout_power),
+        self.config = {"kind": "HebbianNet", "layer": hebb.get_config(), "readout_power": float(readout_power),
                        "n_classes": int(n_classes)}
 
 
@@ -571,7 +575,7 @@ class HebbianClassifier(_TorchClassifier):
         Further arguments of the layer (:class:`~geomkit.train.KrotovHopfield`:
         ``p``, ``k``, ``delta``, ``R``, ``lr``; :class:`~geomkit.train.SoftHebb`:
         ``temperature``, ``lr``, ``power_lr``, ``anti_hebbian``, ``init_norm``).
-    unsup_epochs : int, default=100
+    unsup_epochs : int, default=50
         Epochs of the unsupervised phase.
     unsup_batch_size : int, default=100
     readout_power : float, default=4.5
@@ -615,7 +619,7 @@ class HebbianClassifier(_TorchClassifier):
     """
 
     def __init__(self, layer: str = "krotov_hopfield", n_hidden: int = 2000, layer_params: dict | None = None,
-                 unsup_epochs: int = 100, unsup_batch_size: int = 100, readout_power: float = 4.5,
+                 unsup_epochs: int = 50, unsup_batch_size: int = 100, readout_power: float = 4.5,
                  feature_scale: str = "std", epochs: int = 60, lr: float = 1e-3, batch_size: int = 100,
                  device: Any = None, random_state: Any = None, progress: bool = True):
         self.layer = layer

@@ -81,7 +81,7 @@ class CompetitiveLayer(nn.Module):
     def step(self, x: torch.Tensor, lr: float) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-serializable), for saving."""
         raise NotImplementedError
 
@@ -211,6 +211,9 @@ class KrotovHopfield(CompetitiveLayer):
         Radius the weight vectors converge to.
     lr : float, default=0.04
         Initial learning rate (maximal change of a weight in one step).
+    init_std : float, default=1.0
+        Standard deviation of the normal initial weights (1.0 as in the
+        authors' code).
     random_state : int, optional
         Seed of the initial weights (standard normal, as in the authors'
         code) and of the shuffling.
@@ -246,11 +249,13 @@ class KrotovHopfield(CompetitiveLayer):
     """
 
     def __init__(self, n_features: int, n_hidden: int = 2000, *, p: float = 3.0, k: int = 7,
-                 delta: float = 0.4, R: float = 1.0, lr: float = 0.04, random_state: Any = None,
-                 device: Any = None, dtype: torch.dtype = torch.float32):
+                 delta: float = 0.4, R: float = 1.0, lr: float = 0.04, init_std: float = 1.0,
+                 random_state: Any = None, device: Any = None, dtype: torch.dtype = torch.float32):
         p = check_float(p, "p", low=2.0)
+        init_std = check_float(init_std, "init_std", low=0.0, low_inclusive=False)
         super().__init__(n_features, n_hidden, lr=lr, radius=R, norm_p=p,
-                         random_state=random_state, device=device, init_std=1.0)
+                         random_state=random_state, device=device, init_std=init_std)
+        self.init_std = init_std
         self.weight = self.weight.to(dtype)
         self.p = p
         self.k = check_int(k, "k", low=2, high=self.n_hidden)
@@ -258,9 +263,10 @@ class KrotovHopfield(CompetitiveLayer):
         self.R = self.radius
         self._wp: torch.Tensor | None = None  # cache of sign(W)|W|^(p-1)
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"kind": "KrotovHopfield", "n_features": self.n_features, "n_hidden": self.n_hidden,
-                "p": self.p, "k": self.k, "delta": self.delta, "R": self.R, "lr": self.lr}
+                "p": self.p, "k": self.k, "delta": self.delta, "R": self.R, "lr": self.lr,
+                "init_std": self.init_std}
 
     def _signed_power(self, W: torch.Tensor) -> torch.Tensor:
         return W.abs().pow_(self.p - 2.0).mul_(W) if self.p != 2.0 else W.clone()
@@ -353,7 +359,7 @@ class SoftHebb(CompetitiveLayer):
         self.anti_hebbian = bool(anti_hebbian)
         self.init_norm = init_norm
 
-    def config(self) -> dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         return {"kind": "SoftHebb", "n_features": self.n_features, "n_hidden": self.n_hidden,
                 "temperature": self.temperature, "lr": self.lr, "power_lr": self.power_lr,
                 "anti_hebbian": self.anti_hebbian, "init_norm": self.init_norm}
@@ -382,7 +388,7 @@ class SoftHebb(CompetitiveLayer):
 
 
 def build_layer(config: dict[str, Any]) -> CompetitiveLayer:
-    """Rebuild a Hebbian layer from its :meth:`~CompetitiveLayer.config` (weights not included)."""
+    """Rebuild a Hebbian layer from its :meth:`~CompetitiveLayer.get_config` (weights not included)."""
     kinds = {"KrotovHopfield": KrotovHopfield, "SoftHebb": SoftHebb}
     kind = config.get("kind")
     if kind not in kinds:

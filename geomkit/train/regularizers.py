@@ -139,7 +139,7 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 _FORMS = ("slope", "anchored", "absolute")
-_LOG_FLOOR = 1e-7  # relative floor under the eigenvalues in the log-space (slope) form
+_LOG_FLOOR = 1e-12  # relative floor under the eigenvalues in the log-space (slope) form
 
 
 class SpectralRegularizer(Regularizer):
@@ -179,7 +179,11 @@ class SpectralRegularizer(Regularizer):
     tau : int, default=11
         First penalized rank (and the anchor rank of ``"anchored"``).
     n_max : int, optional
-        Last penalized rank; all ranks (the layer width) if None.
+        Last penalized rank. None: the ranks that
+        :func:`~geomkit.measures.spectrum.power_law_exponent` fits by default,
+        up to 500 and at most half the numerically non-zero eigenvalues of the
+        training-set covariance (re-evaluated at every refresh). Directions of
+        zero variance (dead units) are never penalized.
     refresh : int, default=1
         Recompute the eigenvectors every ``refresh`` epochs.
 
@@ -215,7 +219,7 @@ class SpectralRegularizer(Regularizer):
     """
 
     name = "spectral"
-    _default_strength = {"slope": 2.0, "anchored": 50.0, "absolute": 50.0}
+    _default_strength = {"slope": 10.0, "anchored": 1.0, "absolute": 1.0}
 
     def __init__(self, layer: str = "act1", alpha: float = 1.0, form: str = "slope",
                  strength: float | None = None, tau: int = 11, n_max: int | None = None,
@@ -259,14 +263,13 @@ class SpectralRegularizer(Regularizer):
             )
         if batch_size < width:
             warnings.warn(
-                f"batch_size={batch_size} is smaller than the width of layer {self.layer!r} "
-                f"({width} units): the batch covariance is rank-deficient and the pseudo-eigenvalues "
+                f"training batches of {batch_size} samples are smaller than the width of layer "
+                f"{self.layer!r} ({width} units): the batch covariance is rank-deficient and the pseudo-eigenvalues "
                 f"are noisy. Nassar et al. use batches >= 1.25 x width ({math.ceil(1.25 * width)}).",
                 UserWarning,
                 stacklevel=3,
             )
         self.width_ = width
-        self.n_ranks_ = width if self.n_max is None else min(self.n_max, width)
         self.eigvecs_: torch.Tensor | None = None
 
     @torch.no_grad()
@@ -277,9 +280,16 @@ class SpectralRegularizer(Regularizer):
 
         cov = _layer_covariance(model, X, self.layer)
         values, vectors = torch.linalg.eigh(cov)
-        order = torch.argsort(values, descending=True)[: self.n_ranks_]
-        self.eigvecs_ = vectors[:, order].to(torch.float32).contiguous()
-        self.eigenvalues_ = values.flip(0).clamp_min(0).cpu().numpy()
+        values, vectors = values.flip(0), vectors.flip(1)  # descending
+        # directions with (numerically) zero variance -- dead units -- cannot be shaped
+        usable = int((values > values[0] * values.numel() * torch.finfo(values.dtype).eps).sum())
+        if self.n_max is None:  # the ranks the default exponent fit measures
+            n_ranks = min(500, usable // 2)
+        else:
+            n_ranks = min(self.n_max, usable)
+        self.n_ranks_ = max(n_ranks, min(self.tau + 1, values.numel()))
+        self.eigvecs_ = vectors[:, : self.n_ranks_].to(torch.float32).contiguous()
+        self.eigenvalues_ = values.clamp_min(0).cpu().numpy()
         try:
             self.fit_alpha_ = power_law_exponent(self.eigenvalues_).alpha
         except ValueError:  # too few usable eigenvalues to fit
@@ -548,8 +558,11 @@ class SaturationPenalty(Regularizer):
 
     Parameters
     ----------
-    strength : float, default=0.1
-        Final weight of the term.
+    strength : float, default=1.0
+        Final weight of the term. On digits (64-64-10, 15 epochs) 0.5 doubles
+        the fraction of ReLU pre-activations <= 0 (0.26 -> 0.55) at unchanged
+        accuracy; sigmoid units need about 10 to move a third of the
+        pre-activations into the flat tails.
     layers : list of str, optional
         Pre-activation modules (e.g. ``["hidden1"]``); if None, every leaf
         module directly followed by a ReLU or Sigmoid.
@@ -573,7 +586,7 @@ class SaturationPenalty(Regularizer):
 
     name = "saturation"
 
-    def __init__(self, strength: float = 0.1, layers: list[str] | None = None, kind: str = "auto",
+    def __init__(self, strength: float = 1.0, layers: list[str] | None = None, kind: str = "auto",
                  anneal: str = "linear"):
         self.strength = strength
         self.layers = layers
