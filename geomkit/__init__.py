@@ -21,6 +21,7 @@ from .measures.weight_spectra import weight_spectra
 from .moments import MomentAccumulator, Moments
 from .sensitivity import FisherFlatness, JacobianFlatness
 from .robustness import AdversarialRobustness, GradientMaskingWarning
+from .train import HebbianClassifier, NetClassifier
 
 try:
     __version__ = version("geomkit")
@@ -46,4 +47,6 @@ __all__ = [
     "power_law_exponent",
     "smoothness_threshold",
     "weight_spectra",
+    "NetClassifier",
+    "HebbianClassifier",
 ]

@@ -14,6 +14,12 @@ from .topology import (
     plot_persistence_diagram,
     plot_tuning_map,
 )
+from .training import (
+    plot_hebbian_convergence,
+    plot_receptive_fields,
+    plot_spectral_targets,
+    plot_training_history,
+)
 
 __all__: list[str] = [
     "plot_flatness",
@@ -28,4 +34,8 @@ __all__: list[str] = [
     "plot_betti_curves",
     "plot_contour_signature",
     "plot_tuning_map",
+    "plot_training_history",
+    "plot_hebbian_convergence",
+    "plot_receptive_fields",
+    "plot_spectral_targets",
 ]

@@ -1,3 +1,42 @@
-"""The thin training submodule: models, Hebbian layers, regularizers, classifiers."""
+"""The thin training submodule: models, Hebbian layers, regularizers, classifiers.
 
-__all__: list[str] = []
+- :mod:`~geomkit.train.models`: :class:`MLP`, :class:`SmallCNN` (named layers).
+- :mod:`~geomkit.train.hebbian`: :class:`KrotovHopfield`, :class:`SoftHebb`.
+- :mod:`~geomkit.train.regularizers`: :class:`SpectralRegularizer`,
+  :class:`JacobianRegularizer`, :class:`WeightDecay`, :class:`SaturationPenalty`.
+- :mod:`~geomkit.train.classifiers`: :class:`NetClassifier`,
+  :class:`HebbianClassifier` (scikit-learn classifiers).
+"""
+
+from .classifiers import HebbianClassifier, HebbianNet, NetClassifier, TrainingDiverged, train_module
+from .hebbian import KrotovHopfield, SoftHebb
+from .models import MLP, SmallCNN, build_model
+from .regularizers import (
+    JacobianRegularizer,
+    Regularizer,
+    SaturationPenalty,
+    SpectralRegularizer,
+    WeightDecay,
+    flat_fraction,
+    spectral_penalty,
+)
+
+__all__ = [
+    "MLP",
+    "SmallCNN",
+    "build_model",
+    "KrotovHopfield",
+    "SoftHebb",
+    "Regularizer",
+    "SpectralRegularizer",
+    "JacobianRegularizer",
+    "WeightDecay",
+    "SaturationPenalty",
+    "flat_fraction",
+    "spectral_penalty",
+    "NetClassifier",
+    "HebbianClassifier",
+    "HebbianNet",
+    "TrainingDiverged",
+    "train_module",
+]

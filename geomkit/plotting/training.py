@@ -1,0 +1,176 @@
+"""Figures of the training submodule: histories, Hebbian convergence, receptive fields, spectra."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._style import get_ax
+
+__all__ = ["plot_training_history", "plot_hebbian_convergence", "plot_receptive_fields",
+           "plot_spectral_targets"]
+
+
+def plot_training_history(history: Any, metrics: Sequence[str] | None = None, *, ax: Any = None, log: bool = True):
+    """Per-epoch curves of a classifier's ``history_``.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        ``history_`` of :class:`~geomkit.train.NetClassifier` /
+        :class:`~geomkit.train.HebbianClassifier` (column ``epoch``).
+    metrics : list of str, optional
+        Columns to draw; default ``task_loss`` and every ``reg_*`` column.
+    ax : matplotlib Axes, optional
+    log : bool, default=True
+        Logarithmic y axis (loss terms span decades).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = get_ax(ax)
+    if metrics is None:
+        metrics = ["task_loss"] + [c for c in history.columns if c.startswith("reg_")]
+    missing = [m for m in metrics if m not in history.columns]
+    if missing:
+        raise ValueError(f"history has no column(s) {missing}; it has {list(history.columns)}.")
+    for m in metrics:
+        ax.plot(history["epoch"], history[m], marker="o", ms=3, label=m)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss term (per sample, weighted)")
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None = None):
+    """Convergence of a Hebbian layer: weight-norm distance to R and fraction of units that won.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        ``history_`` of :meth:`~geomkit.train.hebbian.CompetitiveLayer.fit_unsupervised`
+        (or ``HebbianClassifier.unsup_history_``).
+    ax : matplotlib Axes, optional
+        The norm distance goes on it (log scale); the fraction of units that
+        ever won on a twin axis on the right.
+    label : str, optional
+        Prefix for the legend entries.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The left Axes (the twin is ``ax.right_ax``).
+    """
+    ax = get_ax(ax)
+    prefix = f"{label}: " if label else ""
+    (l1,) = ax.plot(history["epoch"], history["norm_distance"], color="C0",
+                    label=f"{prefix}mean | ||w||_p - R |")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean distance of unit norms to R")
+    right = ax.twinx()
+    (l2,) = right.plot(history["epoch"], history["frac_ever_won"], color="C1", ls="--",
+                       label=f"{prefix}units that ever won")
+    right.set_ylim(0, 1.02)
+    right.set_ylabel("fraction of units that ever won")
+    ax.legend(handles=[l1, l2], frameon=False, loc="center right")
+    ax.right_ax = right
+    return ax
+
+
+def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28), n: int = 25, *,
+                          units: Any = None, ax: Any = None, random_state: int | None = 0):
+    """A mosaic of hidden units' weight vectors shown as images (blue < 0 < red).
+
+    Parameters
+    ----------
+    weights : array-like or torch.Tensor of shape (n_hidden, n_features), or a Hebbian layer
+        ``n_features`` must equal ``image_shape[0] * image_shape[1]``.
+    image_shape : (int, int), default=(28, 28)
+    n : int, default=25
+        Number of units shown (a random subset, on a square grid).
+    units : sequence of int, optional
+        Show these units instead of a random subset.
+    ax : matplotlib Axes, optional
+    random_state : int, optional
+        Which units are shown.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from .._validation import as_float_array
+
+    W = getattr(weights, "weight", weights)
+    W = as_float_array(W, "weights", ndim=2)
+    h, w = image_shape
+    if W.shape[1] != h * w:
+        raise ValueError(f"weights have {W.shape[1]} features; image_shape {image_shape} needs {h * w}.")
+    if units is None:
+        rng = np.random.default_rng(random_state)
+        chosen = rng.choice(W.shape[0], size=min(n, W.shape[0]), replace=False)
+    else:
+        chosen = np.asarray(units, dtype=int).ravel()
+    side = int(np.ceil(np.sqrt(chosen.size)))
+    mosaic = np.full((side * (h + 1) - 1, side * (w + 1) - 1), np.nan)
+    for i, unit in enumerate(chosen):
+        r, c = divmod(i, side)
+        mosaic[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = W[unit].reshape(h, w)
+    ax = get_ax(ax, figsize=(4.5, 4.5))
+    vmax = np.nanmax(np.abs(mosaic))
+    im = ax.imshow(mosaic, cmap="bwr", vmin=-vmax, vmax=vmax)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{chosen.size} of {W.shape[0]} units")
+    ax.figure.colorbar(im, ax=ax, shrink=0.8, label="synaptic weight")
+    return ax
+
+
+def plot_spectral_targets(spectra: Mapping[str, Any], targets: Mapping[str, float] | None = None, *,
+                          ax: Any = None, fit_range: tuple[int, int] = (11, 500)):
+    """Eigenspectra of a layer under several regularizers, with the target power laws.
+
+    Parameters
+    ----------
+    spectra : dict of str to array-like
+        Label -> descending eigenvalues (e.g. from
+        :func:`geomkit.measures.spectrum.eigenspectrum`).
+    targets : dict of str to float, optional
+        Label -> target alpha; drawn as a dashed line ``c n^-alpha`` through
+        that spectrum at the first rank of ``fit_range``.
+    ax : matplotlib Axes, optional
+    fit_range : (int, int), default=(11, 500)
+        Shaded: the ranks over which the exponent is measured (the upper end
+        clipped to half the usable eigenvalues, as the default fit does).
+        Numerically zero eigenvalues are not drawn.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = get_ax(ax)
+    targets = dict(targets or {})
+    n_usable = 0
+    for i, (label, lam) in enumerate(spectra.items()):
+        lam = np.asarray(lam, dtype=float)
+        # numerically zero eigenvalues (as power_law_exponent counts them) are not drawn
+        lam = lam[lam > lam[0] * lam.size * np.finfo(float).eps]
+        n_usable = max(n_usable, lam.size)
+        n = np.arange(1, lam.size + 1)
+        ax.loglog(n, lam / lam[0], color=f"C{i}", label=label)
+        if label in targets and lam.size >= fit_range[0]:
+            lo = fit_range[0]
+            ref = lam[lo - 1] / lam[0] * (n / lo) ** (-targets[label])
+            ax.loglog(n, ref, color=f"C{i}", ls="--", lw=1, label=f"target n^-{targets[label]:g}")
+    # the fit range as power_law_exponent clips it: at most half the usable eigenvalues
+    ax.axvspan(fit_range[0], min(fit_range[1], max(n_usable // 2, fit_range[0] + 1)), color="0.92", zorder=0,
+               label="fit range")
+    ax.set_xlabel("rank n")
+    ax.set_ylabel("eigenvalue / largest eigenvalue")
+    ax.legend(frameon=False, fontsize="small")
+    return ax
