@@ -21,6 +21,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 from sklearn.datasets import load_digits
 
@@ -66,7 +67,9 @@ after = categorization_by_layer(net, X, y, layers=hidden, n_bootstrap=200, progr
 
 table = pd.concat([before.assign(model="untrained"), after.assign(model="trained")])
 print(table.round(3))
-ax = plot_categorization_by_layer(table, hue="model")
+# Module names "1" and "3" are the two ReLU layers: say so on the axis.
+names = {"input": "input (pixels)", "1": "hidden 1 (ReLU)", "3": "hidden 2 (ReLU)"}
+ax = plot_categorization_by_layer(table.assign(layer=table["layer"].map(names)), hue="model")
 ax.set_title("categoricality index (95% bootstrap band)")
 
 # %%
@@ -84,7 +87,13 @@ second = np.array([rng.choice(np.flatnonzero(y.numpy() != y[i].item())) for i in
 profiles = morph_profiles(net, X[first], X[second], layers=["0", *hidden, "4"], progress=False)
 print(f"accepted continua: {profiles.attrs['n_accepted']} of {n_pairs} "
       f"({profiles.attrs['fraction_accepted']:.0%})")
-plot_morph_profile(profiles)
+# Name the recorded modules, and put both legends under the plot, off the curves.
+profiles = profiles.assign_coords(layer=["0: linear 1", "1: ReLU 1", "3: ReLU 2", "4: logits"])
+fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
+plot_morph_profile(profiles, ax=ax)
+twin = next(other for other in fig.axes if other is not ax)
+sns.move_legend(ax, "upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, title="layer")
+sns.move_legend(twin, "upper right", bbox_to_anchor=(1.0, -0.16), title="class probability (dashed)")
 
 # %%
 # The distance between neighbouring steps peaks where the classifier changes

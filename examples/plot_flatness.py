@@ -75,10 +75,10 @@ for name, est in fisher.items():
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
 for name, est in fisher.items():
     plot_flatness_spectrum(est, label=name, ax=axes[0])
-axes[0].set_title("eigenvalues of G(x): median, 25-75 %")
+axes[0].set_title(r"eigenvalues of $G(x)$ (median, 25-75 % band)")
 tidy = pd.concat([est.to_frame().assign(network=name) for name, est in fisher.items()])
-plot_flatness(tidy, "log_trace", x="network", ax=axes[1])
-axes[1].set_title("tr G(x) over test images")
+plot_flatness(tidy, "log_trace", kind="box", x="network", ax=axes[1])
+axes[1].set_title(r"$\mathrm{tr}\,G(x)$ over test images")
 
 # %%
 # Jacobians layer by layer
@@ -91,10 +91,12 @@ jac = {
 }
 tidy = pd.concat([est.to_frame().assign(network=name) for name, est in jac.items()])
 print(tidy.groupby(["network", "layer"])[["log_trace", "participation_ratio"]].mean())
+# Modules "1" and "3" are the two tanh layers; name them on the axis.
+tidy["layer"] = tidy["layer"].map({"1": "tanh 1", "3": "tanh 2", "output": "logits"})
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
 plot_flatness(tidy, "log_trace", kind="box", hue="network", ax=axes[0])
-axes[0].set_title("||J_l(x)||_F^2 per layer")
-plot_flatness(jac["trained"], "participation_ratio", ax=axes[1])
+axes[0].set_title(r"$\|J_l(x)\|_F^2$ per layer, over test images")
+plot_flatness(tidy[tidy["network"] == "trained"], "participation_ratio", ax=axes[1])
 axes[1].set_title("trained net: effective number of input directions")
 sns.despine(fig)
 plt.show()

@@ -85,6 +85,8 @@ for c, ax in zip(range(4), axes[1:]):
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
+fig.suptitle("One test digit and four channels of the conv layer's output (8 x 8 positions; "
+             "bright = high, each map on its own colour scale)", fontsize="medium")
 
 # %%
 # How well the classes separate, layer by layer
@@ -112,11 +114,17 @@ ax.set_title("Class separation grows with depth")
 # --------------------------------
 # ``layer_moments`` keeps only a running mean and covariance (float64) per
 # layer; its eigenvalues are the spectrum of the layer's representation.
+#
+# Units that never fire on these digits have zero variance, hence zero
+# eigenvalues; a log axis cannot show them, so the plot stops at the last
+# non-zero one.
 moments = layer_moments(model, X_test, ["relu2"], progress=False)["relu2"]
 eigenvalues = moments.eigenvalues()
+nonzero = eigenvalues[eigenvalues > 1e-10 * eigenvalues[0]]
 fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
-ax.loglog(np.arange(1, eigenvalues.size + 1), np.clip(eigenvalues, 1e-12, None), marker=".")
+ax.loglog(np.arange(1, nonzero.size + 1), nonzero, marker=".")
 ax.set_xlabel("rank n")
-ax.set_ylabel("eigenvalue λ_n of the covariance")
-ax.set_title("Spectrum of the hidden layer (relu2)")
+ax.set_ylabel(r"eigenvalue $\lambda_n$ of the covariance")
+ax.set_title(f"Spectrum of the hidden layer (relu2): {nonzero.size} of {eigenvalues.size} non-zero",
+             fontsize="medium")
 plt.show()

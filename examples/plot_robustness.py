@@ -20,6 +20,7 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from geomkit import AdversarialRobustness
 from geomkit.plotting import plot_critical_eps, plot_robust_accuracy
@@ -102,7 +103,7 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, layout="constrain
 plot_robust_accuracy(plain, ax=axes[0])
 axes[0].set_title("ordinary MLP")
 plot_robust_accuracy(masked, ax=axes[1])
-axes[1].set_title("same MLP, logits x 1e4")
+axes[1].set_title(r"same MLP, logits $\times 10^4$")
 axes[0].get_legend().remove()
 
 # %%
@@ -119,5 +120,6 @@ print(f"strongest: {plain.strongest_attack_} (AUC {plain.auc_.min():.3f}) vs "
 # The smallest eps that flips each correctly classified input (bisection with
 # the strongest PGD attack inside its grid bracket).
 ax = plot_critical_eps(plain)
+ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of inputs
 print(f"median critical eps: {np.median(plain.critical_eps_.values):.3g}")
 plt.show()

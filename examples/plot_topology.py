@@ -69,7 +69,9 @@ plot_betti_curves(betti_curves(landscape), ax=axes[2])
 
 # %%
 # The long H0 bars are the three bumps (the highest never dies); the H1 bar is
-# the ring's hole. The Betti curves show the same story level by level.
+# the ring's hole. The Betti curves show the same story level by level; the
+# brief spike of b0 just above 0.3 is the ring's crest, roughened by the small
+# noise, breaking into many short pieces as the level passes its top.
 #
 # Tuning maps of a trained network
 # --------------------------------
@@ -110,12 +112,16 @@ maps = {
     for layer in layers
 }
 
+# One map of each layer, as a DataArray whose coordinates are the coefficients
+# of the two principal components (the plane's origin, the mean digit 0, is at 0, 0).
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
 for ax, (layer, name) in zip(axes, layers.items()):
-    plot_tuning_map(maps[layer][3], ax=ax)
+    one = tuning_map(net, layer, 3, origins[0], pc1, pc2, extent=extent, resolution=resolution)
+    plot_tuning_map(one, ax=ax)
     ax.set_title(f"{name}, unit 3")
     ax.set_xlabel("coefficient of PC 1")
     ax.set_ylabel("coefficient of PC 2")
+fig.suptitle("Tuning maps on the plane of the top two PCs through the mean digit 0", fontsize="medium")
 
 # %%
 # Contour signatures along the hierarchy

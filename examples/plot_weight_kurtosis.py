@@ -64,6 +64,9 @@ for epoch in range(5 if SMALL else 30):
 after = weight_kurtosis(net).assign(network="trained")
 print(pd.concat([before, after])[["network", "layer", "n_weights", "kurtosis", "l1_l2_normalized"]].round(3))
 
+# Name the Linear modules ("0", "2", "4") by their shapes on the axis.
+names = {"0": "fc1\n64→200", "2": "fc2\n200→200", "4": "fc3\n200→10", "pooled": "pooled"}
+before["layer"], after["layer"] = before["layer"].map(names), after["layer"].map(names)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
 plot_weight_kurtosis(before, ax=axes[0])
 axes[0].set_title("at initialization (uniform weights)")
@@ -81,12 +84,13 @@ axes[1].set_title("after training on the digits")
 dfs = [5, 6, 8, 12, 20, 50, 200]
 stats_t = [WeightKurtosis().fit(rng.standard_t(df, n)) for df in dfs]
 fig, ax = plt.subplots(figsize=(5, 3.8), layout="constrained")
-ax.plot([e.kurtosis_ for e in stats_t], [e.l1_l2_normalized_ for e in stats_t], "o-", label="Student t")
+ax.plot([e.kurtosis_ for e in stats_t], [e.l1_l2_normalized_ for e in stats_t], "o-",
+        label="Student t, df = 200 … 5")
 for name, w in list(laws.items())[:3]:
     e = WeightKurtosis().fit(w)
     ax.plot(e.kurtosis_, e.l1_l2_normalized_, "s", label=name)
 ax.set_xlabel("excess kurtosis of the weights")
-ax.set_ylabel("||w||_1 / (sqrt(n) ||w||_2)")
+ax.set_ylabel(r"$\|w\|_1 \,/\, (\sqrt{n}\, \|w\|_2)$")
 ax.set_title("heavier tails, smaller FGSM step effect")
 ax.legend()
 plt.show()

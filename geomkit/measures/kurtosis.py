@@ -71,6 +71,19 @@ def l1_l2_ratio(weights: Any, *, normalized: bool = False) -> float:
     The FGSM sensitivity of a linear score w . x relative to the worst L2
     step of the same size.
 
+    Parameters
+    ----------
+    weights : array-like or torch.Tensor of any shape
+        Flattened before use.
+    normalized : bool, default=False
+        Divide by sqrt(n_entries), so that the ratio lies in [1/sqrt(n), 1]
+        (1: all entries of equal magnitude).
+
+    Returns
+    -------
+    float
+        NaN when all entries are zero.
+
     Examples
     --------
     >>> l1_l2_ratio([3.0, 4.0])
@@ -261,9 +274,16 @@ class WeightKurtosis(BaseEstimator):
         the trailing shape seen in :meth:`fit` (e.g. held-out rows of the
         same weight matrix).
 
+        Parameters
+        ----------
+        X : array-like
+            Weights with the trailing shape seen in :meth:`fit`.
+        y : ignored
+
         Returns
         -------
         float
+            The excess kurtosis (or Pearson's, with ``fisher=False``).
         """
         check_is_fitted(self, "kurtosis_")
         W = self._validate(X, reset=False)

@@ -40,7 +40,7 @@ Edelsbrunner, H. & Harer, J. (2010). Computational Topology -- persistence of
 sublevel filtrations, elder rule.
 
 The computation itself is batched over all maps at once (see
-:mod:`geomkit.measures._merge_tree`): one ``argsort`` per map, then whole-
+``geomkit.measures._merge_tree``): one ``argsort`` per map, then whole-
 batch numpy passes and a lockstep union-find. Ripser and GUDHI are the
 references the tests and the benchmark compare against.
 """
@@ -654,6 +654,17 @@ class LevelSetTopology(TransformerMixin, BaseEstimator):
         (``signature_mean_``), averaged over maps and signature entries: 0 when
         every map of ``X`` has, at every level, the average numbers of loops and
         lines seen in training; more negative the more contours differ.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_maps, H, W) or (n_maps, n_features)
+            Maps of the shape seen in :meth:`fit`.
+        y : ignored
+
+        Returns
+        -------
+        float
+            At most 0; higher = closer to the training maps' topology.
         """
         signatures = self.transform(X)
         return float(-np.mean(np.abs(signatures - self.signature_mean_)))

@@ -26,6 +26,17 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.probe import categorization_by_layer
+    >>> net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    >>> x, y = torch.randn(60, 6), torch.arange(60) % 3
+    >>> table = categorization_by_layer(net, x, y, n_bootstrap=20, progress=False)
+    >>> ax = plot_categorization_by_layer(table)
+    >>> [t.get_text() for t in ax.get_xticklabels()]
+    ['input', '0', '1', '2']
     """
     import seaborn as sns
 
@@ -63,6 +74,19 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
     -------
     matplotlib.axes.Axes
         The distance axes; the probabilities are on a twin axis.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.probe import morph_profile
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.copy_(torch.tensor([[-1.0, 1.0], [1.0, 1.0]]))
+    ...     _ = net[0].bias.zero_()
+    >>> prof = morph_profile(net, [-4.0, 1.0], [4.0, 1.0], n_steps=41)
+    >>> ax = plot_morph_profile(prof)
+    >>> ax.get_ylabel()
+    'step-to-step distance / layer mean'
     """
     import pandas as pd
     import seaborn as sns
@@ -118,6 +142,17 @@ def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None):
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.measures import CategorySelectivity
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(90) % 3
+    >>> X = rng.normal(size=(90, 12)) + 2.0 * (y[:, None] == np.arange(12) % 3)
+    >>> ax = plot_selectivity(CategorySelectivity().fit(X, y))
+    >>> ax.get_xlabel()
+    'class'
     """
     import seaborn as sns
 

@@ -67,6 +67,16 @@ def plot_flatness(
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit import FisherFlatness
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> est = FisherFlatness(net, progress=False).fit(torch.randn(20, 4))
+    >>> ax = plot_flatness(est)
+    >>> ax.get_title()
+    'Fisher information: 20 stimuli'
     """
     import pandas as pd
     import seaborn as sns
@@ -116,6 +126,16 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit import JacobianFlatness
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> est = JacobianFlatness(net, layers=["1", "output"], progress=False).fit(torch.randn(20, 4))
+    >>> ax = plot_flatness_spectrum(est)
+    >>> ax.get_yscale(), [t.get_text() for t in ax.get_legend().get_texts()]
+    ('log', ['1', 'output'])
     """
     ds = _dataset(result)
     names = list(ds["layer"].values) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
@@ -150,6 +170,17 @@ def plot_weight_kurtosis(table: Any, *, ax: Any = None):
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit import weight_kurtosis
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 10))
+    >>> ax = plot_weight_kurtosis(weight_kurtosis(net))
+    >>> [t.get_text() for t in ax.get_xticklabels()]
+    ['0', '2', 'pooled']
     """
     import seaborn as sns
 

@@ -164,6 +164,11 @@ def _alpha_vs_robustness(ds, palette):
 def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
     """Draw every study figure from a results Dataset.
 
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study's results (:func:`geomkit.study.run` or :func:`geomkit.report.load_results`).
+
     Returns
     -------
     dict of str to (matplotlib.figure.Figure, str)

@@ -54,6 +54,17 @@ def plot_persistence_diagram(diagrams: Any, map_index: int = 0, *, ax: Any = Non
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.measures import level_set_persistence
+    >>> y, x = np.mgrid[:32, :32]
+    >>> two_peaks = np.exp(-((x - 8) ** 2 + (y - 16) ** 2) / 20) + 0.5 * np.exp(
+    ...     -((x - 24) ** 2 + (y - 16) ** 2) / 20)
+    >>> ax = plot_persistence_diagram(level_set_persistence(two_peaks, min_persistence=0.1))
+    >>> len(ax.collections[0].get_offsets())  # the two peaks
+    2
     """
     import seaborn as sns
 
@@ -105,7 +116,7 @@ def _level_frame(curves: Any, category: str, names: dict):
 
 
 def plot_betti_curves(curves: Any, *, ax: Any = None):
-    """b0(t) and b1(t) against the level; over several maps, their mean with a 95% band.
+    """Betti curves b0(t) and b1(t) against the level; over several maps, their mean with a 95% band.
 
     Parameters
     ----------
@@ -117,6 +128,16 @@ def plot_betti_curves(curves: Any, *, ax: Any = None):
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.measures import betti_curves
+    >>> y, x = np.mgrid[:32, :32]
+    >>> ring = np.exp(-((np.hypot(x - 16, y - 16) - 9) ** 2) / 8)
+    >>> ax = plot_betti_curves(betti_curves(ring))
+    >>> ax.get_ylabel()
+    'Betti number of {f >= level}'
     """
     import seaborn as sns
 
@@ -143,6 +164,15 @@ def plot_contour_signature(signature: Any, *, ax: Any = None):
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.measures import contour_signature
+    >>> y, x = np.mgrid[:32, :32]
+    >>> ax = plot_contour_signature(contour_signature(np.exp(-((x - 16) ** 2 + (y - 16) ** 2) / 50)))
+    >>> ax.get_ylabel()
+    'contours at the level'
     """
     import seaborn as sns
 
@@ -171,6 +201,16 @@ def plot_tuning_map(tuning: Any, *, n_levels: int = 8, ax: Any = None):
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.probe import tuning_map
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh())
+    >>> m = tuning_map(net, "1", 0, [0.0, 0, 0], [1.0, 0, 0], [0.0, 1, 0], extent=2, resolution=9)
+    >>> ax = plot_tuning_map(m)
+    >>> ax.get_xlabel(), ax.get_ylabel()
+    ('coefficient of direction 1', 'coefficient of direction 2')
     """
     ax = get_ax(ax, figsize=(4.4, 3.8))
     values = np.asarray(getattr(tuning, "values", tuning), dtype=np.float64)

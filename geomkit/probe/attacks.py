@@ -838,6 +838,18 @@ def predict_labels(
 ):
     """Predicted classes ``argmax(logits)`` in eval mode, as a tensor on the model's device.
 
+    Parameters
+    ----------
+    model, X, dtype, batch_size
+        As in :func:`pgd`.
+    bounds : (float, float) or None, default=None
+        If given, a ValueError is raised when ``X`` has values outside them.
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (n,)
+        The predicted class of each input.
+
     Examples
     --------
     >>> import torch
@@ -918,9 +930,15 @@ def zero_gradient_fraction(
     softmax of the true class rounds to 1 and the others underflow; the
     margin loss or float64 often restores the gradient.
 
+    Parameters
+    ----------
+    model, X, y, loss, dtype, batch_size
+        As in :func:`pgd`.
+
     Returns
     -------
     float in [0, 1]
+        The fraction of inputs whose gradient has no non-zero entry.
 
     Examples
     --------
@@ -950,7 +968,7 @@ def robust_accuracy(
     """Fraction of the correctly classified inputs that the attack does not flip.
 
     The plain-function form of one cell of
-    :attr:`geomkit.AdversarialRobustness.robust_accuracy_`: inputs the model
+    ``robust_accuracy_`` of :class:`geomkit.AdversarialRobustness`: inputs the model
     misclassifies are left out (the fraction is conditional on clean
     correctness, as in Holzhausen et al. 2024).
 

@@ -29,7 +29,23 @@ UNIT_SEP = "__"
 
 
 def unit_dim(layer: str) -> str:
-    """Name of the unit dimension of ``layer`` in an :func:`extract` Dataset."""
+    """Name of the unit dimension of ``layer`` in an :func:`extract` Dataset.
+
+    Parameters
+    ----------
+    layer : str
+        A layer name, as a variable name of the Dataset.
+
+    Returns
+    -------
+    str
+        ``"<layer>__unit"``.
+
+    Examples
+    --------
+    >>> unit_dim("fc1")
+    'fc1__unit'
+    """
     return f"{layer}{UNIT_SEP}unit"
 
 
@@ -51,6 +67,27 @@ def iter_batches(inputs: Any, batch_size: int = 256) -> Iterator[tuple[Any, Any]
     of an iterable are used as they come: a tensor / array is ``x``; a tuple
     or list is ``(x, y, ...)``; a dict uses its ``"x"`` / ``"input"`` and
     ``"y"`` / ``"label"`` entries.
+
+    Parameters
+    ----------
+    inputs : ndarray, torch.Tensor, torch.utils.data.DataLoader or iterable
+        Arrays and tensors have the batch axis first.
+    batch_size : int, default=256
+        Rows per batch of an array or tensor; ignored for iterables, whose
+        items are batches already.
+
+    Yields
+    ------
+    x : ndarray or torch.Tensor
+        One batch of inputs.
+    y : ndarray, torch.Tensor or None
+        Its labels, where the item carried them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [(x.shape, y) for x, y in iter_batches(np.zeros((5, 3)), batch_size=2)]
+    [((2, 3), None), ((2, 3), None), ((1, 3), None)]
     """
     import torch
 
@@ -270,6 +307,27 @@ def layer_activations(ds: Any, layer: str):
 
     Conv coordinates ``channel`` / ``y`` / ``x`` and the ``label`` coordinate
     are carried over under their plain names.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        As returned by :func:`extract`.
+    layer : str
+        One of its variables; an unknown name raises a ValueError listing the
+        layers it holds.
+
+    Returns
+    -------
+    xarray.DataArray of shape (n_stimuli, n_units)
+        Dims ``("stimulus", "unit")``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    >>> ds = extract(net, torch.randn(10, 4), layers=["1"], progress=False)
+    >>> layer_activations(ds, "1").dims
+    ('stimulus', 'unit')
     """
     if layer not in ds.data_vars:
         import difflib

@@ -61,8 +61,8 @@ class SaturationWarning(RuntimeWarning):
 
 
 @dataclass
-class JacobianInfo:
-    """How a Jacobian was computed.
+class JacobianInfo:  # numpydoc ignore=PR01
+    """How a Jacobian was computed (a record, documented by its attributes).
 
     Attributes
     ----------
@@ -82,6 +82,14 @@ class JacobianInfo:
         chunk is differentiated at once; otherwise one input at a time).
     in_shape, out_shape : tuple of int
         One input's shape and the shape of its (layer) output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.probe import jacobian
+    >>> _, info = jacobian(torch.nn.Linear(3, 2), torch.randn(5, 3), progress=False, return_info=True)
+    >>> info.path, info.in_shape, info.out_shape
+    ('torch.func', (3,), (2,))
     """
 
     path: str = ""
@@ -545,7 +553,7 @@ def jacobian(
     ----------
     model : torch.nn.Module
         Left exactly as found.
-    X : array-like or torch.Tensor of shape (n_inputs, *input_shape)
+    X : array-like or torch.Tensor of shape ``(n_inputs, *input_shape)``
         A batch axis first, then one input's shape.
     layer : None, "output" or str, default=None
         ``None`` / ``"output"``: the model's output (the logits). A module
@@ -568,7 +576,7 @@ def jacobian(
         Differentiate the model in eval mode; its mode is restored afterwards.
     flatten : bool, default=False
         Return shape (n_inputs, n_outputs, n_features) instead of
-        (n_inputs, *output_shape, *input_shape).
+        ``(n_inputs, *output_shape, *input_shape)``.
     progress : bool, default=True
         Show a tqdm bar over chunks.
     return_info : bool, default=False
@@ -576,7 +584,7 @@ def jacobian(
 
     Returns
     -------
-    J : torch.Tensor of shape (n_inputs, *output_shape, *input_shape)
+    J : torch.Tensor of shape ``(n_inputs, *output_shape, *input_shape)``
         ``J[i, o..., d...] = d out(x_i)[o...] / d x_i[d...]``, on ``device``.
     info : JacobianInfo
         Only with ``return_info=True``.

@@ -22,10 +22,30 @@ __all__ = ["Recorder", "resolve_layers", "default_layer_filter", "ModelState"]
 
 
 def default_layer_filter(name: str, module: Any) -> bool:
-    """True for the modules :func:`extract` records by default.
+    """True for the modules :func:`~geomkit.probe.extract.extract` records by default.
 
     Leaf modules that are Linear or Conv layers, or activation functions
     (everything in ``torch.nn.modules.activation``).
+
+    Parameters
+    ----------
+    name : str
+        The module's name in ``model.named_modules()`` (unused; part of the
+        filter signature ``f(name, module)``).
+    module : torch.nn.Module
+        The module to test.
+
+    Returns
+    -------
+    bool
+        Whether the module is recorded by default.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Dropout())
+    >>> [name for name, m in net.named_modules() if name and default_layer_filter(name, m)]
+    ['0', '1']
     """
     import torch.nn as nn
 
@@ -45,14 +65,28 @@ def resolve_layers(model: Any, layers: Any = None) -> list[str]:
     layers : None, str, sequence of str, module type(s) or callable
         ``None``: :func:`default_layer_filter`. A string or list of strings:
         module names as in ``model.named_modules()`` (``""`` is the model
-        itself; its output is recorded under the key ``"output"``). A type or tuple of types: every module of that type. A
-        callable ``f(name, module) -> bool``: a filter.
+        itself; its output is recorded under the key ``"output"``). A type or
+        tuple of types: every module of that type. A callable
+        ``f(name, module) -> bool``: a filter.
+
+    Returns
+    -------
+    list of str
+        Module names, in the order given (names) or of ``model.named_modules()``
+        (types, filters).
 
     Raises
     ------
     ValueError
         For an unknown name, listing the available names and the closest
         matches; for a filter that selects nothing.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> resolve_layers(net), resolve_layers(net, torch.nn.Linear)
+    (['0', '1', '2'], ['0', '2'])
     """
     import torch.nn as nn
 
@@ -102,7 +136,23 @@ def resolve_layers(model: Any, layers: Any = None) -> list[str]:
 
 
 class ModelState:
-    """Snapshot of a module's train/eval flags and ``requires_grad`` flags."""
+    """Snapshot of a module's train/eval flags and ``requires_grad`` flags.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The module whose flags (and its submodules' and parameters') are saved.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 2)
+    >>> state = ModelState(net)
+    >>> _ = net.eval().requires_grad_(False)
+    >>> state.restore()
+    >>> net.training, net.weight.requires_grad
+    (True, True)
+    """
 
     def __init__(self, model: Any):
         self.model = model
@@ -110,6 +160,7 @@ class ModelState:
         self.requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
 
     def restore(self) -> None:
+        """Put the saved flags back (modules or parameters added since are left alone)."""
         for name, module in self.model.named_modules():
             if name in self.training:
                 module.training = self.training[name]
@@ -142,7 +193,8 @@ class Recorder:
     Parameters
     ----------
     model : torch.nn.Module
-    layers : see :func:`resolve_layers`
+    layers : None, str, sequence of str, module type(s) or callable, default=None
+        Which modules to record, as in :func:`resolve_layers`.
     detach : bool, default=True
         Record detached clones. With ``detach=False`` the recorded tensors stay
         in the autograd graph (for Jacobians of hidden layers).

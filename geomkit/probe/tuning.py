@@ -25,10 +25,23 @@ __all__ = ["tuning_map", "stimulus_directions", "pca_directions"]
 def stimulus_directions(origin: Any, stimulus_1: Any, stimulus_2: Any) -> tuple[np.ndarray, np.ndarray]:
     """Directions from ``origin`` to two other stimuli (coefficient 1 reaches each of them).
 
+    Parameters
+    ----------
+    origin : array-like
+        The stimulus at the centre of the plane (any shape, e.g. (1, 28, 28)).
+    stimulus_1, stimulus_2 : array-like
+        Two more stimuli, of the shape of ``origin``.
+
     Returns
     -------
     (ndarray, ndarray)
         ``stimulus_1 - origin`` and ``stimulus_2 - origin``, in the inputs' shape.
+
+    Examples
+    --------
+    >>> d1, d2 = stimulus_directions([0.0, 1.0], [1.0, 1.0], [0.0, 3.0])
+    >>> d1.tolist(), d2.tolist()
+    ([1.0, 0.0], [0.0, 2.0])
     """
     o = as_float_array(origin, "origin")
     d1 = as_float_array(stimulus_1, "stimulus_1") - o
@@ -53,6 +66,13 @@ def pca_directions(X: Any, n_components: int = 2) -> np.ndarray:
     ndarray of shape (n_components, ...)
         Orthonormal, by decreasing explained variance; the sign makes the
         largest-magnitude entry positive (deterministic).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(500, 3)) * [5.0, 0.1, 1.0]
+    >>> np.abs(pca_directions(X)).round(1).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
     arr = as_float_array(X, "X")
     if arr.ndim < 2:
