@@ -339,7 +339,7 @@ class SoftHebb(CompetitiveLayer):
     >>> from geomkit.train import SoftHebb
     >>> layer = SoftHebb(4, n_hidden=3, random_state=0)
     >>> _ = layer.fit_unsupervised(torch.rand(20, 4), epochs=3, progress=False)
-    >>> layer.history_["frac_ever_won"].iloc[-1] > 0
+    >>> bool(layer.history_["frac_ever_won"].iloc[-1] > 0)
     True
     """
 
