@@ -205,9 +205,10 @@ class SpectralRegularizer(Regularizer):
     form, target 1.0 -> 1.12 (training set 1.01; accuracy 0.919), target
     2.5 -> 2.49 (accuracy 0.893). The ratio forms saturate far from the
     target (a rank 100 times too weak costs at most 1 and its log-space
-    gradient vanishes) and barely move the exponent in this budget
-    (anchored, strength 1: 1.70 for target 1.0, 1.93 for 2.5); see the user
-    guide for every form. Cost: the eigenvectors are recomputed over the
+    gradient vanishes) and, when the target is steeper, can shrink the whole
+    representation instead of reshaping it: anchored (strength 1) gives 1.70
+    for target 1.0 and 1.93 for 2.5, absolute (strength 1) 1.14 and 1.93;
+    see the user guide for every form. Cost: the eigenvectors are recomputed over the
     whole training set (one forward pass, a float64 covariance and ``eigh``)
     every ``refresh`` epochs; ``refresh=5`` is cheaper but lets the network
     move variance between stale directions (target 1.0 then ends near 1.19).
