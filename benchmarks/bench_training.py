@@ -13,7 +13,6 @@ Run:  PYTHONPATH=. python benchmarks/bench_training.py [--threads 2] [--repeats 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
@@ -88,7 +87,9 @@ def bench_regularizers(X: torch.Tensor, y: torch.Tensor, repeats: int, batch_siz
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    # one thread by default: on a shared 2-core machine, two OpenMP threads per
+    # process spin against the other processes and the timings become noise
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1334)
     args = parser.parse_args()

@@ -46,10 +46,10 @@ layer.fit_unsupervised(X_train, epochs=EPOCHS, batch_size=100, progress=False)
 print(layer.history_.tail(3))
 
 # %%
-# With Krotov & Hopfield's initialisation (standard normal weights, norms ~10)
-# the units converge one after the other: a unit that wins shrinks towards R,
-# its current drops, and other units get their turn. The units closest to the
-# sphere have learned digit-like receptive fields; the rest are still random.
+# A unit that wins moves towards the input and its norm shrinks towards R; its
+# current then drops and other units get their turn. Units that reach the
+# sphere have learned digit-like receptive fields; units that never win keep
+# their random initial weights (here about a third of them).
 
 norms = layer.unit_norms().numpy()
 converged = np.argsort(np.abs(norms - layer.R))[:36]

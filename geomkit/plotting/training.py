@@ -78,7 +78,8 @@ def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None 
                        label=f"{prefix}units that ever won")
     right.set_ylim(0, 1.02)
     right.set_ylabel("fraction of units that ever won")
-    ax.legend(handles=[l1, l2], frameon=False, loc="center right")
+    ax.legend(handles=[l1, l2], frameon=False, loc="upper center", bbox_to_anchor=(0.5, 1.15), ncol=2,
+              fontsize="small")
     ax.right_ax = right
     return ax
 

@@ -44,7 +44,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import resolve_device
 from .._validation import check_float, check_int, check_option
 from ..probe.recorder import Recorder
-from .hebbian import KrotovHopfield, SoftHebb, _seed_from, build_layer
+from .hebbian import KrotovHopfield, SoftHebb, _epoch_bar, _seed_from, build_layer
 from .models import MLP, build_model, register_model
 from .regularizers import (
     BatchContext,
@@ -66,14 +66,6 @@ class TrainingDiverged(FloatingPointError):
 # ---------------------------------------------------------------------------
 # The training loop
 # ---------------------------------------------------------------------------
-
-
-def _epoch_iter(epochs: int, progress: bool, desc: str):
-    if not progress:
-        return range(epochs)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(epochs), desc=desc, unit="epoch")
 
 
 def _term_names(regs: list[Regularizer]) -> list[str]:
@@ -108,7 +100,8 @@ def train_module(
     regs = list(regularizers)
     names = _term_names(regs)
     gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
     n = X.shape[0]
     for reg in regs:
         # the smallest batch the regularizers will see
@@ -118,7 +111,7 @@ def train_module(
     good_state = copy.deepcopy(module.state_dict())
     rows: list[dict[str, Any]] = []
     n_batches = -(-n // batch_size)
-    bar = _epoch_iter(epochs, progress, desc)
+    bar = _epoch_bar(epochs, progress, desc)
     with Recorder(module, layers, detach=False) if layers else _NoRecorder() as rec:
         for epoch in bar:
             t0 = time.perf_counter()
@@ -154,7 +147,8 @@ def train_module(
                     raise err
                 loss = sum(terms.values())
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # gradients of the parameters only: no wasted pass back to the inputs
+                loss.backward(inputs=params)
                 optimizer.step()
                 weight = idx.numel() / n
                 sums["loss"] += float(loss.detach()) * weight
@@ -423,8 +417,9 @@ class NetClassifier(_TorchClassifier):
     >>> from geomkit.datasets import load_digits
     >>> from geomkit.train import NetClassifier
     >>> X_train, X_test, y_train, y_test = load_digits(test_size=0.3)
-    >>> clf = NetClassifier(hidden_sizes=(64,), epochs=10, random_state=0, progress=False)
-    >>> clf.fit(X_train, y_train).score(X_test, y_test) > 0.9
+    >>> clf = NetClassifier(hidden_sizes=(64,), epochs=15, lr=3e-3, batch_size=64, random_state=0,
+    ...                     progress=False)
+    >>> clf.fit(X_train, y_train).score(X_test, y_test) > 0.95
     True
     """
 
@@ -584,8 +579,8 @@ class HebbianClassifier(_TorchClassifier):
         How the features are scaled before the readout: divided by their
         standard deviation over all training samples and units (one number),
         by their maximum, or not at all. On MNIST-5k with 2000
-        Krotov-Hopfield units, "std" gives about 0.94 test accuracy and
-        "max" far less (the few largest features dwarf the rest, and the
+        Krotov-Hopfield units (50 epochs), "std" gives 0.942 test accuracy
+        and "max" 0.704 (the few largest features dwarf the rest, and the
         readout's gradients vanish).
     epochs : int, default=60
         Epochs of the readout.

@@ -21,6 +21,7 @@ learning without feedback. ICLR.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -209,11 +210,18 @@ class KrotovHopfield(CompetitiveLayer):
         Strength of the anti-Hebbian update.
     R : float, default=1.0
         Radius the weight vectors converge to.
-    lr : float, default=0.04
+    lr : float, default=0.1
         Initial learning rate (maximal change of a weight in one step).
-    init_std : float, default=1.0
-        Standard deviation of the normal initial weights (1.0 as in the
-        authors' code).
+    init_std : float, optional
+        Standard deviation of the normal initial weights. Default: such that
+        the initial Lp norms are about 3 R (0.28 for MNIST's 784 pixels). The
+        authors' code uses 1.0 (norms ~11 on MNIST) and lr 0.02 for 60000
+        images and hundreds of epochs; on MNIST-5k in 50 epochs such units stay
+        far from the sphere (mean ``| ||w||_3 - R |`` 7.9 of an initial 10.8:
+        the features are mostly random). Starting at ~3 R with lr 0.1, about
+        half of the 2000 units win and reach the sphere within ~20 epochs with
+        digit-like receptive fields, and the readout improves (0.942 vs 0.932).
+        Starting too close to R (~1.4 R) lets a few units win everything.
     random_state : int, optional
         Seed of the initial weights (standard normal, as in the authors'
         code) and of the shuffling.
@@ -249,9 +257,13 @@ class KrotovHopfield(CompetitiveLayer):
     """
 
     def __init__(self, n_features: int, n_hidden: int = 2000, *, p: float = 3.0, k: int = 7,
-                 delta: float = 0.4, R: float = 1.0, lr: float = 0.04, init_std: float = 1.0,
+                 delta: float = 0.4, R: float = 1.0, lr: float = 0.1, init_std: float | None = None,
                  random_state: Any = None, device: Any = None, dtype: torch.dtype = torch.float32):
         p = check_float(p, "p", low=2.0)
+        if init_std is None:
+            # E|z|^p of a standard normal z; initial Lp norms then average ~3 R
+            moment = 2 ** (p / 2) * math.gamma((p + 1) / 2) / math.sqrt(math.pi)
+            init_std = 3.0 * float(R) / (check_int(n_features, "n_features", low=1) * moment) ** (1 / p)
         init_std = check_float(init_std, "init_std", low=0.0, low_inclusive=False)
         super().__init__(n_features, n_hidden, lr=lr, radius=R, norm_p=p,
                          random_state=random_state, device=device, init_std=init_std)
@@ -339,7 +351,7 @@ class SoftHebb(CompetitiveLayer):
     >>> from geomkit.train import SoftHebb
     >>> layer = SoftHebb(4, n_hidden=3, random_state=0)
     >>> _ = layer.fit_unsupervised(torch.rand(20, 4), epochs=3, progress=False)
-    >>> layer.history_["frac_ever_won"].iloc[-1] > 0
+    >>> bool(layer.history_["frac_ever_won"].iloc[-1] > 0)
     True
     """
 
