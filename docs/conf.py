@@ -1,13 +1,14 @@
 """Sphinx configuration: numpydoc API reference and a sphinx-gallery of the examples."""
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # gallery_order
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gallery_order, api_homes
 os.environ.setdefault("MPLBACKEND", "Agg")
 # The gallery executes every example. Small mode (the sizes the test suite uses) keeps a docs build
 # on a laptop CPU to a few minutes; GEOMKIT_SMALL=0 sphinx-build ... runs the examples at full size.
@@ -39,8 +40,10 @@ autosummary_generate = True
 autodoc_default_options = {
     "members": True,
     "inherited-members": "BaseEstimator,TransformerMixin,ClassifierMixin,RegressorMixin,Module,"
-    "Warning,object",
+    "Sequential,ModuleList,ModuleDict,Warning,Exception,object",
 }
+# A method without a docstring of its own (a torch ``forward``) is not shown with its parent's.
+autodoc_inherit_docstrings = False
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 # Docstring checks run on every documented object; a failure is a build warning. The same codes
@@ -131,12 +134,14 @@ def _write_reexports(folder: Path) -> None:
         rows = []
         for name in module.__all__:
             obj = getattr(module, name)
-            if inspect.isclass(obj) or inspect.isfunction(obj):
-                rows.append(f"   ~{obj.__module__}.{obj.__qualname__}")
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and home(obj, name):
+                rows.append(f"   ~{home(obj, name)}")
         title = "the top-level package" if package == "geomkit" else package
         text = f".. rubric:: Importable from {title}\n\n.. autosummary::\n\n" + "\n".join(rows) + "\n"
         _write_if_changed(folder / f"reexports_{package}.rst", text if rows else "")
 
+
+from api_homes import home  # noqa: E402  (needs the sys.path entry above)
 
 _GENERATED = Path(__file__).parent / "generated"
 _write_cli_help(_GENERATED / "cli_help.txt")
@@ -169,13 +174,19 @@ def _resolve_reexport(app, env, node, contnode):
         except AttributeError:
             return None
         break
-    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if not module or not qualname or f"{module}.{qualname}" == target:
+    real = home(obj, parts[-1])
+    if not real or real == target:
         return None
-    return env.get_domain("py").resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], f"{module}.{qualname}", node, contnode
-    )
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"], real, node, contnode)
+
+
+def _skip_member(app, what, name, obj, skip, options):
+    # scikit-learn generates set_{fit,score,...}_request on every estimator class: not ours.
+    if re.fullmatch(r"set_\w+_request", name):
+        return True
+    return None
 
 
 def setup(app):
     app.connect("missing-reference", _resolve_reexport)
+    app.connect("autodoc-skip-member", _skip_member)

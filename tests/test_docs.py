@@ -15,15 +15,26 @@ import dataclasses
 import importlib
 import inspect
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PACKAGES = ("geomkit", "geomkit.probe", "geomkit.measures", "geomkit.plotting")
-# Being written on other branches: their docstrings are checked once they are merged.
-PENDING = ("geomkit.measures.spectrum", "geomkit.measures.weight_spectra", "geomkit.train")
+sys.path.insert(0, str(DOCS))
+from api_homes import home  # noqa: E402  (where the API reference documents an object)
+
+PACKAGES = ("geomkit", "geomkit.probe", "geomkit.measures", "geomkit.plotting", "geomkit.train")
+# Modules whose docstrings do not yet pass the build's checks, and whose files the documentation
+# work does not edit. Each is checked by an xfail(strict=True) test: once its docstrings are fixed
+# that test passes unexpectedly and fails, so the entry must then be deleted from here.
+KNOWN_DEBT = (
+    "geomkit.measures.spectrum",  # PowerLawFit (_powerlaw.py), to_xarray, smoothness_threshold
+    "geomkit.train.classifiers",  # fit / predict / score / save undocumented parameters, returns
+    "geomkit.train.hebbian",  # step, currents, unit_rates, get_config
+    "geomkit.train.regularizers",  # the Regularizer protocol methods, flat_fraction
+)
 
 
 def _conf_checks() -> set[str]:
@@ -48,23 +59,31 @@ def _reexported():
 
 
 def _path(obj) -> str:
-    return f"{obj.__module__}.{obj.__qualname__}"
+    return home(obj) or f"{obj.__module__}.{obj.__qualname__}"
 
 
-def _pending(path: str) -> bool:
-    return any(path == p or path.startswith(p + ".") for p in PENDING)
+def _debt(path: str) -> str | None:
+    return next((m for m in KNOWN_DEBT if path == m or path.startswith(m + ".")), None)
+
+
+def _documented_method(cls, name: str, member) -> bool:
+    """Whether the API reference shows this method: docs/conf.py does not inherit docstrings, so an
+    override without its own (a torch ``forward``, a regularizer's ``term``) is left out; the
+    method it overrides is documented on the base class."""
+    if (member.fget if isinstance(member, property) else member).__doc__:
+        return True
+    return not any(getattr(getattr(base, name, None), "__doc__", None) for base in cls.__mro__[1:])
 
 
 def _docstring_targets():
     """Import paths of the re-exported objects and of their public methods."""
     targets = {}
     for _, _, obj in _reexported():
-        if _pending(_path(obj)):
-            continue
         targets[_path(obj)] = obj
         if inspect.isclass(obj) and not issubclass(obj, Warning):
             for name, member in vars(obj).items():
-                if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property)):
+                if (not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
+                        and _documented_method(obj, name, member)):
                     targets[f"{_path(obj)}.{name}"] = member
             # Methods inherited from a private base of ours (fit / score) are documented with the class.
             for base in obj.__mro__[1:]:
@@ -73,6 +92,17 @@ def _docstring_targets():
                         if not name.startswith("_") and inspect.isfunction(member):
                             targets.setdefault(f"{_path(obj)}.{name}", member)
     return targets
+
+
+def _validation_failures(paths) -> list[str]:
+    validate = pytest.importorskip("numpydoc.validate")
+    checks = _conf_checks()
+    failures = []
+    for path in sorted(paths):
+        for code, message in validate.validate(path)["errors"]:
+            if code in checks:
+                failures.append(f"{path}: {code} {message}")
+    return failures
 
 
 def test_conf_checks_are_real_numpydoc_codes():
@@ -84,29 +114,32 @@ def test_conf_checks_are_real_numpydoc_codes():
 
 
 def test_reexported_docstrings_pass_numpydoc_validation():
-    validate = pytest.importorskip("numpydoc.validate")
-    checks = _conf_checks()
-    failures = []
-    for path in sorted(_docstring_targets()):
-        for code, message in validate.validate(path)["errors"]:
-            if code in checks:
-                failures.append(f"{path}: {code} {message}")
+    failures = _validation_failures(p for p in _docstring_targets() if not _debt(p))
     assert not failures, "\n".join(failures)
 
 
-def test_reexported_names_have_examples_and_parameters():
+@pytest.mark.parametrize("module", KNOWN_DEBT)
+@pytest.mark.xfail(strict=True, reason="docstrings not yet fixed; delete the KNOWN_DEBT entry once they are")
+def test_known_docstring_debt(module):
+    failures = _validation_failures(p for p in _docstring_targets() if _debt(p) == module)
+    failures += _example_and_parameter_failures(module)
+    assert not failures, "\n".join(failures)
+
+
+def _example_and_parameter_failures(debt: str | None) -> list[str]:
     docscrape = pytest.importorskip("numpydoc.docscrape")
     failures = []
     for package, name, obj in _reexported():
-        if _pending(_path(obj)):
+        if _debt(_path(obj)) != debt:
             continue
         doc = docscrape.ClassDoc(obj) if inspect.isclass(obj) else docscrape.FunctionDoc(obj)
-        # Warnings are raised by geomkit, never called by the user: no example needed.
-        if not (inspect.isclass(obj) and issubclass(obj, Warning)) and not "".join(doc["Examples"]).strip():
+        # Warnings and errors are raised by geomkit, never called by the user: no example needed.
+        exception = inspect.isclass(obj) and issubclass(obj, BaseException)
+        if not exception and not "".join(doc["Examples"]).strip():
             failures.append(f"{package}.{name}: no Examples section")
         init = obj.__init__ if inspect.isclass(obj) else obj
         params = [p for p in inspect.signature(init).parameters if p not in ("self", "args", "kwargs")]
-        if not params or (inspect.isclass(obj) and issubclass(obj, Warning)):
+        if not params or exception:
             continue
         documented = {n.strip().lstrip("*") for p in doc["Parameters"] for n in p.name.split(",")}
         if dataclasses.is_dataclass(obj) and not documented:
@@ -115,18 +148,33 @@ def test_reexported_names_have_examples_and_parameters():
         missing = [p for p in params if not p.startswith("_") and p not in documented]
         if missing:
             failures.append(f"{package}.{name}: parameters {missing} not documented")
+    return failures
+
+
+def test_reexported_names_have_examples_and_parameters():
+    failures = _example_and_parameter_failures(None)
     assert not failures, "\n".join(failures)
+
+
+def _api_pages() -> list[Path]:
+    return [DOCS / "api.rst", *sorted((DOCS / "api").glob("*.rst"))]
 
 
 def _automodules() -> dict[str, str]:
     """Module name -> the options block of its ``automodule`` directive, over the API pages."""
     found = {}
-    for page in [DOCS / "api.rst", *sorted((DOCS / "api").glob("*.rst"))]:
+    for page in _api_pages():
         text = page.read_text()
         for match in re.finditer(r"^\.\. automodule:: (\S+)\n((?:   :.*\n)*)", text, re.M):
             assert match.group(1) not in found, f"{match.group(1)} is documented twice"
             found[match.group(1)] = match.group(2)
     return found
+
+
+def _autoobjects() -> set[str]:
+    """Objects documented one by one (``autoclass`` / ``autofunction`` / ...)."""
+    pattern = r"^\.\. auto(?:class|function|exception|data):: (\S+)"
+    return {m.group(1) for page in _api_pages() for m in re.finditer(pattern, page.read_text(), re.M)}
 
 
 def _public_modules() -> list[str]:
@@ -154,15 +202,22 @@ def test_reexported_names_are_documented_under_their_module():
     documented = _automodules()
     failures = []
     for package, name, obj in _reexported():
-        module = importlib.import_module(obj.__module__)
-        options = documented.get(obj.__module__, "")
+        where = home(obj, name)
+        if where is None:
+            failures.append(f"{package}.{name}: defined in a private module that no public module lists")
+            continue
+        if where in _autoobjects():
+            continue
+        module_name = where.rsplit(".", 1)[0]
+        module = importlib.import_module(module_name)
+        options = documented.get(module_name, "")
         listed = re.search(r":members:(.*)", options)
         explicit = listed and listed.group(1).strip()
         if explicit:
             shown = [m.strip() for m in explicit.split(",")]
         else:  # autodoc's rule: __all__ if the module has one, else every public name
             shown = getattr(module, "__all__", [n for n in vars(module) if not n.startswith("_")])
-        if listed is None or obj.__qualname__ not in shown:
+        if listed is None or where.rsplit(".", 1)[1] not in shown:
             failures.append(f"{package}.{name} ({_path(obj)}) is not in the API reference")
     assert not failures, "\n".join(failures)
 

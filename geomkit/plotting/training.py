@@ -30,6 +30,15 @@ def plot_training_history(history: Any, metrics: Sequence[str] | None = None, *,
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> history = pd.DataFrame({"epoch": [1, 2, 3], "task_loss": [2.0, 0.9, 0.5],
+    ...                         "reg_spectral": [0.3, 0.1, 0.05]})
+    >>> ax = plot_training_history(history)
+    >>> [t.get_text() for t in ax.get_legend().get_texts()], ax.get_yscale()
+    (['task_loss', 'reg_spectral'], 'log')
     """
     ax = get_ax(ax)
     if metrics is None:
@@ -65,6 +74,15 @@ def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None 
     -------
     matplotlib.axes.Axes
         The left Axes (the twin is ``ax.right_ax``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> history = pd.DataFrame({"epoch": [1, 2, 3], "norm_distance": [0.8, 0.1, 0.01],
+    ...                         "frac_ever_won": [0.4, 0.9, 1.0]})
+    >>> ax = plot_hebbian_convergence(history)
+    >>> ax.get_ylabel(), ax.right_ax.get_ylabel()
+    ('mean distance of unit norms to R', 'fraction of units that ever won')
     """
     ax = get_ax(ax)
     prefix = f"{label}: " if label else ""
@@ -104,6 +122,14 @@ def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28),
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W = np.random.default_rng(0).normal(size=(40, 64))
+    >>> ax = plot_receptive_fields(W, image_shape=(8, 8), n=16)
+    >>> ax.get_title()
+    '16 of 40 units'
     """
     from .._validation import as_float_array
 
@@ -153,6 +179,15 @@ def plot_spectral_targets(spectra: Mapping[str, Any], targets: Mapping[str, floa
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> n = np.arange(1, 201)
+    >>> ax = plot_spectral_targets({"alpha = 1": n ** -1.0, "alpha = 2": n ** -2.0},
+    ...                            targets={"alpha = 2": 2.0}, fit_range=(11, 100))
+    >>> ax.get_xscale(), ax.get_yscale()
+    ('log', 'log')
     """
     ax = get_ax(ax)
     targets = dict(targets or {})
