@@ -6,6 +6,7 @@ re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on.
 """
 
 from .robustness import plot_critical_eps, plot_robust_accuracy
+from .spectrum import plot_spectrum, plot_weight_spectra
 from .sensitivity import plot_flatness, plot_flatness_spectrum, plot_weight_kurtosis
 from .categorization import plot_categorization_by_layer, plot_morph_profile, plot_selectivity
 from .topology import (
@@ -22,6 +23,8 @@ from .training import (
 )
 
 __all__: list[str] = [
+    "plot_spectrum",
+    "plot_weight_spectra",
     "plot_flatness",
     "plot_flatness_spectrum",
     "plot_weight_kurtosis",
