@@ -124,3 +124,19 @@ def test_page_embeds_every_figure_and_the_claims(tmp_path):
 def test_missing_results_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `geomkit study` first"):
         build_report(tmp_path / "nope.nc")
+
+
+def test_categoricality_figure_draws_intervals_that_exclude_the_estimate():
+    # a percentile bootstrap interval of a biased statistic may lie beside the estimate; the figure
+    # must draw it where it is, not fail or clip it
+    from geomkit.plotting.study import study_figures
+
+    ds = _results()
+    ds["categoricality_ci_low"] = ds["categoricality"] + 0.05
+    ds["categoricality_ci_high"] = ds["categoricality"] + 0.10
+    fig, _ = study_figures(ds)["categoricality"]
+    (ax,) = fig.axes
+    segments = np.concatenate([c.get_segments() for c in ax.collections])
+    lows = sorted(seg[:, 1].min() for seg in segments)
+    expected = sorted(ds["categoricality_ci_low"].values.ravel())
+    np.testing.assert_allclose(lows, expected)

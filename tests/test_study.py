@@ -89,3 +89,5 @@ def test_bad_data_path_and_unwritable_out_fail_clearly(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not in the zoo"):
         study.run(out=tmp_path / "o2", models=["resnet"], progress=False)
+    with pytest.raises(TypeError, match="config must be a StudyConfig"):
+        study.run(out=tmp_path / "o3", config={"epochs": 1}, progress=False)

@@ -122,7 +122,10 @@ def _categoricality(ds, palette):
         ci = ds["categoricality"].sel(model=model).values
         lo = ds["categoricality_ci_low"].sel(model=model).values
         hi = ds["categoricality_ci_high"].sel(model=model).values
-        ax.errorbar(x, ci, yerr=[ci - lo, hi - ci], marker="o", capsize=3, color=palette[model], label=model)
+        # interval drawn from its own ends: a bootstrap percentile interval of a biased statistic
+        # need not contain the estimate, and errorbar's yerr cannot show that
+        ax.vlines(x, lo, hi, color=palette[model], lw=1.5)
+        ax.plot(x, ci, marker="o", color=palette[model], label=model)
     ax.set_xticks(x, layers)
     ax.set_xlabel("layer (depth →)")
     ax.set_ylabel("categoricality index (KS statistic)")
