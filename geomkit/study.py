@@ -330,23 +330,26 @@ def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray) -> float:
     return flat_fraction(_activations(module, X, entry.hidden_pre), "sigmoid" if kind == "sigmoid" else "relu")
 
 
+def _measure_input(X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
+    """The pixel baseline: the same for every model, so measured once."""
+    acts = X.reshape(len(X), -1).astype(np.float64)
+    return {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed)}
+
+
 def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarray, y: np.ndarray,
-             seed: int, surrogate: Any, progress: bool) -> dict[str, Any]:
+             seed: int, surrogate: Any, progress: bool, input_values: dict[str, Any]) -> dict[str, Any]:
     from .sensitivity import FisherFlatness
     from .probe.jacobian import jacobian_norm
 
     module = clf.module_
     result: dict[str, Any] = {"accuracy": float(clf.score(X, y)), "layers": {}}
-    layer_acts = {"input": X.reshape(len(X), -1).astype(np.float64),
-                  "hidden": _activations(module, X, entry.hidden),
-                  "output": _activations(module, X, entry.output)}
     weights = _weights(module, entry)
     X_sens = X[: min(len(X), cfg.n_attack)]
-    for layer, acts in layer_acts.items():
+    result["layers"]["input"] = dict(input_values)
+    for layer, module_name in (("hidden", entry.hidden), ("output", entry.output)):
+        acts = _activations(module, X, module_name)
         values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed), **weights.get(layer, {})}
-        if layer != "input":
-            module_name = entry.hidden if layer == "hidden" else entry.output
-            values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name, progress=False)))
+        values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name, progress=False)))
         result["layers"][layer] = values
     fisher = FisherFlatness(module, progress=False).fit(X_sens)
     result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
@@ -495,6 +498,7 @@ def run(
 
     torch.manual_seed(seed)
     surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1, device=device)
+    input_values = _measure_input(X_eval, y_eval, cfg, seed)
     results: dict[str, dict[str, Any]] = {}
     reused = []
     for name in _progress(chosen, "study: models", progress):
@@ -505,7 +509,7 @@ def run(
         if was_reused:
             reused.append(name)
         t1 = time.perf_counter()
-        results[name] = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress)
+        results[name] = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress, input_values)
         log(f"{name}: test accuracy {results[name]['accuracy']:.3f}, hidden α = "
             f"{results[name]['layers']['hidden']['alpha']:.2f} ({'loaded' if was_reused else 'trained'} in "
             f"{t1 - t0:.0f} s, measured on {len(X_eval)} held-out images in {time.perf_counter() - t1:.0f} s)")

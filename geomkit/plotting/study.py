@@ -37,19 +37,28 @@ def _spectra(ds, palette):
         ax.loglog(ranks, lam / lam[0], color=palette[model], lw=1.4, label=f"{model} (α={alpha:.2f})")
     lo = int(np.nanmin(ds["fit_rank_low"].sel(layer=layer).values))
     hi = int(np.nanmax(ds["fit_rank_high"].sel(layer=layer).values))
+    # below the fit range the tail falls to rounding noise (1e-50 and less); showing it squashes the
+    # fitted part into a sliver, so the axis stops two decades under the lowest fitted eigenvalue
+    lam_all = ds["eigenvalues"].sel(layer=layer).values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel_at_hi = lam_all[:, min(hi, lam_all.shape[1]) - 1] / lam_all[:, 0]
+    rel_at_hi = rel_at_hi[np.isfinite(rel_at_hi) & (rel_at_hi > 0)]
     ax.axvspan(lo, hi, color="0.9", zorder=0, label=f"fit range {lo}–{hi}")
     bound = float(ds.attrs.get("smoothness_bound", np.nan))
     if np.isfinite(bound):
         n = np.array([1.0, float(ds.sizes["rank"])])
         ax.loglog(n, 0.5 * n ** -bound, "k--", lw=1, label=f"slope 1+2/d = {bound:.2f} (d={ds.attrs.get('intrinsic_dim', float('nan')):.1f})")
         ax.loglog(n, 0.05 * n ** -1.0, "k:", lw=1, label="slope 1 (mouse V1)")
+    if rel_at_hi.size:
+        ax.set_ylim(1e-2 * rel_at_hi.min(), 3.0)
     ax.set_xlabel("rank n")
     ax.set_ylabel("eigenvalue λ_n / λ_1 (hidden layer)")
     ax.set_title("Hidden-layer spectra on held-out data")
     ax.legend(fontsize=7, loc="lower left")
     return fig, "Covariance eigenspectra of each model's hidden layer (test images), normalized to λ_1. " \
                 "Shaded: ranks used for the fit. Dashed: Stringer et al.'s smoothness bound 1+2/d with d " \
-                "the inputs' intrinsic dimension (TwoNN); dotted: α = 1."
+                "the inputs' intrinsic dimension (TwoNN); dotted: α = 1. The axis stops two decades " \
+                "below the last fitted eigenvalue: the tail beyond is rounding noise."
 
 
 def _tidy(ds, names: list[str], dims: tuple[str, ...]):
@@ -147,7 +156,10 @@ def _betti(ds, palette):
         ax.set_title(f"Betti curves, {title}")
     axes[0].legend(fontsize=7)
     return fig, "Level-set topology of tuning maps of sampled hidden units over the plane of the data's " \
-                "first two principal components (Wang & Ponce 2022)."
+                "first two principal components (Wang & Ponce 2022). A ReLU or power of one linear " \
+                "projection of the input, as in every first hidden layer here but SoftHebb's softmax, is a " \
+                "ramp on any plane: its superlevel sets are half-planes, b₀ = 1 and b₁ = 0 at every level by " \
+                "construction; richer curves need deeper units or curved stimulus manifolds."
 
 
 def _alpha_vs_robustness(ds, palette):
