@@ -139,6 +139,9 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 _FORMS = ("slope", "anchored", "absolute")
+_UPDATES = ("subspace", "full")
+_MARGIN = 32  # tracked directions beyond the last penalized rank
+_STEP_ROWS = 2.0  # rows per tracked direction in the subspace step (fewer: noisier steep targets)
 _LOG_FLOOR = 1e-12  # relative floor under the eigenvalues in the log-space (slope) form
 
 
@@ -237,7 +240,7 @@ class SpectralRegularizer(Regularizer):
 
     def __init__(self, layer: str = "act1", alpha: float = 1.0, form: str = "slope",
                  strength: float | None = None, tau: int = 11, n_max: int | None = None,
-                 refresh: int = 1):
+                 refresh: int = 1, update: str = "subspace", rows: int | None = 384):
         self.layer = layer
         self.alpha = alpha
         self.form = form
@@ -245,6 +248,8 @@ class SpectralRegularizer(Regularizer):
         self.tau = tau
         self.n_max = n_max
         self.refresh = refresh
+        self.update = update
+        self.rows = rows
 
     def _check_params(self) -> None:
         if not isinstance(self.layer, str):
@@ -259,6 +264,9 @@ class SpectralRegularizer(Regularizer):
         if self.n_max is not None:
             check_int(self.n_max, "n_max", low=self.tau + 1)
         check_int(self.refresh, "refresh", low=1)
+        check_option(self.update, "update", _UPDATES)
+        if self.rows is not None:
+            check_int(self.rows, "rows", low=2)
 
     def layers_needed(self) -> list[str]:
         return [self.layer]
@@ -284,14 +292,24 @@ class SpectralRegularizer(Regularizer):
                 stacklevel=3,
             )
         self.width_ = width
+        self._batch_size = batch_size
         self.eigvecs_: torch.Tensor | None = None
+        self._step_pending = False
 
     @torch.no_grad()
     def on_epoch_start(self, model: nn.Module, X: torch.Tensor, epoch: int, n_epochs: int) -> None:
-        if epoch % self.refresh and self.eigvecs_ is not None:
+        self._step_pending = False
+        if self.eigvecs_ is not None and epoch % self.refresh:
             return
-        from ..measures.spectrum import power_law_exponent
+        if self.eigvecs_ is None or self.update == "full" or self._batch_size <= self.eigvecs_.shape[1]:
+            # (batches no wider than the tracked subspace cannot update it)
+            self._exact_refresh(model, X)
+            self._log_alpha()
+        else:  # on the first batch of the epoch, from the activations it computes anyway
+            self._step_pending = True
 
+    def _exact_refresh(self, model: nn.Module, X: torch.Tensor) -> None:
+        """Eigenvectors of the covariance over X: one forward pass, float64 covariance, ``eigh``."""
         cov = _layer_covariance(model, X, self.layer)
         device = next(iter(model.parameters())).device
         if isinstance(cov, np.ndarray):  # LAPACK syevd on the upper triangle, float64
@@ -302,7 +320,6 @@ class SpectralRegularizer(Regularizer):
         else:
             values, vectors = torch.linalg.eigh(cov)
             values, vectors = values.flip(0), vectors.flip(1)  # descending
-        vectors = vectors.to(device)
         # directions with (numerically) zero variance -- dead units -- cannot be shaped
         usable = int((values > values[0] * values.numel() * torch.finfo(values.dtype).eps).sum())
         if self.n_max is None:  # the ranks the default exponent fit measures
@@ -310,21 +327,90 @@ class SpectralRegularizer(Regularizer):
         else:
             n_ranks = min(self.n_max, usable)
         self.n_ranks_ = max(n_ranks, min(self.tau + 1, values.numel()))
-        self.eigvecs_ = vectors[:, : self.n_ranks_].to(torch.float32).contiguous()
-        self.eigenvalues_ = values.clamp_min(0).cpu().numpy()
-        try:
-            self.fit_alpha_ = power_law_exponent(self.eigenvalues_).alpha
-        except ValueError:  # too few usable eigenvalues to fit
+        # a few directions beyond the last penalized rank, so that one subspace
+        # iteration step per epoch keeps the penalized ones accurate
+        n_track = min(max(usable, self.n_ranks_), self.n_ranks_ + _MARGIN)
+        self.eigvecs_ = vectors[:, :n_track].to(device=device, dtype=torch.float32).contiguous()
+        self.eigenvalues_ = values[:n_track].clamp_min(0).cpu().numpy()
+
+    @torch.no_grad()
+    def _subspace_step(self, H: torch.Tensor) -> bool:
+        """One warm-started block subspace-iteration step from a batch of layer outputs H.
+
+        ``Y = C V`` from the batch's first ``2 k`` rows (k tracked
+        directions, so that ``C`` has full rank on them); the columns are
+        sorted by their Rayleigh quotients ``v^T C v`` (so directions whose
+        variances swapped change places), scaled to unit norm and
+        orthonormalized in that order (Cholesky QR; the scaled columns are
+        close to orthonormal, so this is accurate). Returns False, changing
+        nothing, if ``Y`` is rank-deficient.
+        """
+        k = self.eigvecs_.shape[1]
+        Hs = H[: math.ceil(_STEP_ROWS * k)].detach()
+        Hc = Hs - Hs.mean(dim=0, keepdim=True)
+        V = self.eigvecs_.to(Hc.dtype)
+        denom = max(Hc.shape[0] - 1, 1)
+        Y = Hc.T @ (Hc @ V) / denom
+        rayleigh = (V * Y).sum(0).double()
+        order = torch.argsort(rayleigh, descending=True)
+        Y = Y[:, order]
+        # unit columns: Y is then close to orthonormal, and its Gram matrix is
+        # well conditioned even in float32 (the Cholesky factor is in float64)
+        Y = Y / torch.linalg.vector_norm(Y, dim=0).clamp_min(torch.finfo(Y.dtype).tiny)
+        R, info = torch.linalg.cholesky_ex((Y.T @ Y).double(), upper=True)
+        if int(info) or not bool(torch.isfinite(R).all()):
+            return False
+        Q = torch.linalg.solve_triangular(R.to(Y.dtype), Y, upper=True, left=False)
+        self.eigvecs_ = Q.to(self.eigvecs_.dtype).contiguous()
+        self.eigenvalues_ = rayleigh[order].clamp_min(0).cpu().numpy()
+        return True
+
+    def _log_alpha(self) -> None:
+        from ..measures._powerlaw import fit_spectrum
+
+        hi = min(self.n_ranks_, self.eigenvalues_.size)
+        try:  # the estimated spectrum over the penalized ranks (the default fit's, by default)
+            lam = np.sort(self.eigenvalues_)[::-1]
+            self.fit_alpha_ = fit_spectrum(lam, (min(11, self.tau), hi), clip=False).alpha
+        except ValueError:  # too few ranks or eigenvalues to fit
             self.fit_alpha_ = float("nan")
 
     def pseudo_eigenvalues(self, H: torch.Tensor) -> torch.Tensor:
-        """``diag(V^T C_batch V)`` for the batch outputs H (batch, D), shape (n_ranks,)."""
+        """Pseudo-eigenvalues of a batch of layer outputs.
+
+        Parameters
+        ----------
+        H : torch.Tensor of shape (batch, D)
+            The layer's outputs for one batch.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_ranks_,)
+            ``diag(V^T C_batch V)`` for the eigenvectors of the penalized ranks
+            1..``n_ranks_``.
+        """
         Hc = H - H.mean(dim=0, keepdim=True)
-        Z = Hc @ self.eigvecs_.to(H.dtype)
+        Z = Hc @ self.eigvecs_[:, : self.n_ranks_].to(H.dtype)
         return (Z * Z).sum(dim=0) / max(H.shape[0] - 1, 1)
 
     def term(self, ctx: BatchContext) -> torch.Tensor:
-        lam = self.pseudo_eigenvalues(_flat(ctx.outputs[self.layer]))
+        H = _flat(ctx.outputs[self.layer])
+        if self._step_pending:
+            self._step_pending = False
+            self._subspace_step(H)
+            self._log_alpha()
+        # the batches are random draws, so their first rows are a random subset
+        Hs = H if self.rows is None else H[: self.rows]
+        Hc = Hs - Hs.mean(dim=0, keepdim=True)
+        V = self.eigvecs_.to(H.dtype)
+        lo, hi = self.tau - 1, self.n_ranks_
+        # gradients only through the penalized ranks; the ones before tau are
+        # projected without a graph (the anchor and the log floor read them)
+        Z = Hc @ V[:, lo:hi]
+        denom = max(Hs.shape[0] - 1, 1)
+        with torch.no_grad():
+            head = ((Hc.detach() @ V[:, :lo]) ** 2).sum(0) / denom
+        lam = torch.cat([head, (Z * Z).sum(dim=0) / denom])
         return spectral_penalty(lam, self.alpha, self.form, tau=self.tau, width=self.width_)
 
 
