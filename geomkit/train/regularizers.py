@@ -73,30 +73,98 @@ class Regularizer(BaseEstimator):
     Subclasses set ``name`` (the history column is ``"reg_<name>"``) and
     implement :meth:`term`; they may override :meth:`layers_needed`,
     :meth:`setup` and :meth:`on_epoch_start`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.train import NetClassifier, Regularizer
+    >>> class L1(Regularizer):
+    ...     name = "l1"
+    ...     def __init__(self, strength=1e-4):
+    ...         self.strength = strength
+    ...     def term(self, ctx):
+    ...         return sum(p.abs().sum() for p in ctx.model.parameters())
+    >>> NetClassifier(regularizers=L1(), epochs=1).regularizers.strength
+    0.0001
     """
 
     name = "regularizer"
     needs_input_grad = False
 
     def layers_needed(self) -> list[str]:
-        """Names of the layers whose outputs :meth:`term` needs (with gradients)."""
+        """Names of the layers whose outputs :meth:`term` needs (with gradients).
+
+        Returns
+        -------
+        list of str
+            Module names; their outputs arrive in ``ctx.outputs``.
+        """
         return []
 
     def setup(self, model: nn.Module, X: torch.Tensor, *, batch_size: int, n_epochs: int) -> None:
-        """Check the regularizer against the model and the data before training."""
+        """Check the regularizer against the model and the data before training.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The network to be trained.
+        X : torch.Tensor of shape (n_samples, ...)
+            All training inputs.
+        batch_size : int
+            The smallest batch the term will see.
+        n_epochs : int
+            Number of epochs of the run.
+        """
         layers = self.layers_needed()
         if layers:
             resolve_layers(model, layers)  # unknown names -> ValueError with close matches
 
     def on_epoch_start(self, model: nn.Module, X: torch.Tensor, epoch: int, n_epochs: int) -> None:
-        """Called before every epoch with the full training inputs."""
+        """Called before every epoch with the full training inputs (model in eval mode).
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The network.
+        X : torch.Tensor of shape (n_samples, ...)
+            All training inputs.
+        epoch : int
+            The epoch about to start (0-based).
+        n_epochs : int
+            Number of epochs of the run.
+        """
 
     def current_strength(self, epoch: int, n_epochs: int) -> float:
-        """The weight of the term in this epoch (annealing regularizers override this)."""
+        """The weight of the term in this epoch (annealing regularizers override this).
+
+        Parameters
+        ----------
+        epoch : int
+            The current epoch (0-based).
+        n_epochs : int
+            Number of epochs of the run.
+
+        Returns
+        -------
+        float
+            The multiplier of :meth:`term`.
+        """
         return float(self.strength)
 
     def term(self, ctx: BatchContext) -> torch.Tensor:  # pragma: no cover - abstract
-        """The unweighted term for one batch (a scalar tensor)."""
+        """The unweighted term for one batch.
+
+        Parameters
+        ----------
+        ctx : BatchContext
+            The batch: model, inputs, logits and the outputs of
+            :meth:`layers_needed`.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar in the autograd graph.
+        """
         raise NotImplementedError
 
     def __call__(self, ctx: BatchContext) -> torch.Tensor:
@@ -188,7 +256,22 @@ class SpectralRegularizer(Regularizer):
         training-set covariance (re-evaluated at every refresh). Directions of
         zero variance (dead units) are never penalized.
     refresh : int, default=1
-        Recompute the eigenvectors every ``refresh`` epochs.
+        Update the eigenvectors every ``refresh`` epochs.
+    update : {"subspace", "full"}, default="subspace"
+        How the eigenvectors are updated after the first epoch (which always
+        computes them exactly over the training set). ``"subspace"``: one
+        warm-started block subspace-iteration step on the first batch of the
+        epoch, from the activations that batch computes anyway: ``Y = C V``
+        for the tracked directions (the penalized ranks plus 32) from the
+        batch's first ``2 k`` rows, columns sorted by Rayleigh quotient and
+        orthonormalized (Cholesky QR); no extra forward pass, no ``eigh``.
+        ``"full"``: a forward pass over the training set, the float64
+        covariance and its full ``eigh`` every time (exact, several times
+        slower).
+    rows : int or None, default=384
+        The pseudo-eigenvalues are computed from the first ``rows`` rows of
+        each batch (a random subset: batches are random draws); None: all.
+        Their cost is proportional to it.
 
     Attributes
     ----------
@@ -663,8 +746,21 @@ def _preactivation_layers(model: nn.Module) -> dict[str, str]:
 def flat_fraction(h: Any, kind: str = "relu", threshold: float = 0.1) -> float:
     """Fraction of pre-activations in the flat region of the nonlinearity.
 
-    ReLU: ``h <= 0``. Sigmoid: ``sigma'(h) <= threshold * max sigma'``
-    (``sigma'(0) = 1/4``; the default 0.1 means ``|h| >~ 3.6``).
+    Parameters
+    ----------
+    h : array-like or torch.Tensor
+        Pre-activations, any shape.
+    kind : {"relu", "sigmoid"}, default="relu"
+        ReLU: flat where ``h <= 0``. Sigmoid: flat where
+        ``sigma'(h) <= threshold * max sigma'`` (``max sigma' = sigma'(0) = 1/4``).
+    threshold : float, default=0.1
+        Relative slope under which a sigmoid unit counts as flat (0.1 means
+        ``|h| >~ 3.6``).
+
+    Returns
+    -------
+    float
+        The fraction of entries of ``h`` in the flat region.
 
     Examples
     --------
