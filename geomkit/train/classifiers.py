@@ -485,8 +485,9 @@ class NetClassifier(_TorchClassifier):
         (cross-entropy), ``reg_<name>`` (each weighted regularizer term),
         ``accuracy`` (training accuracy over the epoch's batches),
         ``seconds``; with a spectral regularizer also
-        ``spectral_alpha_train`` (exponent of the training-set spectrum at the
-        start of the epoch).
+        ``spectral_alpha_train`` (exponent, over the penalized ranks, of the
+        training-set eigenvalues at the epoch's eigenvector update: exact in
+        the first epoch, Rayleigh quotients on the update rows after that).
     regularizers_ : list of Regularizer
         The fitted copies of the regularizers.
     n_features_in_ : int
