@@ -294,8 +294,8 @@ class SpectralRegularizer(Regularizer):
     Measured on MNIST-5k (784-1000-10 ReLU MLP, Adam 1e-3, batches of 1334,
     40 epochs = 120 steps; exponent of ``act1`` on the 1000 test images with
     the default fit): no penalty 1.82 (accuracy 0.929); default ``"slope"``
-    form, target 1.0 -> 1.11 (accuracy 0.916), target 2.5 -> 2.59 (accuracy
-    0.888). The ratio forms saturate far from the target (a rank 100 times
+    form, target 1.0 -> 1.11 (accuracy 0.914), target 2.5 -> 2.60 (accuracy
+    0.889). The ratio forms saturate far from the target (a rank 100 times
     too weak costs at most 1 and its log-space gradient vanishes) and, when
     the target is steeper, can shrink the whole representation instead of
     reshaping it: anchored (strength 1) gives 1.78 for target 1.0 and 1.67 for
