@@ -241,29 +241,35 @@ def mnist():
 
 
 @pytest.mark.slow
-def test_mlp_mnist5k(mnist):
+def test_mlp_mnist5k(mnist, record_property):
     X_train, X_test, y_train, y_test = mnist
     clf = NetClassifier(hidden_sizes=(1000,), epochs=20, batch_size=100, random_state=0, progress=False)
-    assert clf.fit(X_train, y_train).score(X_test, y_test) >= 0.93
+    accuracy = clf.fit(X_train, y_train).score(X_test, y_test)
+    record_property("test_accuracy", accuracy)  # in the --junitxml report
+    assert accuracy >= 0.93
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("layer,params,epochs", [("krotov_hopfield", {"p": 3.0, "k": 7, "delta": 0.4}, 50),
                                                  ("softhebb", {}, 20)])
-def test_hebbian_mnist5k(mnist, layer, params, epochs):
+def test_hebbian_mnist5k(mnist, layer, params, epochs, record_property):
     X_train, X_test, y_train, y_test = mnist
     clf = HebbianClassifier(layer=layer, n_hidden=2000, layer_params=params, unsup_epochs=epochs, random_state=0,
                             progress=False)
-    assert clf.fit(X_train, y_train).score(X_test, y_test) >= 0.88
+    accuracy = clf.fit(X_train, y_train).score(X_test, y_test)
+    record_property("test_accuracy", accuracy)
+    record_property("frac_ever_won", clf.unsup_history_["frac_ever_won"].iloc[-1])
+    assert accuracy >= 0.88
     assert clf.unsup_history_["frac_ever_won"].iloc[-1] > 0.1  # the layer learned, not only its random init
 
 
 @pytest.mark.slow
-def test_krotov_hopfield_feature_scaling_mnist5k(mnist):
+def test_krotov_hopfield_feature_scaling_mnist5k(mnist, record_property):
     """One global std scale beats dividing by the maximum (0.942 vs 0.704 measured)."""
     X_train, X_test, y_train, y_test = mnist
     scores = {}
     for scale in ["std", "max"]:
         clf = HebbianClassifier(n_hidden=2000, unsup_epochs=50, feature_scale=scale, random_state=0, progress=False)
         scores[scale] = clf.fit(X_train, y_train).score(X_test, y_test)
+        record_property(f"test_accuracy_{scale}", scores[scale])
     assert scores["std"] >= scores["max"] + 0.05

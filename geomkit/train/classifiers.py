@@ -56,7 +56,8 @@ from .regularizers import (
     as_regularizer_list,
 )
 
-__all__ = ["NetClassifier", "HebbianClassifier", "HebbianNet", "RectifiedPower", "TrainingDiverged"]
+__all__ = ["NetClassifier", "HebbianClassifier", "HebbianNet", "RectifiedPower", "TrainingDiverged",
+           "train_module"]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -91,11 +92,54 @@ def train_module(
 ) -> pd.DataFrame:
     """Train ``module`` in place with Adam on cross-entropy + regularizer terms.
 
-    Returns the per-epoch history. On a non-finite loss term raises
-    :class:`TrainingDiverged` naming the epoch and the term, after restoring
-    the weights of the last epoch that ended with finite losses; the partial
-    history is attached to the exception as ``.history`` (and the weights are
-    already back in ``module``).
+    The loop under :class:`NetClassifier` (and the readout of
+    :class:`HebbianClassifier`), usable on its own for tensors.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps (batch, ...) inputs to (batch, C) logits.
+    X : torch.Tensor of shape (n_samples, ...)
+        Training inputs, on the module's device.
+    y : torch.Tensor of shape (n_samples,)
+        Integer class indices 0..C-1 (int64).
+    regularizers : list of Regularizer, default=()
+        Terms added to the loss (already copied: they are fitted in place).
+    epochs : int, default=20
+    lr : float, default=1e-3
+        Adam's learning rate.
+    batch_size : int, default=128
+        The n samples are split into ``ceil(n / batch_size)`` batches of nearly
+        equal size.
+    seed : int, default=0
+        Seeds the shuffling order.
+    progress : bool, default=False
+        Show a tqdm bar over epochs.
+    desc : str, default="training"
+        Label of the progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch: ``epoch``, ``loss``, ``task_loss``, ``reg_<name>``
+        per regularizer, ``accuracy`` (training), ``seconds`` and, with a
+        spectral regularizer, ``<name>_alpha_train``.
+
+    Raises
+    ------
+    TrainingDiverged
+        On a non-finite loss term, naming the epoch and the term, after
+        restoring the weights of the last epoch that ended with finite losses;
+        the partial history is attached to the exception as ``.history``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geomkit.train import MLP, train_module
+    >>> X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> history = train_module(MLP((4, 8, 2)), X, y, epochs=3, batch_size=32)
+    >>> list(history["epoch"])
+    [0, 1, 2]
     """
     regs = list(regularizers)
     names = _term_names(regs)
@@ -230,16 +274,53 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
         return torch.cat(out)[:, torch.as_tensor(self.columns_)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, softmax of the logits; shape (n_samples, n_classes)."""
+        """Class probabilities, the softmax of the logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+        """
         return torch.softmax(self._logits(X).double(), dim=1).numpy()
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted labels (the class with the largest logit); shape (n_samples,)."""
+        """Predicted labels: the class with the largest logit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
         best = self._logits(X).argmax(1).numpy()
         return self.classes_[best]
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy of ``predict(X)`` against ``y`` (higher is better)."""
+        """Mean accuracy of ``predict(X)`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples in the mean.
+
+        Returns
+        -------
+        float
+            The fraction of correct predictions, in [0, 1]; higher is better.
+        """
         return super().score(X, y, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
@@ -271,6 +352,11 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
 
         Writes ``config.json`` (parameters, module config, classes, history)
         and ``state_dict.pt`` (the module's tensors, ``torch.save``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The directory (created if missing).
 
         Returns
         -------
@@ -399,8 +485,9 @@ class NetClassifier(_TorchClassifier):
         (cross-entropy), ``reg_<name>`` (each weighted regularizer term),
         ``accuracy`` (training accuracy over the epoch's batches),
         ``seconds``; with a spectral regularizer also
-        ``spectral_alpha_train`` (exponent of the training-set spectrum at the
-        start of the epoch).
+        ``spectral_alpha_train`` (exponent, over the penalized ranks, of the
+        training-set eigenvalues at the epoch's eigenvector update: exact in
+        the first epoch, Rayleigh quotients on the update rows after that).
     regularizers_ : list of Regularizer
         The fitted copies of the regularizers.
     n_features_in_ : int
@@ -451,7 +538,15 @@ class NetClassifier(_TorchClassifier):
         )
 
     def fit(self, X: Any, y: Any) -> "NetClassifier":
-        """Train on X of shape (n_samples, n_features) and labels y of shape (n_samples,).
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Labels; integer labels index the outputs of a given ``module``
+            and must lie in 0..C-1.
 
         Returns
         -------
@@ -532,6 +627,25 @@ class HebbianNet(nn.Sequential):
     Layer names: ``flatten``, ``hidden1`` (the Hebbian layer; its output is the
     currents ``x @ W.T``), ``act1`` (``ReLU(h)^n``), ``scale1`` (times the
     fixed factor ``scale1.factor``), ``out`` (logits).
+
+    Parameters
+    ----------
+    layer : dict or torch.nn.Module
+        The Hebbian layer (:class:`~geomkit.train.KrotovHopfield` or
+        :class:`~geomkit.train.SoftHebb`), or its config (``get_config()``).
+    readout_power : float, default=4.5
+        n in ``ReLU(h)^n``.
+    n_classes : int, default=10
+        Outputs of the linear readout.
+    scale : float, default=1.0
+        The fixed factor applied to the features before the readout.
+
+    Examples
+    --------
+    >>> from geomkit.train import HebbianNet, KrotovHopfield
+    >>> net = HebbianNet(KrotovHopfield(64, 20, random_state=0), n_classes=3)
+    >>> [name for name, _ in net.named_children()]
+    ['flatten', 'hidden1', 'act1', 'scale1', 'out']
     """
 
     def __init__(self, layer: dict[str, Any] | nn.Module, readout_power: float = 4.5,
@@ -632,7 +746,14 @@ class HebbianClassifier(_TorchClassifier):
         self.progress = progress
 
     def fit(self, X: Any, y: Any) -> "HebbianClassifier":
-        """Learn the hidden layer from X (n_samples, n_features), then the readout from y.
+        """Learn the hidden layer from X without labels, then the readout from y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Labels (any sortable values).
 
         Returns
         -------

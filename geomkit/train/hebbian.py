@@ -284,7 +284,18 @@ class KrotovHopfield(CompetitiveLayer):
         return W.abs().pow_(self.p - 2.0).mul_(W) if self.p != 2.0 else W.clone()
 
     def currents(self, x: torch.Tensor) -> torch.Tensor:
-        """p-weighted currents ``<W_mu, x>_mu``, shape (batch, n_hidden)."""
+        """The p-weighted currents ``I_mu = sum_i sign(W_mu,i) |W_mu,i|^(p-1) x_i``.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, n_features)
+            Inputs (further dimensions are flattened).
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, n_hidden)
+            The currents, one per sample and hidden unit.
+        """
         return x.reshape(x.shape[0], -1).to(self.weight.dtype) @ self._signed_power(self.weight).T
 
     def _apply(self, fn, recurse=True):  # .to(device) etc.: the cache must follow
@@ -293,7 +304,20 @@ class KrotovHopfield(CompetitiveLayer):
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, lr: float) -> torch.Tensor:
-        """One update of the rule on the batch ``x`` (batch, n_features); returns the winners."""
+        """One update of the rule on a batch, in place.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, n_features)
+            The batch.
+        lr : float
+            Learning rate of this step (the largest weight change).
+
+        Returns
+        -------
+        torch.Tensor of shape (batch,)
+            Index of the winning (top-ranked) unit for each sample.
+        """
         W = self.weight
         if self._wp is None or self._wp.shape != W.shape:
             self._wp = self._signed_power(W)
@@ -377,12 +401,36 @@ class SoftHebb(CompetitiveLayer):
                 "anti_hebbian": self.anti_hebbian, "init_norm": self.init_norm}
 
     def unit_rates(self, lr: float) -> torch.Tensor:
-        """Adaptive per-unit rates ``eta_k``, shape (n_hidden,)."""
+        """Adaptive per-unit rates ``eta_k = lr (|‖w_k‖ - 1| + 1e-10)^power_lr``.
+
+        Parameters
+        ----------
+        lr : float
+            The base rate.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_hidden,)
+            One rate per unit.
+        """
         return lr * ((self.unit_norms() - 1.0).abs() + 1e-10).pow(self.power_lr)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, lr: float) -> torch.Tensor:
-        """One SoftHebb update on the batch ``x`` (batch, n_features); returns the winners."""
+        """One SoftHebb update on a batch, in place.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, n_features)
+            The batch.
+        lr : float
+            Base learning rate of this step (scaled per unit by :meth:`unit_rates`).
+
+        Returns
+        -------
+        torch.Tensor of shape (batch,)
+            Index of the winning unit (largest ``u``) for each sample.
+        """
         W = self.weight
         u = x @ W.T
         y = torch.softmax(u / self.temperature, dim=1)
