@@ -30,7 +30,6 @@ PACKAGES = ("geomkit", "geomkit.probe", "geomkit.measures", "geomkit.plotting", 
 # work does not edit. Each is checked by an xfail(strict=True) test: once its docstrings are fixed
 # that test passes unexpectedly and fails, so the entry must then be deleted from here.
 KNOWN_DEBT = (
-    "geomkit.measures.spectrum",  # PowerLawFit (_powerlaw.py), to_xarray, smoothness_threshold
     "geomkit.train.classifiers",  # fit / predict / score / save undocumented parameters, returns
     "geomkit.train.hebbian",  # step, currents, unit_rates, get_config
     "geomkit.train.regularizers",  # the Regularizer protocol methods, flat_fraction
