@@ -105,7 +105,7 @@ fig.tight_layout()
 # their histogram need not sit on the estimate.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", SpectrumWarning)
-    boot = PowerLawSpectrum(method="cvpca", n_shuffles=2, n_bootstraps=10 if SMALL else 40,
+    boot = PowerLawSpectrum(method="cvpca", n_shuffles=2, n_bootstraps=8 if SMALL else 40,
                             random_state=0).fit(X)
 lo, hi = boot.alpha_ci_
 print(f"cvPCA alpha {boot.alpha_:.3f}, simulated bias {boot.alpha_bias_:+.4f}, "
