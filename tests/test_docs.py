@@ -29,8 +29,7 @@ PACKAGES = ("geomkit", "geomkit.probe", "geomkit.measures", "geomkit.plotting", 
 # Modules whose docstrings do not yet pass the build's checks, and whose files the documentation
 # work does not edit. Each is checked by an xfail(strict=True) test: once its docstrings are fixed
 # that test passes unexpectedly and fails, so the entry must then be deleted from here.
-KNOWN_DEBT = (
-    "geomkit.measures.spectrum",  # PowerLawFit (_powerlaw.py), to_xarray, smoothness_threshold
+KNOWN_DEBT: tuple[str, ...] = (
 )
 
 

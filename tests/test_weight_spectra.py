@@ -123,3 +123,25 @@ def test_layer_selection_and_errors():
         weight_spectra(np.eye(3))
     with pytest.raises(ValueError, match="dtype"):
         weight_spectra(net, dtype="float16")
+    with pytest.raises(ValueError, match="solver"):
+        weight_spectra(net, solver="qr")
+
+
+@pytest.mark.parametrize("shape", [(300, 120), (120, 300)], ids=["tall", "wide"])
+def test_eigh_solver_equals_squared_svdvals(shape):
+    # The Gram-matrix eigenvalues equal the squared singular values up to rounding of the
+    # order lambda_max * n * eps; the fitted tail is then the same.
+    torch.manual_seed(1)
+    t = torch.distributions.StudentT(df=3.0)
+    layer = torch.nn.Linear(shape[1], shape[0], bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(t.sample(layer.weight.shape) / np.sqrt(shape[1]))
+    net = torch.nn.Sequential(layer)
+    a = weight_spectra(net, solver="eigh", progress=False).iloc[0]
+    b = weight_spectra(net, solver="svd", progress=False).iloc[0]
+    ref = np.linalg.svd(layer.weight.detach().numpy().astype(np.float64), compute_uv=False) ** 2
+    np.testing.assert_allclose(b.eigenvalues, ref, rtol=1e-10)
+    assert a.eigenvalues.size == min(shape)
+    np.testing.assert_allclose(a.eigenvalues, ref, rtol=0, atol=1e-12 * ref[0])
+    for column in ("alpha", "xmin", "ks_distance", "n_tail", "stable_rank", "log_norm"):
+        assert a[column] == pytest.approx(b[column], rel=1e-9), column

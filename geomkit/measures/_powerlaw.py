@@ -38,8 +38,12 @@ class SpectrumWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class PowerLawFit:
-    """A power-law fit ``lambda_n ~ exp(intercept) * n ** -alpha``.
+class PowerLawFit:  # numpydoc ignore=PR01
+    """A power-law fit ``lambda_n ~ exp(intercept) * n ** -alpha`` (a record, documented by its attributes).
+
+    Returned by :func:`geomkit.measures.spectrum.power_law_exponent`; the
+    estimator :class:`~geomkit.measures.spectrum.PowerLawSpectrum` stores the
+    same numbers as ``alpha_``, ``intercept_``, ... .
 
     Attributes
     ----------
@@ -64,6 +68,14 @@ class PowerLawFit:
         Kolmogorov-Smirnov distance of the tail fit (``"mle"``; NaN for ``"ols"``).
     n_usable : int
         Eigenvalues above ``lambda_max * n_units * eps`` (numerically non-zero).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geomkit.measures.spectrum import power_law_exponent
+    >>> fit = power_law_exponent(2.0 * np.arange(1, 801) ** -1.2)
+    >>> round(fit.alpha, 6), round(float(np.exp(fit.intercept)), 6), fit.fit_range
+    (1.2, 2.0, (11, 400))
     """
 
     alpha: float

@@ -105,7 +105,7 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     --------
     >>> import numpy as np
     >>> from geomkit.measures.spectrum import eigenspectrum
-    >>> X = np.random.default_rng(0).normal(size=(500, 4)) * [4.0, 3.0, 2.0, 1.0]
+    >>> X = np.random.default_rng(0).normal(size=(20000, 4)) * [4.0, 3.0, 2.0, 1.0]
     >>> eigenspectrum(X).round(0).tolist()
     [16.0, 9.0, 4.0, 1.0]
     """
@@ -214,6 +214,23 @@ def power_law_exponent(
 
 def smoothness_threshold(d: float) -> float:
     """Stringer et al.'s bound: a smooth code of a d-dimensional stimulus set needs alpha > 1 + 2/d.
+
+    Stringer et al. (2019) show that if the stimuli vary along ``d`` dimensions
+    and the eigenspectrum of the responses decays as ``n ** -alpha`` with
+    ``alpha < 1 + 2/d``, the code is not differentiable (it has fractal,
+    arbitrarily fine structure); a smooth code needs ``alpha > 1 + 2/d``
+    (natural images, large ``d``: just above 1).
+
+    Parameters
+    ----------
+    d : float
+        Dimension of the stimulus set (> 0), e.g. 2 for gratings varying in
+        orientation and phase.
+
+    Returns
+    -------
+    float
+        The critical exponent ``1 + 2/d``.
 
     Examples
     --------
@@ -692,6 +709,24 @@ class PowerLawSpectrum(BaseEstimator):
         Variables ``eigenvalue`` (and ``noise_eigenvalue`` for cvPCA) and
         ``fitted`` (the fitted line over the fit range, NaN elsewhere) over the
         coordinate ``rank`` (1-based); the fit is in the attributes.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dimension ``rank`` (1 .. number of eigenvalues); variables
+            ``eigenvalue``, ``fitted`` and, for cvPCA, ``noise_eigenvalue``;
+            attributes ``alpha``, ``intercept``, ``r2``, ``fit_range``,
+            ``alpha_ci``, ``n_usable``, ``n_clipped``, ``xmin``,
+            ``ks_distance``, ``n_stimuli``, ``n_units`` and the settings.
+
+        Examples
+        --------
+        >>> from geomkit.datasets import make_powerlaw_data
+        >>> from geomkit.measures.spectrum import PowerLawSpectrum
+        >>> X, _ = make_powerlaw_data(2000, 300, alpha=1.0, random_state=0)
+        >>> ds = PowerLawSpectrum(fit_range=(11, 100)).fit(X).to_xarray()
+        >>> ds.sizes["rank"], ds.attrs["fit_range"].tolist()
+        (300, [11, 100])
         """
         import xarray as xr
 
