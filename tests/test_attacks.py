@@ -101,9 +101,12 @@ def test_pgd20_matches_torchattacks_on_mnist(norm, eps_list):
 def test_fgsm_critical_eps_linear_closed_form(dtype, norm, ord_):
     net, X, y = linear_two_class(dtype=dtype)
     expected = closed_form_eps(net, X, y, ord_)
-    found = A.critical_eps(net, X, y, attack="fgsm", norm=norm, bounds=None,
+    # One more row, misclassified (the first input with the wrong label): nan there only.
+    X_ext, y_ext = torch.cat([X, X[:1]]), torch.cat([y, 1 - y[:1]])
+    found = A.critical_eps(net, X_ext, y_ext, attack="fgsm", norm=norm, bounds=None,
                            eps_max=2 * expected.max(), n_iter=40)
-    np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+    assert np.isnan(found[-1])
+    np.testing.assert_allclose(found[:-1], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_pgd_critical_eps_linear_equals_optimum():

@@ -186,6 +186,52 @@ def test_d_prime_keeps_xarray_unit_coords_and_round_trips(tmp_path):
     xr.testing.assert_identical(xr.load_dataarray(path), sel.d_prime_)
 
 
+def test_torch_and_xarray_inputs_equal_numpy():
+    torch = pytest.importorskip("torch")
+    X, y = gaussian_classes(n_per_class=20, n_classes=3, dim=8, separation=1.0, seed=3)
+    X_t = torch.tensor(X, requires_grad=True)  # np.asarray of it raises in numpy
+    y_t = torch.tensor(y)
+    X_da = xr.DataArray(X, dims=("stimulus", "unit"))
+    ref = CategorizationIndex(n_bootstrap=30, random_state=0).fit(X, y)
+    for Xi, yi in ((X_t, y_t), (X_da, y)):
+        est = CategorizationIndex(n_bootstrap=30, random_state=0).fit(Xi, yi)
+        assert (est.index_, est.pvalue_, est.ci_) == (ref.index_, ref.pvalue_, ref.ci_)
+        assert est.score(Xi, yi) == ref.score(X, y)
+    sel_ref = CategorySelectivity().fit(X, y)
+    for Xi, yi in ((X_t, y_t), (X_da, y)):
+        sel = CategorySelectivity().fit(Xi, yi)
+        np.testing.assert_array_equal(sel.d_prime_.values, sel_ref.d_prime_.values)
+        assert sel.score(Xi, yi) == sel_ref.score(X, y) == sel_ref.selective_fraction_
+    if torch.cuda.is_available():
+        est = CategorizationIndex(n_bootstrap=30, random_state=0).fit(X_t.cuda(), y_t.cuda())
+        assert est.index_ == ref.index_
+        sel = CategorySelectivity().fit(X_t.cuda(), y_t.cuda())
+        np.testing.assert_array_equal(sel.d_prime_.values, sel_ref.d_prime_.values)
+
+
+def test_plot_selectivity_draws_d_prime_of_the_most_selective_units():
+    import matplotlib.pyplot as plt
+
+    from geomkit.plotting import plot_selectivity
+
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    X = rng.normal(size=(90, 12)) + np.linspace(0.5, 3.0, 12) * (y[:, None] == np.arange(12) % 3)
+    sel = CategorySelectivity().fit(X, y)
+    ax = plot_selectivity(sel, max_units=8)
+    shown = [int(t.get_text()) for t in ax.get_yticklabels()]
+    d = sel.d_prime_.values
+    best = d.max(axis=1)
+    assert sorted(shown) == sorted(np.argsort(-best)[:8].tolist())  # the 8 largest max d'
+    drawn = np.asarray(ax.collections[0].get_array()).reshape(8, 3)
+    np.testing.assert_array_equal(drawn, d[shown])
+    # Rows grouped by preferred class, most selective first within a class.
+    keys = [(d[u].argmax(), -best[u]) for u in shown]
+    assert keys == sorted(keys)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+    plt.close(ax.figure)
+
+
 @parametrize_with_checks([CategorizationIndex(n_bootstrap=20), CategorySelectivity()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

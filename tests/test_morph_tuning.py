@@ -79,6 +79,37 @@ def test_categorization_by_layer_reads_labels_from_a_dataloader():
         categorization_by_layer(net, x, n_bootstrap=0, progress=False)
 
 
+def test_shuffled_dataloader_keeps_inputs_and_labels_paired():
+    # Two far clusters: a mislabelled "input" baseline would lose its categoricality.
+    gen = torch.Generator().manual_seed(5)
+    y = torch.arange(80) % 2
+    x = torch.randn(80, 6, generator=gen) + 6.0 * torch.nn.functional.one_hot(y, 6).float()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16,
+                                         shuffle=True, generator=torch.Generator().manual_seed(0))
+    table = categorization_by_layer(mlp(), loader, n_bootstrap=0, random_state=7, progress=False)
+    # The seed is that of the table; the pairs depend on the order of the labels, so the
+    # reference is computed in the order the loader yielded (same generator state).
+    order = torch.cat([yb for _, yb in torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.arange(80), y), batch_size=16, shuffle=True,
+        generator=torch.Generator().manual_seed(0))]).numpy()
+    seed = int(np.random.default_rng(7).integers(2**32))
+    est = CategorizationIndex(n_bootstrap=0, random_state=seed).fit(x.numpy()[order],
+                                                                    y.numpy()[order])
+    row = table.set_index("layer").loc["input"]
+    assert row["index"] == est.index_
+    assert row["index"] > 0.9  # paired: the clusters are found
+
+
+def test_categorization_by_layer_reads_a_one_shot_iterable_once():
+    net = mlp(seed=1)
+    x = torch.randn(48, 6, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(48) % 3
+    batches = ((x[i : i + 10], y[i : i + 10]) for i in range(0, 48, 10))  # a generator
+    from_gen = categorization_by_layer(net, batches, n_bootstrap=0, progress=False)
+    from_arrays = categorization_by_layer(net, x, y, n_bootstrap=0, progress=False)
+    np.testing.assert_array_equal(from_gen["index"], from_arrays["index"])
+
+
 def test_training_makes_hidden_layers_more_categorical_than_the_input():
     """Bonnasse-Gahot & Nadal's finding: categoricality grows with depth in a trained net."""
     from sklearn.datasets import load_digits
@@ -176,6 +207,81 @@ def test_distance_peaks_at_the_boundary_in_a_saturating_layer():
     assert hidden.max() > 50 * np.median(hidden)
 
 
+def test_morph_bad_input_is_named():
+    net = linear([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
+    with pytest.raises(ValueError,
+                       match=r"x_a and x_b must have the same shape; got \(2,\) and \(3,\)"):
+        morph_profile(net, [0.0, 1.0], [1.0, 0.0, 0.0], margin=1)
+    with pytest.raises(ValueError, match="n_steps must be >= 3; got 2"):
+        morph_profile(net, [0.0, 1.0], [1.0, 0.0], n_steps=2, margin=0)
+    with pytest.raises(ValueError, match="X_b holds 2 items but the other end holds 1"):
+        morph_profiles(net, torch.zeros(1, 2), torch.zeros(2, 2), margin=1, progress=False)
+
+
+@pytest.mark.parametrize("n_steps, margin", [(20, 10), (6, 3), (3, 2)])
+def test_morph_steps_too_few_for_the_margin_raise(n_steps, margin):
+    # A boundary at least `margin` steps from both ends needs n_steps >= 2 margin + 1.
+    net = linear([[-1.0, 0.0], [1.0, 0.0]], [0.0, 0.0])
+    with pytest.raises(ValueError, match=rf"n_steps={n_steps} .* margin={margin}.*"
+                                         rf"= {2 * margin + 1}"):
+        morph_profile(net, [-2.0, 0.0], [2.0, 0.0], n_steps=n_steps, margin=margin)
+
+
+def test_morph_smallest_allowed_steps_accept_the_middle_boundary():
+    # n_steps = 2 margin + 1: the only admissible boundary is the middle step, and a symmetric
+    # continuum of a symmetric two-class model has it there (p_a = 0.5 at lambda = 1/2).
+    net = linear([[-1.0, 0.5], [1.0, 0.5]], [0.0, 0.0])
+    prof = morph_profile(net, [-4.0, 1.0], [4.0, 1.0], n_steps=7, margin=3)
+    np.testing.assert_allclose(prof.p_a.values[3], 0.5, atol=1e-7)
+    assert int(prof.boundary_step) == 3
+    assert prof.attrs["accepted"]
+
+
+def test_morph_profile_leaves_the_model_untouched():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 2))
+    net.train()
+    net[3].eval()
+    net[0].bias.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    modes = [m.training for m in net.modules()]
+    grads = [p.requires_grad for p in net.parameters()]
+    prof = morph_profile(net, [-1.0, 0.5, 0.0], [1.0, -0.5, 0.2], n_steps=9, margin=1)
+    # Run in eval mode: dropout off, so the distances equal those of the eval-mode net.
+    with torch.no_grad():
+        lam = prof["lambda"].values[:, None]
+        path = torch.tensor((1 - lam) * [-1.0, 0.5, 0.0] + lam * [1.0, -0.5, 0.2],
+                            dtype=torch.float32)
+        out = net.eval()(path).numpy()
+    np.testing.assert_allclose(
+        prof.distance.sel(layer="3").values,
+        [distance.cosine(out[k], out[k + 1]) for k in range(8)], rtol=1e-4, atol=1e-7)
+    net.train()
+    net[3].eval()
+    assert [m.training for m in net.modules()] == modes
+    assert [p.requires_grad for p in net.parameters()] == grads
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k  # bitwise
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_probabilities_output_is_used_as_given_and_sums_to_one():
+    W, b = [[-1.0, 0.5, 0.0], [1.0, -0.25, 0.3], [0.2, 0.1, -0.4]], [0.2, -0.1, 0.0]
+    logits_net = linear(W, b)
+    prob_net = torch.nn.Sequential(logits_net[0], torch.nn.Softmax(dim=1))
+    x_a, x_b = [-3.0, 1.0, 0.5], [4.0, 2.0, -1.0]
+    from_probs = morph_profile(prob_net, x_a, x_b, n_steps=31, margin=3, output="probabilities")
+    from_logits = morph_profile(logits_net, x_a, x_b, n_steps=31, margin=3)
+    p = from_probs.probability.values
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    lam = from_probs["lambda"].values[:, None]
+    z = ((1 - lam) * np.array(x_a) + lam * np.array(x_b)) @ np.array(W).T + b
+    np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(p, from_logits.probability.values, atol=1e-6)
+    assert float(from_probs.crossing) == pytest.approx(float(from_logits.crossing), abs=1e-5)
+
+
 # -- tuning maps ----------------------------------------------------------------------------
 
 
@@ -208,6 +314,30 @@ def test_tuning_map_of_a_conv_unit_and_stimulus_directions():
     assert m.sel(x=0.0, y=0.0).item() == pytest.approx(origin[0, 2, 3], abs=1e-6)
     assert m.sel(x=1.0, y=0.0).item() == pytest.approx(s1[0, 2, 3], abs=1e-6)
     assert m.sel(x=0.0, y=1.0).item() == pytest.approx(s2[0, 2, 3], abs=1e-6)
+
+
+def test_tuning_map_equals_the_whole_layer_extracted_then_picked():
+    # The previous implementation, kept as the reference: record the whole layer over the
+    # plane with extract, then pick the units. Batches of 7 do not divide the 10 x 10 grid.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 3, 3))
+    rng = np.random.default_rng(1)
+    origin, d1, d2 = (rng.normal(size=(2, 6, 7)) for _ in range(3))
+    units = [(1, 2, 3), 0, (2, 3, 4), 59]
+    maps = tuning_map(net, "2", units, origin, d1, d2, extent=(-1.5, 2.0), resolution=10,
+                      batch_size=7)
+    coef = np.linspace(-1.5, 2.0, 10)
+    b, a = np.meshgrid(coef, coef, indexing="ij")  # row-major: y (direction_2) is the slow axis
+    plane = (origin + a.reshape(-1, 1, 1, 1) * d1 + b.reshape(-1, 1, 1, 1) * d2).astype(np.float32)
+    acts = layer_activations(extract(net, plane, ["2"], batch_size=100, progress=False), "2")
+    flat = [int(np.ravel_multi_index(u, (3, 4, 5))) if isinstance(u, tuple) else u for u in units]
+    expected = acts.values[:, flat].T.reshape(4, 10, 10).astype(np.float64)
+    np.testing.assert_array_equal(maps.values, expected)
+    assert maps["unit"].values.tolist() == flat
+    single = tuning_map(net, "2", (1, 2, 3), origin, d1, d2, extent=(-1.5, 2.0), resolution=10,
+                        batch_size=13)
+    np.testing.assert_array_equal(single.values, expected[0])
 
 
 def test_pca_directions_are_the_principal_axes():
@@ -252,3 +382,11 @@ def test_tuning_map_bad_input():
         tuning_map(net, "0", 0, [0.0, 0.0], [1.0, 0.0], [0.0, 1.0], extent=(1, 1))
     with pytest.raises(ValueError, match="unknown layer"):
         tuning_map(net, "nope", 0, [0.0, 0.0], [1.0, 0.0], [0.0, 1.0])
+
+    class Pair(torch.nn.Module):
+        def forward(self, x):
+            return x, 2 * x
+
+    two = torch.nn.Sequential(Pair())
+    with pytest.raises(ValueError, match=r"layer '0' gave no single tensor output.*'0\[0\]'"):
+        tuning_map(two, "0", 0, [0.0, 0.0], [1.0, 0.0], [0.0, 1.0])

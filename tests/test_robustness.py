@@ -272,3 +272,79 @@ def test_robustness_auc_closed_form():
     eps = np.geomspace(1e-3, 1, 4)
     assert robustness_auc([1.0, 2 / 3, 1 / 3, 0.0], eps) == pytest.approx(0.5)
     assert robustness_auc([[1, 1, 1, 1], [0, 0, 0, 0]], eps).tolist() == [1.0, 0.0]
+
+
+# ---------------------------------------------------------------------------- made-up curves
+def made_up(names, acc):
+    from geomkit.robustness import _parse_attack
+
+    return [_parse_attack(n) for n in names], np.asarray(acc, dtype=float)
+
+
+def test_pgd_weaker_than_fgsm_warns_with_the_numbers():
+    from geomkit.robustness import _check_iterative
+
+    specs, acc = made_up(("fgsm", "pgd", "noise"),
+                         [[0.875, 0.5, 0.125], [0.875, 0.75, 0.0], [1.0, 1.0, 1.0]])
+    eps = np.array([0.01, 0.1, 0.3])
+    check, status, evidence, advice = _check_iterative(None, specs, acc, eps, 0.125)
+    assert (check, status) == ("iterative_beats_single_step", "warn")
+    # PGD leaves 25 points more than FGSM at eps 0.1: the largest excess.
+    assert evidence == ("largest excess of PGD over FGSM robust accuracy: +25.0% "
+                        "('pgd' leaves 75.0% robust vs 50.0% for 'fgsm' at eps=0.1).")
+    assert "Carlini" in advice
+    # The excess at the slack passes; a PGD at least as strong as FGSM passes.
+    assert _check_iterative(None, specs, acc, eps, 0.25)[1] == "pass"
+    acc[1] = [0.75, 0.25, 0.0]
+    _, status, evidence, _ = _check_iterative(None, specs, acc, eps, 0.0)
+    assert status == "pass"
+    assert evidence == ("largest excess of PGD over FGSM robust accuracy: -12.5% "
+                        "('pgd' leaves 75.0% robust vs 87.5% for 'fgsm' at eps=0.01).")
+    # FGSM and PGD with different losses are no pair: nothing to compare.
+    specs2, acc2 = made_up(("fgsm", "pgd-margin"), acc[:2])
+    assert _check_iterative(None, specs2, acc2, eps, 0.0)[1] == "n/a"
+
+
+def test_accuracy_rising_with_eps_warns_with_the_numbers():
+    from geomkit.robustness import _check_monotone
+
+    # FGSM may rise (a single step can overshoot); PGD and noise must not.
+    specs, acc = made_up(("fgsm", "pgd", "noise"),
+                         [[0.5, 0.875, 0.0], [0.75, 0.25, 0.5], [1.0, 1.0, 0.875]])
+    eps = np.array([0.01, 0.1, 0.3])
+    check, status, evidence, advice = _check_monotone(None, specs, acc, eps, 0.125)
+    assert (check, status) == ("monotone_in_eps", "warn")
+    assert evidence == ("largest rise of robust accuracy between consecutive eps: +25.0% "
+                        "('pgd', eps 0.1 -> 0.3).")
+    assert "for 'pgd':" in advice and "'noise'" not in advice and "'fgsm'" not in advice
+    assert _check_monotone(None, specs, acc, eps, 0.25)[1] == "pass"  # a rise at the slack
+    acc[1] = [0.75, 0.25, 0.25]
+    assert _check_monotone(None, specs, acc, eps, 0.0)[1] == "pass"  # FGSM's rise is ignored
+    assert _check_monotone(None, specs, acc[:, :1], eps[:1], 0.0)[1] == "n/a"  # one eps
+
+
+def test_diagnostics_table_uses_the_larger_of_tolerance_and_two_inputs():
+    from types import SimpleNamespace
+
+    import pandas as pd
+    import xarray as xr
+
+    from geomkit.robustness import _diagnostics
+
+    specs, acc = made_up(("fgsm", "pgd"), [[0.5, 0.25, 0.0], [0.5, 0.375, 0.0]])
+    eps = np.array([0.01, 0.1, 0.3])
+
+    def table(tolerance, n_correct):
+        est = SimpleNamespace(
+            _specs=specs, eps_=eps, tolerance=tolerance, n_correct_=n_correct,
+            robust_accuracy_=xr.DataArray(acc, dims=("attack", "eps")),
+            zero_gradient_fraction_=pd.Series({"ce/float32": 0.0, "ce/float64": 0.0,
+                                               "margin/float32": 0.0}),
+            _native_dtype="float32", zero_gradient_threshold=0.01)
+        return dict(zip(*_diagnostics(est)[["check", "status"]].T.values))
+
+    # PGD leaves 12.5 points more than FGSM at eps 0.1.
+    assert table(0.02, 100)["iterative_beats_single_step"] == "warn"
+    assert table(0.125, 100)["iterative_beats_single_step"] == "pass"
+    assert table(0.02, 16)["iterative_beats_single_step"] == "pass"  # 2 / 16 = 0.125
+    assert table(0.02, 100)["white_box_beats_black_box"] == "n/a"

@@ -321,6 +321,43 @@ def test_pipeline_separates_one_peak_from_two():
     assert pipe.score(np.stack(maps[20:]), labels[20:]) == 1.0
 
 
+def test_torch_and_xarray_inputs_equal_numpy():
+    torch = pytest.importorskip("torch")
+    import xarray as xr
+
+    maps = smooth_maps(3, shape=(12, 14), seed=4)
+    ref = LevelSetTopology(n_levels=7).fit(maps)
+    inputs = [torch.tensor(maps, requires_grad=True), xr.DataArray(maps, dims=("map", "y", "x"))]
+    if torch.cuda.is_available():
+        inputs.append(torch.tensor(maps, device="cuda"))
+    for X in inputs:
+        topo = LevelSetTopology(n_levels=7).fit(X)
+        np.testing.assert_array_equal(topo.betti_curves_.values, ref.betti_curves_.values)
+        np.testing.assert_array_equal(topo.peak_counts_, ref.peak_counts_)
+        assert topo.diagrams_.equals(ref.diagrams_)
+        np.testing.assert_array_equal(topo.transform(X), ref.transform(maps))
+        assert topo.score(X) == ref.score(maps)
+
+
+def test_plot_betti_curves_draws_the_betti_numbers():
+    import matplotlib.pyplot as plt
+
+    from geomkit.plotting import plot_betti_curves
+
+    maps = np.stack([bumps([(12, 12), (30, 34)], [1.0, 0.7]), bumps([(24, 24)], [1.0]),
+                     smooth_maps(1, shape=(48, 48), seed=2)[0]])
+    for curves in (betti_curves(maps[0], n_levels=9), betti_curves(maps, n_levels=9)):
+        ax = plot_betti_curves(curves)
+        lines = [line for line in ax.lines if len(line.get_xdata())]  # not the legend handles
+        assert len(lines) == 2
+        values = curves.values if curves.ndim == 3 else curves.values[None]
+        for dim, line in enumerate(lines):  # b0 first, then b1; several maps: their mean
+            np.testing.assert_allclose(line.get_ydata(), values[:, dim].mean(axis=0), rtol=1e-12)
+            np.testing.assert_allclose(line.get_xdata(), curves["fraction"].values, rtol=1e-12)
+        plt.close(ax.figure)
+    assert betti_curves(maps[0], n_levels=9).sel(dim=0).values.max() == 2  # the two bumps
+
+
 @parametrize_with_checks([LevelSetTopology()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

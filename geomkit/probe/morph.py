@@ -39,15 +39,34 @@ __all__ = ["categorization_by_layer", "morph_profile", "morph_profiles"]
 # ---------------------------------------------------------------------------
 
 
-def _flat_inputs(inputs: Any, batch_size: int) -> np.ndarray:
-    import torch
+class _RecordedInputs:
+    """Batches of an iterable, passed on unchanged while their flattened inputs are kept.
 
-    if isinstance(inputs, (np.ndarray, torch.Tensor)):
-        arr = to_numpy(inputs)
-        return arr.reshape(arr.shape[0], -1)
-    return np.concatenate(
-        [to_numpy(x).reshape(len(x), -1) for x, _ in iter_batches(inputs, batch_size)]
-    )
+    The "input" baseline then comes from the very pass that yields the labels, so a
+    shuffled DataLoader cannot pair inputs and labels from two different orders.
+    """
+
+    def __init__(self, inputs: Any, batch_size: int):
+        self.inputs = inputs
+        self.batch_size = batch_size
+        self.flat: list[np.ndarray] = []
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        self.flat = []
+        for x, y in iter_batches(self.inputs, self.batch_size):
+            arr = to_numpy(x)
+            self.flat.append(arr.reshape(arr.shape[0], -1))
+            yield x, y
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.flat)
+
+
+class _SizedRecordedInputs(_RecordedInputs):
+    """The same, for inputs with a length (a DataLoader): the progress bar keeps its total."""
+
+    def __len__(self) -> int:
+        return len(self.inputs)
 
 
 def categorization_by_layer(
@@ -71,9 +90,10 @@ def categorization_by_layer(
     ----------
     model : torch.nn.Module
         Left exactly as found.
-    inputs : ndarray, torch.Tensor or DataLoader
-        The items, shape (n_items, ...). A DataLoader must be re-iterable (it is
-        read twice: once for the inputs baseline, once through the model).
+    inputs : ndarray, torch.Tensor, DataLoader or iterable of batches
+        The items, shape (n_items, ...). A DataLoader or iterable is read once:
+        the ``"input"`` baseline is recorded in the same pass as the layers and
+        labels, so a shuffled DataLoader keeps inputs and labels paired.
     labels : array-like of shape (n_items,), optional
         Categories; default: the labels a DataLoader yields.
     layers : see :func:`geomkit.probe.extract`
@@ -104,8 +124,16 @@ def categorization_by_layer(
 
     from ..measures.categorization import CategorizationIndex
 
+    import torch
+
     check_int(batch_size, "batch_size", low=1)
-    ds = extract(model, inputs, layers, labels=labels, batch_size=batch_size, device=device,
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        recorded = None
+        source = inputs
+    else:
+        wrap = _SizedRecordedInputs if hasattr(inputs, "__len__") else _RecordedInputs
+        recorded = source = wrap(inputs, batch_size)
+    ds = extract(model, source, layers, labels=labels, batch_size=batch_size, device=device,
                  progress=progress)
     if "label" not in ds.coords:
         raise ValueError(
@@ -113,7 +141,12 @@ def categorization_by_layer(
         )
     y = ds["label"].values
     seed = int(np.random.default_rng(random_state).integers(2**32))
-    spaces = [("input", _flat_inputs(inputs, batch_size))]
+    if recorded is None:
+        flat = to_numpy(inputs)
+        flat = flat.reshape(flat.shape[0], -1)
+    else:
+        flat = recorded.array()
+    spaces = [("input", flat)]
     spaces += [(name, layer_activations(ds, name).values) for name in ds.data_vars]
     rows = []
     for depth, (name, X) in enumerate(spaces):
@@ -214,7 +247,9 @@ def morph_profiles(
         is given.
     layers : see :func:`geomkit.probe.extract`
     n_steps : int, default=50
-        Points per continuum, ends included (``lambda = 0 ... 1``).
+        Points per continuum, ends included (``lambda = 0 ... 1``); at least 3
+        and at least ``2 * margin + 1`` (else no continuum could be accepted:
+        ``ValueError``).
     decoder : callable, optional
         Maps a batch of latent codes to model inputs (e.g. a VAE decoder). The
         continuum is then ``decoder((1 - lambda) z_a + lambda z_b)``, as in the
@@ -270,6 +305,14 @@ def morph_profiles(
 
     n_steps = check_int(n_steps, "n_steps", low=3)
     margin = check_int(margin, "margin", low=0)
+    if n_steps < 2 * margin + 1:
+        # The boundary step must lie in [margin, n_steps - margin): empty below this size, and
+        # every continuum would be rejected with NaN means and nothing said.
+        raise ValueError(
+            f"n_steps={n_steps} is too small for margin={margin}: a continuum is accepted only "
+            f"when its boundary is at least margin steps from either end, which needs "
+            f"n_steps >= 2 * margin + 1 = {2 * margin + 1}. Raise n_steps or lower margin."
+        )
     min_total = check_float(min_total, "min_total", low=0.0, high=1.0)
     if not callable(output):
         check_option(output, "output", ("logits", "probabilities"))
@@ -430,6 +473,9 @@ def morph_profile(
         kwargs["classes"] = np.asarray(kwargs["classes"]).reshape(1, 2)
     a = _as_tensor_batch(x_a, "x_a")[None]
     b = _as_tensor_batch(x_b, "x_b")[None]
+    if a.shape != b.shape:
+        raise ValueError(f"x_a and x_b must have the same shape; got {tuple(a.shape[1:])} and "
+                         f"{tuple(b.shape[1:])}.")
     prof = morph_profiles(model, a, b, layers, n_steps=n_steps, decoder=decoder, **kwargs)
     one = prof.drop_vars(["distance_aligned", "p_a_aligned", "p_b_aligned"]).isel(pair=0)
     lam = one["lambda"].values

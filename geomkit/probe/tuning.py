@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_int
-from .extract import extract, layer_activations
+from .extract import _run
 
 __all__ = ["tuning_map", "stimulus_directions", "pca_directions"]
 
@@ -165,7 +165,9 @@ def tuning_map(
     Parameters
     ----------
     model : torch.nn.Module
-        Left exactly as found (run in eval mode through :func:`geomkit.probe.extract`).
+        Left exactly as found (run in eval mode, as :func:`geomkit.probe.extract`
+        runs it). Only the requested units are kept from each batch, so memory
+        holds one batch of the layer, never the layer over the whole plane.
     layer : str
         Module name whose output holds the unit.
     unit : int, tuple or list
@@ -202,6 +204,7 @@ def tuning_map(
     >>> m.sel(y=0.0).values.tolist()          # unit 0 reads the first input coordinate
     [-2.0, -1.0, 0.0, 1.0, 2.0]
     """
+    import torch
     import xarray as xr
 
     resolution = check_int(resolution, "resolution", low=2)
@@ -218,11 +221,36 @@ def tuning_map(
         )
     coef = _coefficients(extent, resolution)
     batches = _PlaneBatches(origin, d1, d2, coef, batch_size)
-    ds = extract(model, batches, [layer], batch_size=batch_size, device=device, progress=progress)
-    acts = layer_activations(ds, layer)
-    feature_shape = tuple(int(s) for s in str(ds[layer].attrs["feature_shape"]).split(",") if s)
-    idx, single = _unit_indices(unit, feature_shape, acts.sizes["unit"])
-    maps = acts.values[:, idx].T.reshape(idx.size, resolution, resolution).astype(np.float64)
+    # Only the requested units of each batch are kept: the whole layer over resolution**2
+    # inputs (e.g. a large conv layer at resolution 64) may not fit in memory.
+    picked: list[np.ndarray] = []
+    found: dict[str, Any] = {}
+
+    def on_batch(records, y):
+        if layer not in records:
+            raise ValueError(
+                f"layer {layer!r} gave no single tensor output to map; it recorded "
+                f"{list(records)}. Name a module that returns one tensor."
+            )
+        t = records[layer]
+        shape = tuple(int(s) for s in t.shape[1:])
+        if not found:
+            n_units = int(np.prod(shape)) if shape else 1
+            found["shape"] = shape
+            found["idx"], found["single"] = _unit_indices(unit, shape, n_units)
+            found["sel"] = torch.as_tensor(found["idx"], device=t.device)
+        elif shape != found["shape"]:
+            raise ValueError(
+                f"layer {layer!r} changed output shape between batches: {found['shape']} "
+                f"then {shape}."
+            )
+        # float32 storage as in extract, so the maps equal extract's activations exactly.
+        chosen = t.reshape(t.shape[0], -1)[:, found["sel"]]
+        picked.append(chosen.cpu().numpy().astype(np.float32, copy=False))
+
+    _run(model, batches, [layer], batch_size, device, progress, True, on_batch, "tuning map")
+    idx, single = found["idx"], found["single"]
+    maps = np.concatenate(picked).T.reshape(idx.size, resolution, resolution).astype(np.float64)
     da = xr.DataArray(
         maps,
         dims=("unit", "y", "x"),
