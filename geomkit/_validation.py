@@ -23,17 +23,31 @@ __all__ = [
 ]
 
 
-def to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any, name: str = "X") -> np.ndarray:
     """Return ``x`` as a numpy array without copying where possible.
 
     Accepts numpy arrays, torch tensors on any device (detached, moved to the
-    CPU), xarray DataArrays, pandas objects and nested sequences.
+    CPU; bfloat16, float16 and narrower floats become float32, which holds
+    them exactly), xarray DataArrays, pandas objects and nested sequences. An
+    :class:`xarray.Dataset` raises a ``TypeError`` (``name`` is used in the
+    message): it holds several arrays, one must be picked.
     """
     if isinstance(x, np.ndarray):
         return x
     module = type(x).__module__
     if module.startswith("torch"):
-        return x.detach().cpu().numpy()
+        import torch
+
+        t = x.detach().cpu()
+        if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+            t = t.float()  # numpy has no bfloat16; float32 holds every half value exactly
+        return t.numpy()
+    if module.startswith("xarray") and type(x).__name__ == "Dataset":
+        raise TypeError(
+            f"{name} is an xarray.Dataset with variables {list(x.data_vars)}; pick one "
+            "variable (ds['name'], or geomkit.probe.layer_activations(ds, 'name') for an "
+            "extract() Dataset). Accepted: numpy arrays, torch tensors, xarray DataArrays."
+        )
     if module.startswith("xarray") and hasattr(x, "values"):
         return np.asarray(x.values)
     if module.startswith("pandas") and hasattr(x, "to_numpy"):
@@ -86,7 +100,7 @@ def as_float_array(
     ValueError
         For empty input, wrong ``ndim``, too few samples / features, NaN or inf.
     """
-    arr = to_numpy(X)
+    arr = to_numpy(X, name)
     if arr.dtype == object:
         try:
             arr = arr.astype(np.float64)
@@ -145,7 +159,7 @@ def check_labels(y: Any, n_samples: int, name: str = "y", *, min_classes: int = 
     Returns the labels as a numpy array (original dtype kept for strings,
     integers for numbers that are whole).
     """
-    arr = to_numpy(y)
+    arr = to_numpy(y, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D of length {n_samples}; got shape {arr.shape}.")
     if arr.shape[0] != n_samples:

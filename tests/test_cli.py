@@ -20,3 +20,28 @@ def test_info_reports_versions_device_and_data(capsys):
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "geomkit", "--help"], capture_output=True, text=True, check=True).stdout
     assert "info" in out and "usage: geomkit" in out
+
+
+def _console_script():
+    import os
+    import shutil
+
+    import pytest
+
+    # The venv's bin folder may not be on PATH when pytest is started as .venv/bin/python -m pytest.
+    found = shutil.which("geomkit") or shutil.which("geomkit", path=os.path.dirname(sys.executable))
+    if found is None:
+        pytest.skip("the geomkit console script is not installed")
+    return found
+
+
+def test_installed_console_script_help_and_info():
+    script = _console_script()
+    help_out = subprocess.run([script, "--help"], capture_output=True, text=True, check=True).stdout
+    assert help_out.startswith("usage: geomkit")
+    for command in ("study", "report", "info"):
+        assert command in help_out
+    info = subprocess.run([script, "info"], capture_output=True, text=True, check=True, timeout=120)
+    assert f"geomkit {__version__}" in info.stdout
+    assert "digits   found: 1797 images of 64 pixels, 10 classes" in info.stdout
+    assert "mnist5k  found: 5000 images of 784 pixels, 10 classes" in info.stdout

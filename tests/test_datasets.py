@@ -51,6 +51,13 @@ def test_load_mnist_reads_idx_files(tmp_path, rng, gz):
         datasets.load_mnist(tmp_path, subset="test")
 
 
+def test_load_mnist_names_a_missing_labels_file(tmp_path, rng):
+    _write_idx(tmp_path / "train-images-idx3-ubyte", rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8), False)
+    # The message lists all four standard names; the missing one is named first, quoted.
+    with pytest.raises(FileNotFoundError, match=r"MNIST file 'train-labels-idx1-ubyte' \(or train-labels-idx1-ubyte.gz\) not found"):
+        datasets.load_mnist(tmp_path)
+
+
 def test_load_mnist_bad_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         datasets.load_mnist(tmp_path / "nope")

@@ -103,7 +103,7 @@ def test_conv_coordinates_and_netcdf_round_trip(tmp_path, rng):
         xr.testing.assert_identical(loaded.load(), ds)
 
 
-def test_tuple_dict_and_repeated_modules_are_all_recorded(rng):
+def test_tuple_dict_and_repeated_modules_are_all_recorded(rng, tmp_path):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -127,6 +127,15 @@ def test_tuple_dict_and_repeated_modules_are_all_recorded(rng):
     np.testing.assert_allclose(ds["shared#0"].values, a.numpy(), rtol=1e-6)
     np.testing.assert_allclose(ds["shared#1"].values, b.numpy(), rtol=1e-6)
     np.testing.assert_allclose(ds["output[1][0]"].values, a.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ds["output[0][logits]"].values, model.head(b).detach().numpy(), rtol=1e-6)
+    for key in ds.data_vars:
+        assert ds[key].attrs["layer"] == key and ds[key].attrs["model"] == "Net"
+    assert ds["shared#1"].attrs["module"] == "shared" and ds["output[0][feature]"].attrs["feature_shape"] == "4"
+    # "#", "[" and "]" in variable and dimension names survive netCDF.
+    path = tmp_path / "special.nc"
+    ds.to_netcdf(path)
+    with xr.open_dataset(path) as loaded:
+        xr.testing.assert_identical(loaded.load(), ds)
 
 
 def test_iterable_of_batches_and_dataloader_labels(rng):
@@ -183,3 +192,176 @@ def test_layer_moments_equal_numpy_and_do_not_keep_activations(rng):
     assert gram.kind == "gram"
     cov_eigs = np.sort(np.linalg.eigvalsh(np.cov(acts[:3], rowvar=False)))[::-1][:2]
     np.testing.assert_allclose(gram.eigenvalues()[:2], cov_eigs, rtol=1e-5)
+
+
+def test_non_shape_runtime_error_propagates_unchanged():
+    err = RuntimeError("Expected all tensors to be on the same device, but found cpu and cuda:0")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x):
+            raise err
+
+    with pytest.raises(RuntimeError) as info:
+        extract(Net(), np.ones((4, 3), dtype=np.float32), progress=False)
+    assert info.value is err and "rejected an input batch" not in str(info.value)
+
+
+def test_conv_channel_mismatch_names_the_batch_shape():
+    model = nn.Sequential(nn.Conv2d(1, 3, 3))
+    with pytest.raises(RuntimeError, match=r"rejected an input batch of shape \(2, 2, 6, 6\)"):
+        extract(model, np.ones((2, 2, 6, 6), dtype=np.float32), progress=False)
+
+
+def test_device_argument_runs_there_and_leaves_the_model_where_it_was(rng):
+    model = _mlp().eval()
+    X = rng.normal(size=(20, 6)).astype(np.float32)
+    weight, ptr = model[0].weight, model[0].weight.data_ptr()
+    ref = extract(model, X, ["3"], progress=False)
+    ds = extract(model, X, ["3"], device="cpu", progress=False)
+    np.testing.assert_array_equal(ds["3"].values, ref["3"].values)
+    with torch.no_grad():
+        np.testing.assert_allclose(ds["3"].values, model[:4](torch.from_numpy(X)).numpy(), rtol=1e-6)
+    assert model[0].weight is weight and weight.data_ptr() == ptr and weight.device.type == "cpu"
+
+
+def test_model_moved_for_the_run_is_put_back_bitwise_also_on_failure():
+    # The meta device exercises the move on a CPU-only machine: the model goes there and the
+    # extraction then fails (meta tensors hold no data), after which everything must be back.
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU()).train()
+    model(torch.randn(6, 3)).sum().backward()
+    snap = _snapshot(model)
+    params = {n: (p, p.data_ptr(), p.grad, p.grad.clone()) for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    for func in (extract, layer_moments):
+        with pytest.raises(NotImplementedError, match="meta"):
+            func(model, np.ones((4, 3), dtype=np.float32), device="meta", progress=False)
+        _assert_unchanged(model, snap)
+        for name, p in model.named_parameters():
+            obj, ptr, grad, grad_values = params[name]
+            assert p is obj and p.device.type == "cpu" and p.data_ptr() == ptr
+            assert p.grad is grad and torch.equal(p.grad, grad_values)
+        assert all(b is buffers[n] and b.device.type == "cpu" for n, b in model.named_buffers())
+
+
+def test_a_layer_that_never_runs_is_an_error(rng):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(3, 2)
+            self.unused = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    model = Net()
+    snap = _snapshot(model)
+    X = rng.normal(size=(5, 3)).astype(np.float32)
+    for func in (extract, layer_moments):
+        with pytest.raises(ValueError, match=r"layer\(s\) \['unused'\] of Net did not run"):
+            func(model, X, ["used", "unused"], progress=False)
+        _assert_unchanged(model, snap)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            extract(model, X, ["used"], progress=False)["used"].values, model(torch.from_numpy(X)).numpy(), rtol=1e-6
+        )
+
+
+def test_whole_model_and_a_submodule_named_output_collide(rng):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(3, 4)
+            self.output = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return 2.0 * self.output(self.body(x))
+
+    model = Net()
+    X = rng.normal(size=(5, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"whole model \(''\) and for its submodule 'output'"):
+        extract(model, X, ["", "output"], progress=False)
+    # Each alone is recorded under "output": the model's output is twice its submodule's.
+    whole = extract(model, X, [""], progress=False)["output"].values
+    sub = extract(model, X, ["output"], progress=False)["output"].values
+    np.testing.assert_allclose(whole, 2.0 * sub, rtol=1e-6)
+
+
+def test_two_modules_producing_one_record_key_is_an_error():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+            self.add_module("a#0", nn.Linear(2, 2))  # the key of a's first call
+
+        def forward(self, x):
+            return getattr(self, "a#0")(self.a(self.a(x)))
+
+    model = Net()
+    snap = _snapshot(model)
+    with pytest.raises(ValueError, match=r"layers 'a' and 'a#0' both produce the record key 'a#0'"):
+        extract(model, np.ones((3, 2), dtype=np.float32), ["a", "a#0"], progress=False)
+    _assert_unchanged(model, snap)
+
+
+def test_train_mode_batch_norm_statistics_are_restored(rng):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4)).train()
+    snap = _snapshot(model)
+    running_mean = model[1].running_mean
+    X = rng.normal(loc=3.0, size=(40, 5)).astype(np.float32)
+    ds = extract(model, X, ["1"], batch_size=40, eval_mode=False, progress=False)
+    # Train mode normalizes with the batch's own statistics: mean 0, biased variance 1 per unit.
+    acts = ds["1"].values.astype(np.float64)
+    np.testing.assert_allclose(acts.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(acts.var(axis=0), 1.0, rtol=1e-3)
+    # ... yet the running statistics it updated, num_batches_tracked and the mode are as before.
+    _assert_unchanged(model, snap)
+    assert model[1].running_mean is running_mean and int(model[1].num_batches_tracked) == 0
+
+
+def _held_elements(obj) -> int:
+    """Elements of every tensor / array an object holds in its attributes (lists included)."""
+    items = list(vars(obj).values())
+    total = 0
+    while items:
+        item = items.pop()
+        if isinstance(item, (torch.Tensor, np.ndarray)):
+            total += int(np.prod(item.shape))
+        elif isinstance(item, (list, tuple)):
+            items.extend(item)
+        elif isinstance(item, dict):
+            items.extend(item.values())
+    return total
+
+
+def test_covariance_route_holds_no_activation_rows(rng, monkeypatch):
+    import importlib
+
+    # The module, not the function geomkit.probe.extract that shadows its name.
+    extract_module = importlib.import_module("geomkit.probe.extract")
+    made = []
+
+    class Watched(extract_module.MomentAccumulator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(extract_module, "MomentAccumulator", Watched)
+    model = _mlp()
+    held = {}
+    for method in ("covariance", "gram"):
+        for n in (60, 600):
+            made.clear()
+            X = rng.normal(size=(n, 6)).astype(np.float32)
+            layer_moments(model, X, ["3"], method=method, batch_size=30, progress=False)
+            (acc,) = made
+            assert acc.method == method
+            held[method, n] = _held_elements(acc)
+    # Covariance: the mean (4) and the 4 x 4 scatter matrix, whatever the number of stimuli.
+    assert held["covariance", 60] == held["covariance", 600] == 4 + 16
+    # The Gram route keeps every row (so the count above can see rows when there are some).
+    assert held["gram", 600] - held["gram", 60] == 540 * 4

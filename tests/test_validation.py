@@ -82,3 +82,23 @@ def test_scalar_checks():
         check_float(float("nan"), "alpha")
     with pytest.raises(ValueError, match="method must be one of 'a', 'b'; got 'c'"):
         check_option("c", "method", ("a", "b"))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_tensors_convert_exactly(dtype):
+    # Values exactly representable in both half formats, so the ground truth is exact.
+    values = np.array([[0.5, -2.0, 3.0], [1.25, 0.0, -96.0]])
+    t = torch.tensor(values, dtype=dtype)
+    out = as_float_array(t)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, values)
+    # Values that are not exact survive as the tensor holds them (float32 is a superset).
+    rough = torch.tensor([0.1, 1 / 3], dtype=dtype)
+    np.testing.assert_array_equal(as_float_array(rough), rough.float().numpy().astype(np.float64))
+
+
+def test_xarray_dataset_asks_to_pick_a_variable():
+    ds = xr.Dataset({"fc1": (("stimulus", "u"), np.ones((3, 2))), "relu": (("stimulus", "v"), np.ones((3, 4)))})
+    with pytest.raises(TypeError, match=r"activations is an xarray.Dataset with variables \['fc1', 'relu'\]; pick one"):
+        as_float_array(ds, "activations")
+    np.testing.assert_array_equal(as_float_array(ds["relu"]), np.ones((3, 4)))

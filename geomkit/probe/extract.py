@@ -142,6 +142,61 @@ def _progress(iterable, total, progress: bool, desc: str):
     return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
 
 
+# Words of torch's messages for inputs of the wrong shape ("mat1 and mat2 shapes cannot be
+# multiplied", "expected input[...] to have 3 channels", "must match the size of tensor b",
+# "Expected 4D input"); device / dtype / memory errors contain none of them.
+_SHAPE_ERROR = re.compile(
+    r"\bshapes?\b|\bsizes?\b|\bdimensions?\b|\bdims?\b|\bchannels\b|\b\d+D\b|non-singleton",
+    re.IGNORECASE,
+)
+
+
+def _is_shape_error(err: BaseException) -> bool:
+    import torch
+
+    if isinstance(err, getattr(torch, "OutOfMemoryError", ())) or type(err) is not RuntimeError:
+        return False
+    return bool(_SHAPE_ERROR.search(str(err)))
+
+
+def _move_model(model: Any, device: Any):
+    """Move ``model`` to ``device`` for a run; return a function that puts it back exactly.
+
+    The put-back reinstates the original parameter storage, gradients and
+    buffer objects, each on its original device (bitwise as before, mixed-device
+    models included). Without anything to move it is a no-op.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device == device for t in tensors):
+        return lambda: None
+    params = []
+    buffers = []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            grad = p.grad
+            params.append((module, name, p, p.data, grad, None if grad is None else grad.data))
+        for name, b in module.named_buffers(recurse=False):
+            buffers.append((module, name, b))
+
+    def put_back() -> None:
+        for module, name, p, data, grad, grad_data in params:
+            if getattr(module, name, None) is not p:
+                setattr(module, name, p)
+            p.data = data
+            if grad is not None:
+                grad.data = grad_data  # Module.to moves a gradient in place
+            p.grad = grad
+        for module, name, b in buffers:
+            setattr(module, name, b)
+
+    try:
+        model.to(device)
+    except BaseException:
+        put_back()  # a move that failed half-way
+        raise
+    return put_back
+
+
 def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, desc):
     """Shared loop: forward every batch under a Recorder and hand its records to ``on_batch``."""
     import torch
@@ -152,22 +207,40 @@ def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batc
         total = -(-int(inputs.shape[0]) // batch_size)
     else:
         total = len(inputs) if hasattr(inputs, "__len__") else None
-    state = ModelState(model)
+    # Buffers too: in train mode batch norm updates its running statistics in place.
+    state = ModelState(model, buffers=True)
+    put_back = lambda: None  # noqa: E731
     try:
+        if device is not None:  # None: leave the model where it is (also a multi-device one)
+            put_back = _move_model(model, dev)
         if eval_mode:
             model.eval()
         with Recorder(model, layers, to_cpu=False) as rec, torch.no_grad():
+            first = True
             for x, y in _progress(iter_batches(inputs, batch_size), total, progress, desc):
                 rec.clear()
                 try:
                     model(_to_model_input(x, dev, dtype))
-                except RuntimeError as err:  # torch's shape errors; name the batch shape
+                except RuntimeError as err:
+                    if not _is_shape_error(err):
+                        raise
                     shape = tuple(getattr(x, "shape", ()))
-                    raise type(err)(
-                        f"{type(model).__name__} rejected an input batch of shape {shape}: {err}"
+                    raise RuntimeError(
+                        f"{type(model).__name__} rejected an input batch of shape {shape}; "
+                        f"check the input shape it expects: {err}"
                     ) from err
+                if first:
+                    silent = [name for name in rec.layers if name not in rec.called]
+                    if silent:
+                        raise ValueError(
+                            f"layer(s) {silent} of {type(model).__name__} did not run during the "
+                            "forward pass of the first batch, so they recorded nothing; record "
+                            "modules that the model's forward actually calls."
+                        )
+                    first = False
                 on_batch({k: v[0] for k, v in rec.records.items()}, y)
     finally:
+        put_back()
         state.restore()
     return rec.layers
 
@@ -205,8 +278,9 @@ def extract(
     Parameters
     ----------
     model : torch.nn.Module
-        Any model; it is left exactly as found (hooks removed, train/eval mode
-        and ``requires_grad`` restored), also when the forward pass raises.
+        Any model; it is left exactly as found (hooks removed, train/eval mode,
+        ``requires_grad``, device and buffers restored), also when the forward
+        pass raises.
     inputs : ndarray, torch.Tensor, DataLoader or iterable of batches
         Arrays / tensors of shape (n_stimuli, ...) are cut into batches; a
         DataLoader or iterable yields ``x`` or ``(x, y)`` batches (the ``y``
@@ -219,12 +293,16 @@ def extract(
     batch_size : int, default=256
         Rows per forward pass for array / tensor inputs.
     device : None, str or torch.device
-        Where to run; ``None`` is where the model is. Inputs are moved there.
+        Where to run; ``None`` is where the model is. Inputs are moved there,
+        and so is the model, for the run only: afterwards its parameters,
+        gradients and buffers are back where they were, bitwise.
     dtype : numpy dtype, default=np.float32
         Storage dtype of the activations.
     eval_mode : bool, default=True
         Run in eval mode (dropout off, batch-norm statistics frozen); the
-        original mode is restored afterwards.
+        original mode is restored afterwards. With ``False`` the model runs in
+        the mode it is in (batch norm normalizes with batch statistics and
+        updates its running statistics); every buffer is restored afterwards.
     progress : bool, default=True
         Show a tqdm progress bar.
 
@@ -233,6 +311,15 @@ def extract(
     xarray.Dataset
         One variable per recorded output, dims ``("stimulus", "<layer>__unit")``;
         attrs ``layer``, ``model`` and ``feature_shape`` on each variable.
+
+    Raises
+    ------
+    ValueError
+        For a requested layer that does not run during the forward pass (it
+        would record nothing), or for the whole model (``""``, recorded as
+        ``"output"``) together with a submodule named ``"output"``.
+    RuntimeError
+        The model's own error; one about shapes names the input batch's shape.
 
     Examples
     --------

@@ -113,6 +113,13 @@ def resolve_layers(model: Any, layers: Any = None) -> list[str]:
             )
         if len(set(names)) != len(names):
             raise ValueError(f"layers contains duplicate names: {names}.")
+        if "" in names and "output" in names:
+            # The model itself is stored under "output": both would land on the same key.
+            raise ValueError(
+                f"layers asks for the whole model ('') and for its submodule 'output', but the "
+                f"model's own output is recorded under the key 'output'; got {names}. Record one "
+                "of them, or the model's output through its last submodule instead."
+            )
         return names
     elif isinstance(layers, type) or (
         isinstance(layers, tuple) and all(isinstance(t, type) for t in layers)
@@ -136,12 +143,16 @@ def resolve_layers(model: Any, layers: Any = None) -> list[str]:
 
 
 class ModelState:
-    """Snapshot of a module's train/eval flags and ``requires_grad`` flags.
+    """Snapshot of a module's train/eval flags and ``requires_grad`` flags (and buffers).
 
     Parameters
     ----------
     model : torch.nn.Module
         The module whose flags (and its submodules' and parameters') are saved.
+    buffers : bool, default=False
+        Also save every buffer (batch-norm running statistics, ...): the buffer
+        objects and a clone of their values, both put back by :meth:`restore`,
+        bitwise. Costs one copy of the buffers.
 
     Examples
     --------
@@ -154,19 +165,34 @@ class ModelState:
     (True, True)
     """
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, *, buffers: bool = False):
         self.model = model
         self.training = {name: m.training for name, m in model.named_modules()}
         self.requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+        # (module, buffer name, buffer object, clone of its values)
+        self.buffers: list[tuple[Any, str, Any, Any]] = []
+        if buffers:
+            for module in model.modules():
+                for bname, buf in module.named_buffers(recurse=False):
+                    self.buffers.append((module, bname, buf, buf.detach().clone()))
 
     def restore(self) -> None:
-        """Put the saved flags back (modules or parameters added since are left alone)."""
+        """Put the saved flags (and buffers) back; modules or parameters added since are left alone."""
+        import torch
+
         for name, module in self.model.named_modules():
             if name in self.training:
                 module.training = self.training[name]
         for name, param in self.model.named_parameters():
             if name in self.requires_grad:
                 param.requires_grad_(self.requires_grad[name])
+        with torch.no_grad():
+            for module, bname, buf, saved in self.buffers:
+                # The original object (a device move or an assignment may have replaced it),
+                # holding its original values (an in-place update may have changed them).
+                if getattr(module, bname, None) is not buf:
+                    setattr(module, bname, buf)
+                buf.copy_(saved)
 
 
 def _flatten_output(output: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -210,6 +236,9 @@ class Recorder:
         :meth:`clear`. Keys are layer names, with ``"[i]"`` / ``"[key]"`` for
         tuple / dict outputs and ``"#k"`` for the k-th call of a module that
         runs several times in one forward pass.
+    called : set of str
+        The names in ``layers`` whose module ran in a completed forward pass
+        since the last :meth:`clear`.
 
     Examples
     --------
@@ -230,6 +259,7 @@ class Recorder:
         self._handles: list = []
         self._state: ModelState | None = None
         self._pending: dict[str, list[list[tuple[str, Any]]]] = {}
+        self.called: set[str] = set()
 
     # -- hooks ---------------------------------------------------------------
     def _make_hook(self, name: str) -> Callable:
@@ -255,12 +285,21 @@ class Recorder:
         self._commit()
 
     def _commit(self) -> None:
+        made: dict[str, str] = {}
         for name, calls in self._pending.items():
-            name = name or "output"  # the model itself: "" is no valid variable name
+            self.called.add(name)
+            layer = name or "output"  # the model itself: "" is no valid variable name
             multi = len(calls) > 1
             for k, pieces in enumerate(calls):
                 for suffix, t in pieces:
-                    key = f"{name}#{k}{suffix}" if multi else f"{name}{suffix}"
+                    key = f"{layer}#{k}{suffix}" if multi else f"{layer}{suffix}"
+                    if key in made:
+                        # Two modules' records would be merged under one key; refuse.
+                        raise ValueError(
+                            f"layers {made[key]!r} and {name!r} both produce the record key "
+                            f"{key!r}; record only one of them."
+                        )
+                    made[key] = name
                     self.records.setdefault(key, []).append(t)
         self._pending = {}
 
@@ -291,9 +330,10 @@ class Recorder:
         self._remove()
 
     def clear(self) -> None:
-        """Forget what was recorded."""
+        """Forget what was recorded (and which layers ran)."""
         self.records = {}
         self._pending = {}
+        self.called = set()
 
     @property
     def n_hooks(self) -> int:
