@@ -21,8 +21,9 @@ models, small budgets) so that it finishes in seconds; the real thing is::
 # ------------------
 # ``StudyConfig.make(quick)`` gives the sizes of ``--quick`` and of the
 # default run; :func:`dataclasses.replace` changes any of them. A checkpoint
-# in ``out/models`` is reused on a re-run only if the sizes that shaped its
-# weights match.
+# in ``out/models`` is reused on a re-run only if everything that shaped its
+# weights matches: the training data (a hash of it), the model's parameters,
+# the seed and the geomkit version.
 import dataclasses
 import os
 import tempfile
@@ -38,7 +39,8 @@ SMALL = os.environ.get("GEOMKIT_SMALL") == "1"
 config = StudyConfig.make(quick=True)
 if SMALL:
     config = dataclasses.replace(
-        config, n_hidden=64, n_hebbian=100, epochs=3, hebbian_epochs=2, n_train=600, n_eval=150,
+        config, n_hidden=64, n_hebbian=100, epochs=3, krotov_hopfield_epochs=2, softhebb_epochs=2,
+        readout_epochs=3, n_train=600, n_eval=150,
         n_attack=30, n_bootstraps=5, n_pairs=100, n_tuning_units=2, tuning_resolution=12,
         eps=(0.01, 0.05, 0.2), pgd_steps=5, n_bisect=3, n_noise_draws=2, surrogate_epochs=2)
 models = ["mlp", "softhebb"] if SMALL else list(ZOO)
@@ -79,7 +81,7 @@ for row in claims.itertuples(index=False):
 # The same figures are in ``out/figures`` and embedded in ``report.html``;
 # here are the spectra of every model on one log-log plot, with the
 # smoothness bound 1 + 2/d of the data's intrinsic dimension d.
-from geomkit.plotting.study import study_figures  # noqa: E402
+from geomkit.plotting import study_figures  # noqa: E402
 
 figures = study_figures(ds)
 print("figures:", ", ".join(figures))

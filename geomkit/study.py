@@ -3,7 +3,9 @@
 ``geomkit study`` (or :func:`run`) does four things:
 
 1. trains the zoo on a stratified split of the data (checkpoints in
-   ``DIR/models/``, reused on a re-run unless ``retrain=True``);
+   ``DIR/models/``, reused on a re-run when the training data, the model's
+   parameters, the seed and the geomkit version all match, unless
+   ``retrain=True``);
 2. measures every model on held-out data, per layer (``input``, ``hidden``,
    ``output``): power-law spectra with intervals, weight spectra and kurtosis,
    Fisher / Jacobian flatness, categoricality (with the input baseline),
@@ -20,16 +22,22 @@ Results Dataset
 Coordinates: ``model``, ``layer`` (``input``, ``hidden``, ``output``),
 ``rank``, ``attack``, ``eps``, ``level`` (with ``level_fraction``), ``check``.
 Variables over ``(model,)``: ``accuracy``, ``fisher_log_trace``,
-``robust_auc``, ``critical_eps_median``, ``saturation_fraction``,
-``n_peaks``; over ``(model, layer)``: ``alpha``, ``alpha_ci_low``,
-``alpha_ci_high``, ``alpha_r2``, ``fit_rank_low``, ``fit_rank_high``,
+``pgd_auc`` (robustness score of the gradient attacks: area under the
+robust-accuracy curve over log eps of the stronger PGD attack, cross-entropy
+or margin loss), ``worst_auc`` and ``worst_attack`` (the smallest area over
+every attack, noise and transfer baselines included, and that attack),
+``critical_eps_median``, ``saturation_fraction`` (fraction of hidden
+pre-activations in the flat region of the nonlinearity,
+:func:`geomkit.train.flat_fraction`), ``n_peaks``; over ``(model, layer)``:
+``alpha``, ``alpha_ci_low``, ``alpha_ci_high``, ``alpha_r2``, ``fit_rank_low``, ``fit_rank_high``,
 ``weight_alpha``, ``weight_stable_rank``, ``weight_kurtosis``,
 ``weight_l1_l2``, ``jacobian_fro2``, ``categoricality``,
 ``categoricality_ci_low``, ``categoricality_ci_high``, ``selective_fraction``;
 ``eigenvalues`` over ``(model, layer, rank)``; ``robust_accuracy`` over
 ``(model, attack, eps)``; ``betti0`` / ``betti1`` over ``(model, level)``;
 ``diagnostic`` (``"pass"`` / ``"warn"``) over ``(model, check)``. Values that
-do not apply (the weights of ``input``) are NaN.
+do not apply (the weights of ``input``) are NaN. The attribute ``config``
+holds the :class:`StudyConfig` as JSON.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,8 +58,8 @@ __all__ = ["run", "ZOO", "StudyConfig"]
 class StudyConfig:  # numpydoc ignore=PR01
     """Sizes of a study run; ``quick`` shrinks everything for a fast look.
 
-    Built by ``StudyConfig.make(quick)``; the fields are stored in the
-    results' attributes.
+    Built by ``StudyConfig.make(quick)``; the fields are stored, as JSON, in
+    the results' attribute ``config``.
 
     Attributes
     ----------
@@ -62,9 +70,14 @@ class StudyConfig:  # numpydoc ignore=PR01
     n_hebbian : int
         Hidden units of the Hebbian winner-take-all nets.
     epochs : int
-        Epochs of supervised training (also of the Hebbian nets' readouts).
-    hebbian_epochs : int
-        Epochs of unsupervised Hebbian training.
+        Epochs of supervised training of the backprop MLPs (twice that for the
+        spectrally regularized ones).
+    krotov_hopfield_epochs : int
+        Epochs of unsupervised training of the Krotov-Hopfield layer.
+    softhebb_epochs : int
+        Epochs of unsupervised training of the SoftHebb layer.
+    readout_epochs : int
+        Epochs of the Hebbian nets' backprop readouts.
     n_train : int or None
         Training inputs (a stratified subsample); ``None``: the whole training split.
     n_eval : int
@@ -81,13 +94,23 @@ class StudyConfig:  # numpydoc ignore=PR01
         Grid points per side of a tuning map.
     eps : tuple of float
         Attack radii (L-infinity) of the robustness sweep.
+    pgd_steps : int
+        Steps of every PGD attack (step size ``2.5 eps / pgd_steps``).
+    n_bisect : int
+        Bisection rounds of each input's critical eps.
+    n_noise_draws : int
+        Random-noise draws per input and eps of the noise baseline (the best counts).
+    surrogate_epochs : int
+        Training epochs of the surrogate MLP that the transfer attack differentiates.
     """
 
     quick: bool
     n_hidden: int
     n_hebbian: int
     epochs: int
-    hebbian_epochs: int
+    krotov_hopfield_epochs: int
+    softhebb_epochs: int
+    readout_epochs: int
     n_train: int | None
     n_eval: int
     n_attack: int
@@ -104,13 +127,18 @@ class StudyConfig:  # numpydoc ignore=PR01
     @classmethod
     def make(cls, quick: bool) -> "StudyConfig":
         if quick:
-            return cls(quick=True, n_hidden=256, n_hebbian=400, epochs=4, hebbian_epochs=3,
-                       n_train=1500, n_eval=400, n_attack=100, n_bootstraps=20, n_pairs=300,
+            return cls(quick=True, n_hidden=256, n_hebbian=400, epochs=4, krotov_hopfield_epochs=3,
+                       softhebb_epochs=3, readout_epochs=4, n_train=1500, n_eval=400, n_attack=100,
+                       n_bootstraps=20, n_pairs=300,
                        n_tuning_units=3, tuning_resolution=24,
                        eps=tuple(np.geomspace(1e-3, 0.3, 6).round(6)),
                        pgd_steps=10, n_bisect=5, n_noise_draws=3, surrogate_epochs=5)
-        return cls(quick=False, n_hidden=1000, n_hebbian=2000, epochs=20, hebbian_epochs=10,
-                   n_train=None, n_eval=1000, n_attack=300, n_bootstraps=100, n_pairs=1000,
+        # the Hebbian budgets of the validated MNIST-5k runs (tests/test_classifiers.py, >= 0.88 test
+        # accuracy); on a 2-core CPU they cost ~0.1 s (Krotov-Hopfield) / ~0.35 s (SoftHebb) per
+        # unsupervised epoch and ~0.04 s per readout epoch, under a minute together
+        return cls(quick=False, n_hidden=1000, n_hebbian=2000, epochs=20, krotov_hopfield_epochs=50,
+                   softhebb_epochs=20, readout_epochs=60, n_train=None, n_eval=1000, n_attack=300,
+                   n_bootstraps=100, n_pairs=1000,
                    n_tuning_units=8, tuning_resolution=48,
                    eps=tuple(np.geomspace(1e-4, 0.3, 9).round(6)),
                    pgd_steps=20, n_bisect=8, n_noise_draws=10, surrogate_epochs=20)
@@ -170,9 +198,10 @@ def _zoo() -> dict[str, ZooEntry]:
 
     def hebbian(kind: str):
         def build(cfg, n_features, seed, device, progress):
+            unsup = cfg.krotov_hopfield_epochs if kind == "krotov_hopfield" else cfg.softhebb_epochs
             return train.HebbianClassifier(
-                layer=kind, n_hidden=cfg.n_hebbian, unsup_epochs=cfg.hebbian_epochs,
-                epochs=cfg.epochs, device=device, random_state=seed, progress=progress,
+                layer=kind, n_hidden=cfg.n_hebbian, unsup_epochs=unsup,
+                epochs=cfg.readout_epochs, device=device, random_state=seed, progress=progress,
             )
         return build
 
@@ -183,9 +212,12 @@ def _zoo() -> dict[str, ZooEntry]:
                              backprop(regularizers=(train.JacobianRegularizer(strength=0.01),))),
         "spectral_a1": ZooEntry("MLP + spectral regularization, target α = 1", spectral(1.0)),
         "spectral_a2.5": ZooEntry("MLP + spectral regularization, target α = 2.5", spectral(2.5)),
+        # strength 10: what sigmoid units need to move their pre-activations into the flat tails
+        # (SaturationPenalty's docstring, tests/test_regularizers.py). Measured with the default sizes:
+        # flat fraction 0.77 at 10, 0.12 at 1, 0.03 unpenalized, at test accuracy 0.91 each
         "sigmoid_saturated": ZooEntry(
-            "sigmoid MLP + saturation penalty (Nayebi & Ganguli)",
-            backprop(activation="sigmoid", regularizers=(train.SaturationPenalty(),)),
+            "sigmoid MLP + saturation penalty 10 (Nayebi & Ganguli)",
+            backprop(activation="sigmoid", regularizers=(train.SaturationPenalty(strength=10.0),)),
         ),
         "krotov_hopfield": ZooEntry("Krotov-Hopfield WTA layer + ReLU^n readout", hebbian("krotov_hopfield")),
         "softhebb": ZooEntry("SoftHebb WTA layer + readout", hebbian("softhebb")),
@@ -198,25 +230,72 @@ ZOO = ("mlp", "weight_decay", "jacobian", "spectral_a1", "spectral_a2.5", "sigmo
 
 
 # --------------------------------------------------------------------------- training
+def _data_hash(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the training inputs and labels (values, dtypes and shapes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (X, y):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON form of an estimator parameter: modules by their config, regularizers by their parameters."""
+    import torch
+
+    if isinstance(value, torch.nn.Module):
+        config = getattr(value, "config", None)
+        return {"module": type(value).__name__, "config": config if isinstance(config, dict) else repr(value)}
+    if hasattr(value, "get_params"):
+        return {"class": type(value).__name__, "params": value.get_params(deep=False)}
+    return repr(value)
+
+
+def _model_params(clf: Any) -> dict[str, Any]:
+    """The estimator's parameters that shape its weights (not where it runs or whether it shows bars)."""
+    params = {k: v for k, v in clf.get_params(deep=False).items() if k not in ("device", "progress")}
+    return json.loads(json.dumps(params, default=_jsonable, sort_keys=True))
+
+
+def _stamp(clf: Any, cfg: StudyConfig, X: np.ndarray, y: np.ndarray, seed: int, data_hash: str) -> dict[str, Any]:
+    """Everything that shapes the trained weights: a checkpoint is reused only when all of it matches."""
+    from . import __version__
+
+    return {"geomkit_version": __version__, "data_sha256": data_hash, "quick": cfg.quick, "seed": seed,
+            "n_train": int(len(X)), "input_dim": int(X.shape[1]), "model": type(clf).__name__,
+            "params": _model_params(clf)}
+
+
 def _train_or_load(name: str, entry: ZooEntry, cfg: StudyConfig, X, y, models_dir: Path, seed: int,
-                   device: Any, retrain: bool, progress: bool, log: Callable[[str], None]):
+                   device: Any, retrain: bool, progress: bool, log: Callable[[str], None],
+                   data_hash: str | None = None):
     path = models_dir / name
     stamp = path.with_suffix(".study.json")
-    # everything that shapes the trained weights: a checkpoint is reused only when all of it matches
-    wanted = {"quick": cfg.quick, "seed": seed, "n_train": int(len(X)), "input_dim": int(X.shape[1]),
-              "n_hidden": cfg.n_hidden, "n_hebbian": cfg.n_hebbian, "epochs": cfg.epochs,
-              "hebbian_epochs": cfg.hebbian_epochs}
-    if not retrain and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
-        try:
-            clf = type(entry.build(cfg, int(X.shape[1]), seed, device, progress)).load(path, device=device)
-            log(f"{name}: reusing the checkpoint in {path} (pass --retrain to train again)")
-            return clf, True
-        except (FileNotFoundError, ValueError, RuntimeError) as err:
-            log(f"{name}: checkpoint in {path} unusable ({err}); training again")
     clf = entry.build(cfg, int(X.shape[1]), seed, device, progress)
+    wanted = _stamp(clf, cfg, X, y, seed, _data_hash(X, y) if data_hash is None else data_hash)
+    if retrain:
+        log(f"{name}: retraining (--retrain)")
+    elif stamp.is_file():
+        try:
+            found = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            found = {}
+        if found == wanted:
+            try:
+                loaded = type(clf).load(path, device=device)
+                log(f"{name}: reusing the checkpoint in {path} (pass --retrain to train again)")
+                return loaded, True
+            except (FileNotFoundError, ValueError, RuntimeError) as err:
+                log(f"{name}: checkpoint in {path} unusable ({err}); retraining")
+        else:
+            changed = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
+            log(f"{name}: the checkpoint in {path} was made with other {', '.join(changed)}; retraining")
     clf.fit(X, y)
     clf.save(path)
-    stamp.write_text(json.dumps(wanted))
+    stamp.write_text(json.dumps(wanted, indent=1))
     return clf, False
 
 
@@ -243,23 +322,46 @@ def _spectrum(acts: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
             "eigenvalues": np.asarray(est.eigenvalues_, dtype=np.float64)}
 
 
-def _weights(module: Any, entry: ZooEntry) -> dict[str, dict[str, float]]:
+def _weight_matrix(module: Any, name: str) -> np.ndarray | None:
+    """The (out, in) weight of ``module.<name>``, a parameter or a buffer, in float64; None if it has none."""
+    import torch
+
+    weight = getattr(dict(module.named_modules()).get(name), "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim < 2:
+        return None
+    weight = weight.detach()
+    return weight.reshape(weight.shape[0], -1).to(device="cpu", dtype=torch.float64).numpy()
+
+
+def _weights(module: Any, entry: ZooEntry, progress: bool = False) -> dict[str, dict[str, float]]:
+    """Spectrum and kurtosis of the incoming weights of the hidden and output layers.
+
+    The Hebbian layers keep their weights in a buffer (they learn without
+    gradients), which :func:`~geomkit.measures.weight_spectra.weight_spectra`
+    does not look for; so every model's matrices are taken out and measured
+    the same way, as the weights of bias-free stand-in Linear layers.
+    """
+    import torch
+
     from .measures.kurtosis import weight_kurtosis
     from .measures.weight_spectra import weight_spectra
 
-    spectra = weight_spectra(module, progress=False).set_index("layer")
-    kurt = weight_kurtosis(module).set_index("layer")
-    out = {}
-    for layer, name in (("hidden", entry.hidden_pre), ("output", entry.output)):
-        if name not in spectra.index:
-            continue
-        out[layer] = {
-            "weight_alpha": float(spectra.loc[name, "alpha"]),
-            "weight_stable_rank": float(spectra.loc[name, "stable_rank"]),
-            "weight_kurtosis": float(kurt.loc[name, "kurtosis"]),
-            "weight_l1_l2": float(kurt.loc[name, "l1_l2_ratio"]),
-        }
-    return out
+    matrices = {layer: W for layer, name in (("hidden", entry.hidden_pre), ("output", entry.output))
+                if (W := _weight_matrix(module, name)) is not None}
+    if not matrices:
+        return {}
+    stand_in = torch.nn.ModuleDict()
+    for layer, W in matrices.items():
+        linear = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, dtype=torch.float64)
+        linear.weight = torch.nn.Parameter(torch.from_numpy(W), requires_grad=False)
+        stand_in[layer] = linear
+    spectra = weight_spectra(stand_in, progress=progress).set_index("layer")
+    kurt = weight_kurtosis(matrices).set_index("layer")
+    return {layer: {"weight_alpha": float(spectra.loc[layer, "alpha"]),
+                    "weight_stable_rank": float(spectra.loc[layer, "stable_rank"]),
+                    "weight_kurtosis": float(kurt.loc[layer, "kurtosis"]),
+                    "weight_l1_l2": float(kurt.loc[layer, "l1_l2_ratio"])}
+            for layer in matrices}
 
 
 def _categorization(acts: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, float]:
@@ -273,7 +375,8 @@ def _categorization(acts: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int
             "categoricality_ci_high": float(cat.ci_[1]), "selective_fraction": float(sel.selective_fraction_)}
 
 
-def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
+def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig, seed: int,
+              progress: bool = False) -> dict[str, Any]:
     """Tuning maps of a few hidden units on the plane of the data's first two PCs."""
     from .measures.topology import LevelSetTopology
     from .probe.tuning import tuning_map
@@ -289,7 +392,7 @@ def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig
                        size=min(cfg.n_tuning_units, acts.shape[1]), replace=False)
     maps = tuning_map(module, entry.hidden, [int(u) for u in units], origin=pca.mean_,
                       direction_1=pca.components_[0], direction_2=pca.components_[1], extent=extent,
-                      resolution=cfg.tuning_resolution)
+                      resolution=cfg.tuning_resolution, progress=progress)
     topo = LevelSetTopology(n_levels=N_LEVELS).fit(np.asarray(maps.values, dtype=np.float64))
     curves = np.asarray(topo.betti_curves_.values, dtype=np.float64)
     return {"betti0": curves[:, 0].mean(axis=0), "betti1": curves[:, 1].mean(axis=0),
@@ -302,22 +405,28 @@ def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, see
 
     est = AdversarialRobustness(module, eps=list(cfg.eps), steps=cfg.pgd_steps, n_bisect=cfg.n_bisect,
                                 n_noise_draws=cfg.n_noise_draws, surrogate=surrogate, random_state=seed,
-                                progress=False).fit(X, y)
+                                progress=progress).fit(X, y)
     diag = est.diagnostics_
-    # score(X, y) would rerun the sweep: it is the AUC of the strongest attack, kept in auc_.
-    return {"robust_accuracy": est.robust_accuracy_, "robust_auc": float(est.auc_[est.strongest_attack_]),
+    # score(X, y) would rerun the sweep; the areas are in auc_. The PGD area (the stronger of the
+    # cross-entropy and margin-loss PGD) measures resistance to gradient attacks; the worst case over
+    # every attack, noise and transfer included, is kept apart: under gradient masking the two differ.
+    pgd = [a for a in est.auc_.index if str(a).split("-")[0] == "pgd"]
+    return {"robust_accuracy": est.robust_accuracy_,
+            "pgd_auc": float(est.auc_[pgd].min()) if pgd else np.nan,
+            "worst_auc": float(est.auc_[est.strongest_attack_]),
+            "worst_attack": str(est.strongest_attack_),
             "critical_eps_median": float(np.median(np.asarray(est.critical_eps_.values))),
             "diagnostics": {str(r["check"]): str(r["status"]) for _, r in diag.iterrows()}}
 
 
-def _activations(module: Any, X: np.ndarray, layer: str) -> np.ndarray:
+def _activations(module: Any, X: np.ndarray, layer: str, progress: bool = False) -> np.ndarray:
     from .probe import extract
 
-    ds = extract(module, X, [layer], progress=False)
+    ds = extract(module, X, [layer], progress=progress)
     return np.asarray(ds[layer].values, dtype=np.float64)
 
 
-def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray) -> float:
+def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray, progress: bool = False) -> float:
     """Fraction of hidden pre-activations in the flat region of their nonlinearity.
 
     The training module's definition (:func:`geomkit.train.flat_fraction`):
@@ -327,7 +436,8 @@ def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray) -> float:
     from .train.models import activation_kind
 
     kind = activation_kind(dict(module.named_modules())[entry.hidden])
-    return flat_fraction(_activations(module, X, entry.hidden_pre), "sigmoid" if kind == "sigmoid" else "relu")
+    return flat_fraction(_activations(module, X, entry.hidden_pre, progress),
+                         "sigmoid" if kind == "sigmoid" else "relu")
 
 
 def _measure_input(X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
@@ -343,18 +453,18 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
 
     module = clf.module_
     result: dict[str, Any] = {"accuracy": float(clf.score(X, y)), "layers": {}}
-    weights = _weights(module, entry)
+    weights = _weights(module, entry, progress)
     X_sens = X[: min(len(X), cfg.n_attack)]
     result["layers"]["input"] = dict(input_values)
     for layer, module_name in (("hidden", entry.hidden), ("output", entry.output)):
-        acts = _activations(module, X, module_name)
+        acts = _activations(module, X, module_name, progress)
         values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed), **weights.get(layer, {})}
-        values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name, progress=False)))
+        values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name, progress=progress)))
         result["layers"][layer] = values
-    fisher = FisherFlatness(module, progress=False).fit(X_sens)
+    fisher = FisherFlatness(module, progress=progress).fit(X_sens)
     result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
-    result["saturation_fraction"] = _saturation_fraction(module, entry, X)
-    result.update(_topology(module, entry, X, cfg, seed))
+    result["saturation_fraction"] = _saturation_fraction(module, entry, X, progress)
+    result.update(_topology(module, entry, X, cfg, seed, progress))
     result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
     return result
 
@@ -377,8 +487,10 @@ def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[
             lam = results[m]["layers"][l]["eigenvalues"]
             eig[i, j, : len(lam)] = lam
     data["eigenvalues"] = (("model", "layer", "rank"), eig)
-    for var in ("accuracy", "fisher_log_trace", "robust_auc", "critical_eps_median", "saturation_fraction", "n_peaks"):
+    for var in ("accuracy", "fisher_log_trace", "pgd_auc", "worst_auc", "critical_eps_median",
+                "saturation_fraction", "n_peaks"):
         data[var] = (("model",), np.array([float(results[m].get(var, np.nan)) for m in models]))
+    data["worst_attack"] = (("model",), np.array([str(results[m].get("worst_attack", "n/a")) for m in models]))
     for var in ("betti0", "betti1"):
         data[var] = (("model", "level"), np.stack([np.asarray(results[m][var], dtype=float) for m in models]))
     ra = [results[m]["robust_accuracy"] for m in models]
@@ -501,11 +613,12 @@ def run(
     input_values = _measure_input(X_eval, y_eval, cfg, seed)
     results: dict[str, dict[str, Any]] = {}
     reused = []
+    data_hash = _data_hash(X_train, y_train)
     for name in _progress(chosen, "study: models", progress):
         entry = zoo[name]
         t0 = time.perf_counter()
         clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train, models_dir, seed, device,
-                                         retrain, progress, log)
+                                         retrain, progress, log, data_hash)
         if was_reused:
             reused.append(name)
         t1 = time.perf_counter()
@@ -520,6 +633,7 @@ def run(
         "geomkit_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "reused_checkpoints": ",".join(reused),
+        "config": json.dumps(asdict(cfg)),
         "descriptions": {m: zoo[m].description for m in chosen},
     }
     ds = _assemble(results, cfg, attrs)

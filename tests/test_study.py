@@ -66,6 +66,115 @@ def test_measured_values_are_sane(quick_run):
     assert ds.attrs["smoothness_bound"] == pytest.approx(1 + 2 / ds.attrs["intrinsic_dim"])
 
 
+@pytest.mark.parametrize("name", ["krotov_hopfield", "softhebb", "mlp"])
+def test_hidden_weights_are_measured_for_every_net(quick_run, name):
+    # the Hebbian layers keep their weights in a buffer, not a Parameter: measured all the same
+    from scipy import stats
+
+    from geomkit.train import HebbianClassifier, NetClassifier
+
+    out, ds = quick_run
+    cls = NetClassifier if name == "mlp" else HebbianClassifier
+    W = cls.load(out / "models" / name).module_.hidden1.weight.detach().double().numpy()
+    got = ds.sel(model=name, layer="hidden")
+    for var in ("weight_kurtosis", "weight_l1_l2", "weight_stable_rank", "weight_alpha"):
+        assert np.isfinite(float(got[var])), var
+    assert float(got["weight_kurtosis"]) == pytest.approx(stats.kurtosis(W.ravel(), fisher=True), rel=1e-9)
+    assert float(got["weight_l1_l2"]) == pytest.approx(np.abs(W).sum() / np.linalg.norm(W), rel=1e-9)
+    sv2 = np.linalg.svd(W, compute_uv=False) ** 2
+    assert float(got["weight_stable_rank"]) == pytest.approx(sv2.sum() / sv2.max(), rel=1e-8)
+
+
+def test_pgd_score_and_worst_case_are_stored_apart(quick_run):
+    _, ds = quick_run
+    eps = ds["eps"].values
+    # independent trapezoid over log eps of each attack's robust-accuracy curve
+    area = np.trapezoid(ds["robust_accuracy"].values, np.log(eps), axis=-1) / np.log(eps[-1] / eps[0])
+    attacks = list(ds["attack"].values)
+    pgd = [i for i, a in enumerate(attacks) if a.split("-")[0] == "pgd"]
+    assert len(pgd) == 2  # cross-entropy and margin loss
+    np.testing.assert_allclose(ds["pgd_auc"].values, area[:, pgd].min(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(ds["worst_auc"].values, area.min(axis=1), rtol=1e-12)
+    assert list(ds["worst_attack"].values) == [attacks[i] for i in area.argmin(axis=1)]
+    assert "robust_auc" not in ds
+
+
+def test_config_is_stored_in_the_attributes(quick_run):
+    import dataclasses
+    import json
+
+    _, ds = quick_run
+    cfg = study.StudyConfig.make(quick=True)
+    assert json.loads(ds.attrs["config"]) == json.loads(json.dumps(dataclasses.asdict(cfg)))
+    # the budgets the Hebbian nets were trained with
+    assert json.loads(ds.attrs["config"])["krotov_hopfield_epochs"] == 3
+
+
+def test_default_hebbian_budgets_are_the_validated_ones():
+    # tests/test_classifiers.py::test_hebbian_mnist5k reaches >= 0.88 with these
+    cfg = study.StudyConfig.make(quick=False)
+    assert (cfg.krotov_hopfield_epochs, cfg.softhebb_epochs, cfg.readout_epochs, cfg.n_hebbian) == (50, 20, 60, 2000)
+    zoo = study._zoo()
+    kh = zoo["krotov_hopfield"].build(cfg, 784, 0, "cpu", False)
+    sh = zoo["softhebb"].build(cfg, 784, 0, "cpu", False)
+    assert (kh.unsup_epochs, kh.epochs, sh.unsup_epochs, sh.epochs) == (50, 60, 20, 60)
+    # the saturated sigmoid net uses the strength that saturates sigmoid units (SaturationPenalty's docs)
+    (penalty,) = zoo["sigmoid_saturated"].build(cfg, 784, 0, "cpu", False).regularizers
+    assert penalty.strength == 10.0
+
+
+def _tiny(tmp_path, X, y, **kw):
+    """One small mlp trained (or reused) through the study's checkpoint logic."""
+    import dataclasses
+
+    cfg = dataclasses.replace(study.StudyConfig.make(quick=True), n_hidden=8, epochs=1)
+    notes = []
+    entry = kw.pop("entry", study._zoo()["mlp"])
+    clf, reused = study._train_or_load("mlp", entry, cfg, X, y, tmp_path, 0, "cpu", kw.pop("retrain", False),
+                                       False, notes.append)
+    return clf, reused, notes
+
+
+def test_checkpoint_stamp_decides_reuse(tmp_path):
+    import os
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 12)).astype(np.float32)
+    y = np.arange(60) % 3
+    weights = tmp_path / "mlp" / "state_dict.pt"
+
+    first, reused, _ = _tiny(tmp_path, X, y)
+    assert not reused
+    os.utime(weights, ns=(10**18, 10**18))  # a known mtime: a rewrite would change it
+
+    # same data, same settings: reused, file untouched, same weights
+    again, reused, notes = _tiny(tmp_path, X, y)
+    assert reused and "reusing the checkpoint" in notes[0]
+    assert weights.stat().st_mtime_ns == 10**18
+    np.testing.assert_array_equal(again.predict_proba(X), first.predict_proba(X))
+
+    # other data of the same shapes (what a PATH of other images would give): retrained
+    _, reused, notes = _tiny(tmp_path, X[::-1].copy(), y)
+    assert not reused and "data_sha256" in notes[0] and "retraining" in notes[0]
+    assert weights.stat().st_mtime_ns != 10**18
+
+    # other model settings (a regularizer strength): retrained
+    os.utime(weights, ns=(10**18, 10**18))
+    from geomkit import train
+
+    other = study.ZooEntry("mlp + penalty", lambda cfg, n, seed, device, progress: study._net(
+        cfg, n, seed, device, progress, regularizers=(train.WeightDecay(1e-2),)))
+    _, reused, notes = _tiny(tmp_path, X[::-1].copy(), y, entry=other)
+    assert not reused and "params" in notes[0] and "retraining" in notes[0]
+    assert weights.stat().st_mtime_ns != 10**18
+
+    # a matching stamp with --retrain: retrained
+    os.utime(weights, ns=(10**18, 10**18))
+    _, reused, notes = _tiny(tmp_path, X[::-1].copy(), y, entry=other, retrain=True)
+    assert not reused and "retraining (--retrain)" in notes[0]
+    assert weights.stat().st_mtime_ns != 10**18
+
+
 def test_rerun_reuses_checkpoints(quick_run):
     out, ds = quick_run
     again = study.run(out=out, quick=True, progress=False, seed=0, models=["mlp"])

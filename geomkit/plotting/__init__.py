@@ -2,7 +2,8 @@
 
 One module per result type (``spectrum``, ``sensitivity``, ``categorization``,
 ``topology``, ``training``, ``robustness``, ``study``); every public function is
-re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on.
+re-exported here and returns the matplotlib ``Axes`` (or ``Figure``) it drew on;
+``study_figures`` returns every figure of a study's report with its caption.
 """
 
 from .robustness import plot_critical_eps, plot_robust_accuracy
@@ -21,6 +22,7 @@ from .training import (
     plot_spectral_targets,
     plot_training_history,
 )
+from .study import study_figures
 
 __all__: list[str] = [
     "plot_spectrum",
@@ -41,4 +43,5 @@ __all__: list[str] = [
     "plot_hebbian_convergence",
     "plot_receptive_fields",
     "plot_spectral_targets",
+    "study_figures",
 ]

@@ -156,24 +156,26 @@ def _betti(ds, palette):
         ax.set_title(f"Betti curves, {title}")
     axes[0].legend(fontsize=7)
     return fig, "Level-set topology of tuning maps of sampled hidden units over the plane of the data's " \
-                "first two principal components (Wang & Ponce 2022). A ReLU or power of one linear " \
-                "projection of the input, as in every first hidden layer here but SoftHebb's softmax, is a " \
-                "ramp on any plane: its superlevel sets are half-planes, b₀ = 1 and b₁ = 0 at every level by " \
+                "first two principal components (Wang & Ponce 2022). A monotone function of one linear " \
+                "projection of the input (the ReLU or sigmoid of the backprop nets, ReLU(h)ⁿ of the plain " \
+                "currents h = Wx in both Hebbian nets), as in every hidden layer here, is a ramp on any " \
+                "plane: its superlevel sets are half-planes, b₀ = 1 and b₁ = 0 at every level by " \
                 "construction; richer curves need deeper units or curved stimulus manifolds."
 
 
 def _alpha_vs_robustness(ds, palette):
     fig, (ax,) = _new()
     alpha = ds["alpha"].sel(layer="hidden").values
-    auc = ds["robust_auc"].values
+    auc = ds["pgd_auc"].values
     for m, a, r in zip(ds.model.values, alpha, auc):
         ax.scatter(a, r, color=palette[m], s=40, label=m)
     ax.set_xlabel("hidden-layer power-law exponent α")
-    ax.set_ylabel("robustness: area under the PGD curve (log ε)")
+    ax.set_ylabel("PGD score: area under the PGD curve (log ε)")
     ax.set_title("Spectrum vs robustness")
     ax.legend(fontsize=7)
-    return fig, "Each model's hidden-layer exponent against its robustness score (normalized area under the " \
-                "PGD robust-accuracy curve on a log-ε axis)."
+    return fig, "Each model's hidden-layer exponent against its PGD score: the normalized area under the " \
+                "robust-accuracy curve of the stronger PGD attack (cross-entropy or margin loss) on a log-ε " \
+                "axis. The worst case over every attack, noise and transfer included, is worst_auc in the results."
 
 
 def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
@@ -189,6 +191,23 @@ def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
     dict of str to (matplotlib.figure.Figure, str)
         Figure name (used as the PNG file name) to the figure and its caption.
         A figure whose variables are absent from ``ds`` is skipped.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import xarray as xr
+    >>> from geomkit.plotting import study_figures
+    >>> cat = [[0.2, 0.5, 0.8]]
+    >>> ds = xr.Dataset(
+    ...     {"categoricality": (("model", "layer"), cat),
+    ...      "categoricality_ci_low": (("model", "layer"), [[0.1, 0.4, 0.7]]),
+    ...      "categoricality_ci_high": (("model", "layer"), [[0.3, 0.6, 0.9]])},
+    ...     coords={"model": ["mlp"], "layer": ["input", "hidden", "output"]})
+    >>> figures = study_figures(ds)  # only the figure whose variables are there
+    >>> list(figures)
+    ['categoricality']
+    >>> fig, caption = figures["categoricality"]
+    >>> plt.close(fig)
     """
     palette = _models_palette(list(ds.model.values))
     makers = {
@@ -198,7 +217,7 @@ def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
         "robustness": (_robustness, ["robust_accuracy"]),
         "categoricality": (_categoricality, ["categoricality"]),
         "betti_curves": (_betti, ["betti0", "betti1"]),
-        "alpha_vs_robustness": (_alpha_vs_robustness, ["alpha", "robust_auc"]),
+        "alpha_vs_robustness": (_alpha_vs_robustness, ["alpha", "pgd_auc"]),
     }
     figures = {}
     for name, (maker, needs) in makers.items():
