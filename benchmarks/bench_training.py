@@ -6,9 +6,10 @@
 2. An epoch of a 784-1000-10 MLP on MNIST-5k with the default
    SpectralRegularizer (subspace-iteration update), with the exact update
    (``update="full"``), and with a JacobianRegularizer (one projection),
-   against the vanilla epoch of the same net and batch size. The first
-   epoch of the spectral run (exact eigenvectors) is timed apart and folded
-   into a whole-run figure for the 40-epoch budget.
+   against the vanilla epoch of the same net and batch size, the runs
+   interleaved so that they share the machine's load. The first epoch of the
+   spectral run (exact eigenvectors) is timed apart and folded into a
+   whole-run figure for the 40-epoch budget.
 
 Run:  PYTHONPATH=. python benchmarks/bench_training.py [--threads 2] [--repeats 3]
 """
@@ -16,7 +17,6 @@ Run:  PYTHONPATH=. python benchmarks/bench_training.py [--threads 2] [--repeats 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -61,18 +61,27 @@ def bench_krotov_hopfield(X: torch.Tensor, repeats: int) -> None:
 def bench_regularizers(X: torch.Tensor, y: torch.Tensor, repeats: int, batch_size: int) -> None:
     from geomkit.train import MLP, JacobianRegularizer, SpectralRegularizer, train_module
 
-    def run(regs, epochs=3, first=False):
+    def run(make_regs, epochs):
         torch.manual_seed(0)
         net = MLP((784, 1000, 10))
-        hist = train_module(net, X, y, regularizers=regs, epochs=epochs, batch_size=batch_size, seed=0)
-        if first:
-            return hist["seconds"].iloc[0]
-        return statistics.median(hist["seconds"].iloc[1:])  # the first epoch is timed apart
+        hist = train_module(net, X, y, regularizers=make_regs(), epochs=epochs, batch_size=batch_size, seed=0)
+        seconds = hist["seconds"].to_numpy()
+        # the first epoch is timed apart (the spectral one computes exact eigenvectors);
+        # the later ones do the same work, and the fastest is the one the load disturbed least
+        return seconds[0], seconds[1:].min()
 
-    vanilla = min(run([]) for _ in range(repeats))
-    spectral = min(run([SpectralRegularizer()], epochs=4) for _ in range(repeats))
-    full = min(run([SpectralRegularizer(update="full")]) for _ in range(repeats))
-    jacobian = min(run([JacobianRegularizer(n_proj=1)]) for _ in range(repeats))
+    # interleaved (vanilla, spectral, full, Jacobian, vanilla, ...): on a shared
+    # machine the load drifts, and runs of one kind in a block would see
+    # different loads than the runs they are compared with
+    kinds = {"vanilla": (lambda: [], 4), "spectral": (lambda: [SpectralRegularizer()], 4),
+             "full": (lambda: [SpectralRegularizer(update="full")], 3),
+             "jacobian": (lambda: [JacobianRegularizer(n_proj=1)], 3)}
+    times = {kind: [] for kind in kinds}
+    for _ in range(repeats):
+        for kind, (make, epochs) in kinds.items():
+            times[kind].append(run(make, epochs))
+    vanilla, spectral, full, jacobian = (min(t[1] for t in times[k]) for k in kinds)
+    vanilla_first, first = (min(t[0] for t in times[k]) for k in ("vanilla", "spectral"))
 
     # the spectral overhead split: the one-time exact eigendecomposition (first
     # epoch), the per-epoch subspace-iteration step, and the per-batch term
@@ -88,8 +97,6 @@ def bench_regularizers(X: torch.Tensor, y: torch.Tensor, repeats: int, batch_siz
     with torch.no_grad():
         H = net.act1(net.hidden1(X[:batch_size]))
     step = best_of(lambda: reg._subspace_step(H), repeats)
-    first = run([SpectralRegularizer()], epochs=1, first=True)
-    vanilla_first = run([], epochs=1, first=True)
     n_budget = 40
     total = (first + (n_budget - 1) * spectral) / (vanilla_first + (n_budget - 1) * vanilla)
     print(f"MLP 784-1000-10 epoch on MNIST-5k (batch {batch_size}):")

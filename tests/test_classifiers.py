@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
@@ -13,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from geomkit.datasets import load_digits
-from geomkit.train import MLP, HebbianClassifier, NetClassifier, TrainingDiverged
+from geomkit.train import MLP, HebbianClassifier, JacobianRegularizer, NetClassifier, TrainingDiverged
 from geomkit.train.regularizers import Regularizer
 
 
@@ -128,6 +129,7 @@ def test_save_load_round_trip(digits, tmp_path, monkeypatch):
     np.testing.assert_array_equal(loaded.predict_proba(X_test), clf.predict_proba(X_test))
     assert loaded.get_params() == clf.get_params()
     np.testing.assert_allclose(loaded.history_["loss"], clf.history_["loss"])
+    pd.testing.assert_frame_equal(loaded.history_, clf.history_, check_exact=True)  # full float precision in the JSON
 
 
 def test_save_load_custom_module_needs_module(digits, tmp_path):
@@ -147,6 +149,27 @@ def test_hebbian_save_load(digits, tmp_path):
                             progress=False).fit(X_train, y_train)
     loaded = HebbianClassifier.load(clf.save(tmp_path / "hebb"))
     np.testing.assert_allclose(loaded.predict_proba(X_test), clf.predict_proba(X_test), rtol=1e-6)
+    # both histories come back bit for bit, with their dtypes (JSON beside the state dict, no pickle)
+    assert list(clf.unsup_history_["epoch"]) == [0, 1]
+    pd.testing.assert_frame_equal(loaded.unsup_history_, clf.unsup_history_, check_exact=True)
+    pd.testing.assert_frame_equal(loaded.history_, clf.history_, check_exact=True)
+    config = json.loads((tmp_path / "hebb" / "config.json").read_text())
+    assert config["unsup_history"][1]["frac_ever_won"] == clf.unsup_history_["frac_ever_won"].iloc[1]
+    assert sorted(p.name for p in (tmp_path / "hebb").iterdir()) == ["config.json", "state_dict.pt"]
+
+
+def test_hebbian_load_without_unsup_history_warns(digits, tmp_path):
+    X_train, _, y_train, _ = digits
+    clf = HebbianClassifier(n_hidden=20, layer_params={"k": 2}, unsup_epochs=1, epochs=1, random_state=0,
+                            progress=False).fit(X_train, y_train)
+    path = clf.save(tmp_path / "old")
+    config = json.loads((path / "config.json").read_text())
+    del config["unsup_history"]  # as written before the unsupervised history was saved
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="no unsupervised history"):
+        loaded = HebbianClassifier.load(path)
+    assert not hasattr(loaded, "unsup_history_")
+    np.testing.assert_array_equal(loaded.predict(X_train), clf.predict(X_train))
 
 
 # ---------------------------------------------------------------------------
@@ -203,6 +226,8 @@ def test_nan_loss_stops_and_keeps_last_good_weights(digits):
     for k, v in reference.module_.state_dict().items():
         assert torch.equal(clf.module_.state_dict()[k], v), k
     assert len(clf.history_) == 2
+    assert "reg_exploding" in clf.history_  # the same columns as a finished run's history
+    np.testing.assert_array_equal(clf.history_["reg_exploding"], [0.0, 0.0])
 
 
 def test_overflowing_logits_name_the_task_loss(digits):
@@ -210,8 +235,65 @@ def test_overflowing_logits_name_the_task_loss(digits):
     clf = small_net(epochs=3)
     with pytest.raises(TrainingDiverged, match="epoch 0 .*'task_loss'"):
         clf.fit(X_train * 1e38, y_train)  # finite inputs, logits overflow float32
-    initial = MLP((64, 64, 10))
-    assert clf.history_.empty and clf.module_.hidden1.weight.shape == initial.hidden1.weight.shape
+    assert clf.history_.empty
+    # diverged in the first epoch: the kept weights are the initial ones, bit for bit, i.e. those
+    # of the default MLP built under the same seed (and not those of another seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        initial = MLP((64, 64, 10)).state_dict()
+        torch.manual_seed(1)
+        other = MLP((64, 64, 10)).state_dict()
+    kept = clf.module_.state_dict()
+    assert list(kept) == list(initial)
+    for k, v in initial.items():
+        assert torch.equal(kept[k], v), k
+    assert not torch.equal(kept["hidden1.weight"], other["hidden1.weight"])
+
+
+def test_hebbian_readout_divergence_keeps_last_good_weights(digits):
+    """Adam with lr=1e37 makes the first step ~1e38 and the logits overflow in the first epoch:
+    fit raises, and module_ holds the learned hidden layer with the initial readout."""
+    X_train, _, y_train, _ = digits
+    params = dict(n_hidden=40, layer_params={"k": 2}, unsup_epochs=2, epochs=3, random_state=0, progress=False)
+    clf = HebbianClassifier(lr=1e37, **params)
+    with pytest.raises(TrainingDiverged, match="epoch 0 .*'task_loss'"):
+        clf.fit(X_train, y_train)
+    assert clf.history_.empty and list(clf.unsup_history_["epoch"]) == [0, 1]
+    # the reference: a step of 1e-30 leaves float32 weights of size >~ 1e-20 bitwise unchanged, so
+    # this fit ends with the initial readout of the same seed (and the same hidden layer)
+    reference = HebbianClassifier(lr=1e-30, **params).fit(X_train, y_train)
+    assert float(reference.module_.out.weight.abs().min()) > 1e-20
+    kept = clf.module_.state_dict()
+    for k, v in reference.module_.state_dict().items():
+        assert torch.equal(kept[k], v), k
+    np.testing.assert_array_equal(clf.predict(X_train), reference.predict(X_train))
+
+
+def test_softhebb_random_state_reproducible_bit_for_bit(digits):
+    X_train, _, y_train, _ = digits
+    runs = [HebbianClassifier(layer="softhebb", n_hidden=40, unsup_epochs=2, epochs=2, random_state=seed,
+                              progress=False).fit(X_train, y_train) for seed in [3, 3, 4]]
+    for k, v in runs[0].module_.state_dict().items():
+        assert torch.equal(v, runs[1].module_.state_dict()[k]), k
+    assert not torch.equal(runs[0].module_.hidden1.weight, runs[2].module_.hidden1.weight)
+    assert not torch.equal(runs[0].module_.out.weight, runs[2].module_.out.weight)
+    pd.testing.assert_frame_equal(runs[0].unsup_history_.drop(columns="seconds"),
+                                  runs[1].unsup_history_.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(runs[0].history_.drop(columns="seconds"),
+                                  runs[1].history_.drop(columns="seconds"))
+
+
+def test_jacobian_regularized_net_reproducible_bit_for_bit(digits):
+    """The random projections are drawn from the seeded generator: same seed, same weights."""
+    X_train, _, y_train, _ = digits
+    runs = [small_net(epochs=2, random_state=seed, regularizers=JacobianRegularizer(0.05)).fit(X_train, y_train)
+            for seed in [5, 5, 6]]
+    for k, v in runs[0].module_.state_dict().items():
+        assert torch.equal(v, runs[1].module_.state_dict()[k]), k
+    assert not torch.equal(runs[0].module_.hidden1.weight, runs[2].module_.hidden1.weight)
+    hist = [r.history_.drop(columns="seconds") for r in runs]
+    pd.testing.assert_frame_equal(hist[0], hist[1])
+    assert (hist[0]["reg_jacobian"] > 0).all()
 
 
 @pytest.mark.parametrize("param,value,error", [("epochs", 0, ValueError), ("lr", -1.0, ValueError),

@@ -28,6 +28,7 @@ import copy
 import json
 import os
 import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,8 @@ def train_module(
             # ceil(n / batch_size) batches of nearly equal size: no tiny last batch
             for idx in torch.tensor_split(order, n_batches):
                 xb, yb = X[idx], y[idx]
-                if input_grad:
-                    xb = xb.clone().requires_grad_(True)
+                if input_grad:  # X[idx] is a fresh tensor (a gather): no clone needed
+                    xb.requires_grad_(True)
                 rec.clear()
                 logits = module(xb)
                 terms = {"task_loss": F.cross_entropy(logits, yb)}
@@ -186,7 +187,7 @@ def train_module(
                         f"The weights of the last good epoch ({epoch - 1 if epoch else 'initial'}) "
                         "were kept. Lower lr or the regularizer strength."
                     )
-                    err.history = pd.DataFrame(rows)
+                    err.history = pd.DataFrame(rows).rename(columns={n: f"reg_{n}" for n in names})
                     err.epoch, err.terms = epoch, bad
                     raise err
                 loss = sum(terms.values())
@@ -350,8 +351,9 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator to the directory ``path``.
 
-        Writes ``config.json`` (parameters, module config, classes, history)
-        and ``state_dict.pt`` (the module's tensors, ``torch.save``).
+        Writes ``config.json`` (parameters, module config, classes, the
+        training histories at full float precision) and ``state_dict.pt``
+        (the module's tensors, ``torch.save``); no pickled objects.
 
         Parameters
         ----------
@@ -374,7 +376,8 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
             "classes": self.classes_.tolist(),
             "columns": self.columns_.tolist(),
             "n_features_in": int(self.n_features_in_),
-            "history": json.loads(self.history_.to_json(orient="records")),
+            "history": _frame_records(self.history_),
+            **self._extra_config(),
         }
         (path / "config.json").write_text(json.dumps(config, indent=1))
         state = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
@@ -432,7 +435,21 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
         est.columns_ = np.asarray(config["columns"], dtype=np.int64)
         est.n_features_in_ = config["n_features_in"]
         est.history_ = pd.DataFrame(config["history"])
+        est._restore_extra(config, path)
         return est
+
+    def _extra_config(self) -> dict[str, Any]:
+        """Estimator-specific JSON entries of ``config.json``."""
+        return {}
+
+    def _restore_extra(self, config: dict[str, Any], path: Path) -> None:
+        """Set the attributes that :meth:`_extra_config` saved."""
+
+
+def _frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a DataFrame as JSON-ready dicts: Python scalars (floats
+    written by ``repr``, so they read back bit for bit), NaN as null."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def _to_tensors(X: np.ndarray, y: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -716,6 +733,13 @@ class HebbianClassifier(_TorchClassifier):
         Per-epoch readout history (``loss``, ``task_loss``, ``accuracy``, ...).
     classes_, n_features_in_
 
+    Raises
+    ------
+    TrainingDiverged
+        If the readout's loss becomes NaN / inf (the message names the
+        epoch; ``module_`` keeps the learned hidden layer and the readout of
+        the last good epoch, ``history_`` the epochs before).
+
     Examples
     --------
     >>> from geomkit.datasets import load_digits
@@ -788,9 +812,24 @@ class HebbianClassifier(_TorchClassifier):
                     )
                 net.scale1.factor.fill_(1.0 / float(scale))
                 feats = feats * net.scale1.factor
-            self.history_ = train_module(net.out, feats, yt, epochs=check_int(self.epochs, "epochs", low=1),
-                                         lr=check_float(self.lr, "lr", low=0.0, low_inclusive=False),
-                                         batch_size=check_int(self.batch_size, "batch_size", low=1),
-                                         seed=seed, progress=self.progress, desc="readout")
+            try:
+                self.history_ = train_module(net.out, feats, yt, epochs=check_int(self.epochs, "epochs", low=1),
+                                             lr=check_float(self.lr, "lr", low=0.0, low_inclusive=False),
+                                             batch_size=check_int(self.batch_size, "batch_size", low=1),
+                                             seed=seed, progress=self.progress, desc="readout")
+            except TrainingDiverged as err:
+                # train_module restored the readout of the last good epoch
+                self.module_, self.history_ = net.eval(), err.history
+                raise
         self.module_ = net.eval()
         return self
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {"unsup_history": _frame_records(self.unsup_history_)}
+
+    def _restore_extra(self, config: dict[str, Any], path: Path) -> None:
+        if "unsup_history" not in config:  # written before the unsupervised history was saved
+            warnings.warn(f"{path} holds no unsupervised history; unsup_history_ is not set.",
+                          UserWarning, stacklevel=3)
+            return
+        self.unsup_history_ = pd.DataFrame(config["unsup_history"])
