@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["resolve_device", "model_device", "eigvalsh", "eigh", "symmetrize"]
+__all__ = ["resolve_device", "check_device", "model_device", "eigvalsh", "eigh", "symmetrize"]
 
 
 def resolve_device(device: Any = None, model: Any = None):
@@ -34,6 +34,58 @@ def resolve_device(device: Any = None, model: Any = None):
     if model is not None:
         return model_device(model)
     return torch.device("cpu")
+
+
+def check_device(device: Any, name: str = "device"):
+    """Validate an array estimator's ``device`` parameter: ``None`` (numpy) or a usable torch device.
+
+    Parameters
+    ----------
+    device : None, str or torch.device
+        ``None`` stays ``None`` (numpy on the CPU, torch is not imported).
+    name : str, default="device"
+        The parameter's name, for error messages.
+
+    Returns
+    -------
+    None or torch.device
+
+    Raises
+    ------
+    ValueError
+        For a string torch cannot parse, or a CUDA / MPS device this machine
+        does not have.
+    TypeError
+        For anything else (a number, a list, ...).
+    """
+    if device is None:
+        return None
+    import torch
+
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"{name} must be None, a string such as 'cpu' or 'cuda:0', or a torch.device; got "
+            f"{type(device).__name__} {device!r}."
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{name} must be None, a string such as 'cpu' or 'cuda:0', or a torch.device; got "
+            f"{device!r} ({err})."
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise ValueError(
+                f"{name}={device!r}, but this machine has {n} usable CUDA device(s). Use "
+                f"{name}=None (numpy) or 'cpu'" + (f", or 'cuda:0'..'cuda:{n - 1}'." if n else ".")
+            )
+    elif dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"{name}={device!r}, but MPS is not available here; use None or 'cpu'.")
+    return dev
 
 
 def model_device(model: Any):

@@ -37,6 +37,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ._backend import check_device
 from ._validation import check_float, check_int, check_labels
 from .probe.jacobian import (
     OUTPUT,
@@ -457,6 +458,7 @@ class _FlatnessBase(BaseEstimator):
         check_float(self.variance_fraction, "variance_fraction", low=0.0, high=1.0, low_inclusive=False)
         if self.n_eigenvalues is not None:
             check_int(self.n_eigenvalues, "n_eigenvalues", low=1)
+        check_device(self.device)  # None: where the model is
 
     def fit(self, X: Any, y: Any = None):
         """Compute the per-input metrics of every layer on X.

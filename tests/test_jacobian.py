@@ -5,7 +5,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from geomkit.probe.jacobian import SaturationWarning, jacobian, jacobian_norm
+from geomkit.probe.jacobian import (
+    JacobianFallbackWarning,
+    SaturationWarning,
+    jacobian,
+    jacobian_norm,
+)
 
 
 def mlp(seed=0, d=12, h=16, c=5, act=nn.Tanh):
@@ -92,7 +97,8 @@ class BatchCoupled(ItemModel):
 
 def test_fallback_to_autograd_when_torch_func_cannot_trace():
     model, X = ItemModel(), torch.randn(7, 12)
-    J, info = jacobian(model, X, progress=False, return_info=True)
+    with pytest.warns(JacobianFallbackWarning, match=r"ItemModel \(RuntimeError.*item.*plain-autograd"):
+        J, info = jacobian(model, X, progress=False, return_info=True)
     assert info.path == "autograd" and "item" in info.fallback_reason
     assert info.independent_samples is True
     torch.testing.assert_close(J, reference(model, X), rtol=1e-5, atol=1e-5)
@@ -100,7 +106,8 @@ def test_fallback_to_autograd_when_torch_func_cannot_trace():
 
 def test_fallback_handles_batch_coupled_models_one_input_at_a_time():
     model, X = BatchCoupled(), torch.randn(5, 12)
-    J, info = jacobian(model, X, progress=False, return_info=True)
+    with pytest.warns(JacobianFallbackWarning, match="BatchCoupled"):
+        J, info = jacobian(model, X, progress=False, return_info=True)
     assert info.independent_samples is False
     torch.testing.assert_close(J, reference(model, X), rtol=1e-5, atol=1e-5)
 
@@ -237,3 +244,123 @@ def test_saturated_float32_warns_and_float64_recovers():
     expected = torch.einsum("ch,nh,hd->ncd", W2, s * (1 - s), W1)
     torch.testing.assert_close(J64, expected, rtol=1e-10, atol=0)
     assert float(J64.abs().min()) > 0
+
+
+# ----------------------------------------------------------------------------- jacobian_norm paths
+class LogOut(nn.Module):
+    """log(x): NaN where an entry is negative."""
+
+    def forward(self, x):
+        return torch.log(x)
+
+
+@pytest.mark.parametrize("n_projections", [None, 3])
+@pytest.mark.parametrize("method", ["auto", "autograd"])
+def test_jacobian_norm_checks_every_chunk_for_nan(method, n_projections):
+    # The first chunk is finite; input 4 (third chunk of 2) has a NaN output.
+    X = torch.rand(6, 4) + 0.1
+    X[4, 0] = -1.0
+    with pytest.raises(ValueError, match=r"NaN or infinite outputs for 1 input\(s\) \(first: index 4\)"):
+        jacobian_norm(LogOut(), X, n_projections=n_projections, method=method, chunk_size=2,
+                      progress=False)
+    # Finite inputs: d log(x) / dx = diag(1 / x), so ||J||_F^2 = sum 1 / x^2 exactly.
+    Xf = X.clone()
+    Xf[4, 0] = 0.5
+    expected = (1.0 / Xf.double() ** 2).sum(dim=1).numpy()
+    np.testing.assert_allclose(jacobian_norm(LogOut(), Xf, chunk_size=2, method=method, progress=False),
+                               expected, rtol=1e-5)
+
+
+def test_jacobian_norm_returns_which_path_ran():
+    net = mlp()
+    X = torch.randn(10, 12)
+    est, info = jacobian_norm(net, X, n_projections=4, random_state=0, chunk_size=4,
+                              progress=False, return_info=True)
+    assert (info.path, info.method, info.chunk_size, info.n_chunks) == ("torch.func", "vjp", 4, 3)
+    assert (info.in_shape, info.out_shape, info.fallback_reason) == ((12,), (5,), None)
+    np.testing.assert_array_equal(
+        est, jacobian_norm(net, X, n_projections=4, random_state=0, chunk_size=4, progress=False)
+    )
+    est_ag, info_ag = jacobian_norm(net, X, n_projections=4, random_state=0, chunk_size=4,
+                                    method="autograd", progress=False, return_info=True)
+    assert info_ag.path == "autograd" and info_ag.independent_samples is True
+    assert info_ag.fallback_reason == "method='autograd' was requested"
+    np.testing.assert_allclose(est_ag, est, rtol=1e-5)  # same projections, other path
+    exact, info_ex = jacobian_norm(net, X, progress=False, return_info=True)
+    assert (info_ex.path, info_ex.method) == ("torch.func", "jacrev")  # 5 outputs < 12 inputs
+    ref = (reference(net, X).double() ** 2).sum(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(exact, ref, rtol=1e-5)
+
+
+def test_jacobian_norm_projection_falls_back_with_a_warning():
+    model, X = ItemModel(), torch.randn(8, 12)
+    with pytest.warns(JacobianFallbackWarning, match=r"ItemModel.*item.*jacobian_norm now runs"):
+        est, info = jacobian_norm(model, X, n_projections=5, random_state=2, progress=False,
+                                  return_info=True)
+    assert info.path == "autograd" and "item" in info.fallback_reason
+    # ItemModel is model.net times 1: the same projections give the same estimate.
+    ref = jacobian_norm(model.net, X, n_projections=5, random_state=2, progress=False)
+    np.testing.assert_allclose(est, ref, rtol=1e-5)
+
+
+def _saturated_sigmoid_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 6), nn.Sigmoid(), nn.Linear(6, 3))
+    with torch.no_grad():
+        net[0].bias.fill_(25.0)  # sigmoid' underflows to 0 in float32 only
+    return net
+
+
+def test_jacobian_norm_projection_warns_on_saturation():
+    import warnings
+
+    net, X = _saturated_sigmoid_net(), torch.rand(4, 5) + 0.5
+    with pytest.warns(SaturationWarning, match=r"Jacobian is exactly zero for 4 of 4"):
+        est32 = jacobian_norm(net, X, n_projections=2, random_state=0, progress=False)
+    assert (est32 == 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SaturationWarning)
+        est64 = jacobian_norm(net, X, n_projections=2000, random_state=0, dtype=torch.float64,
+                              progress=False)
+    exact64 = jacobian_norm(net, X, dtype=torch.float64, progress=False)
+    assert (exact64 > 0).all()
+    # Unbiased; 2000 projections in C = 3 outputs leave a few per cent of noise.
+    np.testing.assert_allclose(est64, exact64, rtol=0.1)
+
+
+class OOMUnderGrad(nn.Module):
+    """Runs under no_grad (the probe forward) but 'runs out of memory' when differentiated."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        if torch.is_grad_enabled():
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+        return self.lin(x)
+
+
+class LayerOnlyWithoutGrad(nn.Module):
+    """Layer 'a' runs in the probe forward (no_grad) but not when differentiated."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.b(x) if torch.is_grad_enabled() else self.b(self.a(x))
+
+
+@pytest.mark.parametrize("n_projections", [None, 2])
+def test_out_of_memory_and_own_errors_are_raised_not_fallen_back(n_projections):
+    import warnings
+
+    X = torch.randn(5, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JacobianFallbackWarning)
+        with pytest.raises(torch.cuda.OutOfMemoryError, match=r"80.00 GiB[\s\S]*smaller chunk_size"):
+            jacobian_norm(OOMUnderGrad(), X, n_projections=n_projections, progress=False)
+        with pytest.raises(ValueError, match="layer 'a' did not run"):
+            jacobian_norm(LayerOnlyWithoutGrad(), X, layer="a", n_projections=n_projections,
+                          progress=False)

@@ -169,6 +169,39 @@ def test_sklearn_api_clone_params_and_cross_validation():
         FisherFlatness(net).score(X)
 
 
+def test_jacobian_flatness_clone_and_params():
+    net = mlp()
+    # n_eigenvalues=4 keeps every eigenvalue of the output layer's J^T J (C = 4).
+    est = JacobianFlatness(net, layers=["1", "output"], n_eigenvalues=4, dtype="float64",
+                           chunk_size=4, progress=False)
+    params = est.get_params()
+    assert sorted(params) == sorted([
+        "model", "layers", "n_eigenvalues", "variance_fraction", "dtype", "method",
+        "chunk_size", "device", "eval_mode", "progress",
+    ])
+    assert params["model"] is net and params["layers"] == ["1", "output"]
+    assert (params["n_eigenvalues"], params["chunk_size"], params["variance_fraction"]) == (4, 4, 0.9)
+    X = torch.randn(7, 10)
+    est.fit(X)
+    twin = clone(est)
+    assert not hasattr(twin, "results_")  # clone gives an unfitted estimator
+    assert twin.model is not net and twin.layers == ["1", "output"]
+    for a, b in zip(twin.model.parameters(), net.parameters()):
+        assert a is not b and torch.equal(a, b)
+    twin.fit(X)
+    # The deep copy computes the same numbers as the original model.
+    np.testing.assert_array_equal(twin.trace_, est.trace_)
+    np.testing.assert_array_equal(twin.eigenvalues_, est.eigenvalues_)
+    # set_params changes what fit computes: n_directions at 50 % instead of 90 %.
+    twin.set_params(variance_fraction=0.5, layers="output").fit(X)
+    assert twin.layers_ == ["output"]
+    lam = est.eigenvalues_[:, 1]
+    n50 = [np.searchsorted(np.cumsum(l) / l.sum(), 0.5 * (1 - 1e-12)) + 1 for l in lam]
+    np.testing.assert_array_equal(twin.n_directions_[:, 0], n50)
+    with pytest.raises(ValueError, match="Invalid parameter 'layer'"):
+        est.set_params(layer="1")
+
+
 def test_results_xarray_and_tidy_tables(tmp_path):
     net = mlp()
     X = torch.randn(9, 10)
@@ -240,6 +273,23 @@ def test_bad_model_outputs():
         fisher_trace(nn.Linear(5, 3), X, dtype="int32", progress=False)
     with pytest.raises(ValueError, match=r"unknown layer.*closest: '1'"):
         JacobianFlatness(mlp(), layers=["11"]).fit(torch.randn(3, 10))
+    with pytest.raises(ValueError, match=r"device must be None.*'gpu0'"):
+        FisherFlatness(nn.Linear(5, 3), device="gpu0").fit(X)
+    with pytest.raises(TypeError, match="device must be None.*got float"):
+        JacobianFlatness(nn.Linear(5, 3), device=1.5).fit(X)
+
+
+def test_log_softmax_output_gives_the_same_fisher_metric_as_logits():
+    # softmax(log_softmax(z)) = softmax(z): log-probabilities are valid logits.
+    net = mlp()
+    X = torch.randn(6, 10, dtype=torch.float64)
+    with_log = nn.Sequential(net, nn.LogSoftmax(dim=1))
+    np.testing.assert_allclose(
+        fisher_trace(with_log, X, dtype=torch.float64, progress=False),
+        np.trace(brute_fisher(net, X).numpy(), axis1=1, axis2=2), rtol=1e-10,
+    )
+    with pytest.raises(ValueError, match="remove the final softmax"):
+        fisher_eigenvalues(nn.Sequential(net, nn.Softmax(dim=1)), X, progress=False)
 
 
 def test_saturated_model_warns_in_float32_and_is_exact_in_float64():

@@ -103,6 +103,65 @@ def test_cvpca_equals_brute_force(shape):
     np.testing.assert_allclose(noise, ref_noise[: noise.size], atol=1e-10 * ref_noise[0])
 
 
+@pytest.mark.parametrize("shape", [(120, 30), (30, 120)], ids=["covariance", "gram"])
+def test_cvpca_fit_with_y_equals_fit_on_stacked_repeats(shape):
+    X, _ = make_powerlaw_data(*shape, alpha=1.0, noise=0.3, n_repeats=2, random_state=3)
+    kw = dict(method="cvpca", fit_range=(2, 10), n_shuffles=3, n_bootstraps=4, random_state=5)
+    a = quiet(PowerLawSpectrum(**kw), X[0], X[1])
+    b = quiet(PowerLawSpectrum(**kw), np.stack([X[0], X[1]]))
+    np.testing.assert_array_equal(a.eigenvalues_, b.eigenvalues_)
+    np.testing.assert_array_equal(a.noise_eigenvalues_, b.noise_eigenvalues_)
+    np.testing.assert_array_equal(a.alpha_bootstrap_, b.alpha_bootstrap_)
+    assert (a.alpha_, a.alpha_ci_, a.fit_range_) == (b.alpha_, b.alpha_ci_, b.fit_range_)
+    # Both equal the brute-force published algorithm (same shuffles, drawn first).
+    ref = _brute_cvpca(X[0], X[1], 3, 5)
+    k = min(shape) - 1
+    np.testing.assert_allclose(a.eigenvalues_[:k], ref[:k], rtol=0, atol=1e-10 * np.abs(ref).max())
+    assert a.score(X[0], X[1]) == b.score(np.stack([X[0], X[1]]))
+
+
+@pytest.mark.parametrize("shape", [(120, 30), (30, 120)], ids=["covariance", "gram"])
+def test_cvpca_torch_cpu_path_equals_numpy_path(shape):
+    torch = pytest.importorskip("torch")
+    X, _ = make_powerlaw_data(*shape, alpha=1.0, noise=0.3, n_repeats=2, random_state=4)
+    sig_t, noise_t = cvpca_spectrum(X, n_shuffles=3, random_state=1, device="cpu")
+    sig_n, noise_n = cvpca_spectrum(X, n_shuffles=3, random_state=1)
+    k = min(shape) - 1  # the last Gram axis is the centring null direction
+    np.testing.assert_allclose(sig_t[:k], sig_n[:k], rtol=0, atol=1e-10 * np.abs(sig_n).max())
+    np.testing.assert_allclose(noise_t, noise_n, rtol=0, atol=1e-10 * noise_n[0])
+    kw = dict(method="cvpca", fit_range=(2, 10), n_shuffles=2, n_bootstraps=3, random_state=2)
+    a = quiet(PowerLawSpectrum(device="cpu", **kw), torch.from_numpy(X))
+    b = quiet(PowerLawSpectrum(**kw), X)
+    assert a.alpha_ == pytest.approx(b.alpha_, abs=1e-10)
+    np.testing.assert_allclose(a.alpha_bootstrap_, b.alpha_bootstrap_, rtol=0, atol=1e-9)
+    assert a.score(X) == pytest.approx(b.score(X), abs=1e-9)
+
+
+_RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (_RNG.normal(size=(2, 2, 10)), "at least 3"),
+        (_RNG.normal(size=(2, 30, 2)), "at least 3 stimuli and 3 units"),
+        (np.where(_RNG.random((2, 30, 10)) < 0.01, np.nan, _RNG.normal(size=(2, 30, 10))), "NaN"),
+        (np.where(_RNG.random((2, 30, 10)) < 0.01, np.inf, _RNG.normal(size=(2, 30, 10))), "infinity"),
+        (np.full((2, 30, 10), 4.0), "each repeat has zero variance"),
+        # Constant within each repeat, offset between them: the swaps alone would fake variance.
+        (np.stack([np.full((30, 10), 1.0), np.full((30, 10), 2.0)]), "each repeat has zero variance"),
+        (np.stack([np.full((10, 30), 1.0), np.full((10, 30), 2.0)]), "each repeat has zero variance"),
+    ],
+    ids=["2 stimuli", "2 units", "nan", "inf", "constant", "constant repeats, offset", "gram, offset"],
+)
+def test_cvpca_bad_input_raises(X, match):
+    est = PowerLawSpectrum(method="cvpca", fit_range=(1, 3), n_shuffles=2)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X[0], X[1])
+
+
 def test_pca_eigenvalues_equal_numpy_eigvalsh():
     X, _ = make_powerlaw_data(400, 60, alpha=1.0, random_state=3)
     X = X + 5.0  # a mean far from zero: the centring must be exact
@@ -174,6 +233,34 @@ def test_mle_rank_exponent_on_an_exact_power_law(alpha):
     assert fit.alpha_density == pytest.approx(1 + 1 / fit.alpha)
     assert 11 <= fit.fit_range[1] <= 1000 and fit.xmin == lam[fit.fit_range[1] - 1]
     assert 0 < fit.ks_distance < 0.05
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.5, 2.0])
+def test_mle_estimator_recovers_alpha_from_sampled_data(alpha):
+    X, lam_true = make_powerlaw_data(2000, 200, alpha=alpha, random_state=0)
+    est = PowerLawSpectrum(fitter="mle", fit_range=(5, 100)).fit(X)
+    lo, k = est.fit_range_
+    # The tail is ranks 1..k (the eigenvalues >= x_min), x_min starting inside fit_range.
+    assert lo == 1 and 5 <= k <= 100
+    assert est.xmin_ == est.eigenvalues_[k - 1]
+    tail = est.eigenvalues_[:k]
+    # Brute force at the chosen x_min: a = 1 + k / sum log(x / x_min), alpha = 1 / (a - 1).
+    a = 1 + k / np.log(tail / est.xmin_).sum()
+    assert est.alpha_density_ == pytest.approx(a, rel=1e-12)
+    assert est.alpha_ == pytest.approx(1 / (a - 1), rel=1e-12)
+    # KS distance: max |F_emp - F_fit| over the sorted tail, F_emp = (0..k-1) / k.
+    x = np.sort(tail)
+    ks = np.max(np.abs(np.arange(k) / k - (1 - (x / est.xmin_) ** (1 - a))))
+    assert est.ks_distance_ == pytest.approx(ks, rel=1e-10)
+    assert est.ks_distance_ < 0.05  # measured: at most 0.033 over 40 seeds x 3 exponents
+    # Ground truth. The density MLE over k discrete ranks is biased low even on the exact
+    # law: with lambda_i = i ** -alpha it gives alpha * (k log k - log k!) / k, about
+    # alpha * (1 - log(2 pi k) / (2 k)), -3.5 % at k = 100. Measured over 40 seeds x
+    # 3 exponents (2000 x 200, ranks 5..100): alpha_ minus that value has mean +0.002
+    # and sd 0.014, at most 0.038; alpha_ minus alpha at most 0.086 alpha.
+    law = 1 + k / np.log(lam_true[:k] / lam_true[k - 1]).sum()
+    assert abs(est.alpha_ - 1 / (law - 1)) <= 0.05
+    assert abs(est.alpha_ - alpha) <= 0.1 * alpha
 
 
 @pytest.mark.parametrize("seed, a", [(0, 2.0), (1, 2.5), (2, 1.8)])
@@ -304,7 +391,9 @@ def test_cvpca_bootstrap_interval_covers_the_true_alpha():
                                      n_bootstraps=50, random_state=rep), X)
         hits += est.alpha_ci_[0] <= 1.0 <= est.alpha_ci_[1]
     print(f"cvPCA coverage (2 x 600 x 40, noise 0.1, ranks 3..20): {hits / 50:.0%}")
-    assert hits / 50 >= 0.85
+    # Measured 96 % (48 of 50) with these seeds; 94 %, 94 % and 92 % with three other
+    # seed sets (3000+, 4000+, 5000+): the seeded data leave a margin of 3 misses.
+    assert hits / 50 >= 0.90
 
 
 # ----------------------------------------------------------------------------- moments
@@ -377,6 +466,48 @@ def test_to_xarray_round_trips_through_netcdf(tmp_path):
     xr.testing.assert_identical(back, ds)
 
 
+def test_plot_spectrum_draws_the_fitted_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from geomkit.plotting import plot_spectrum
+
+    # Strong noise: the tail of the cvPCA signal spectrum has negative values (9 here).
+    X, _ = make_powerlaw_data(300, 60, alpha=1.0, noise=1.0, n_repeats=2, random_state=0)
+    est = quiet(PowerLawSpectrum(method="cvpca", fit_range=(2, 20), n_shuffles=2,
+                                 n_bootstraps=5, random_state=0), X)
+    ax = plot_spectrum(est, label="L")
+    eig, fit, noise = ax.get_lines()
+    rank = np.arange(1, est.eigenvalues_.size + 1)
+    pos = est.eigenvalues_ > 0
+    assert 0 < np.count_nonzero(~pos) < pos.size
+    np.testing.assert_array_equal(eig.get_xdata(), rank[pos])
+    np.testing.assert_array_equal(eig.get_ydata(), est.eigenvalues_[pos])
+    lo, hi = est.fit_range_
+    n = np.arange(lo, hi + 1)
+    np.testing.assert_array_equal(fit.get_xdata(), n)
+    np.testing.assert_allclose(fit.get_ydata(), np.exp(est.intercept_) * n ** -est.alpha_, rtol=1e-12)
+    (span,) = ax.patches
+    assert (span.get_x(), span.get_x() + span.get_width()) == (lo, hi)
+    npos = est.noise_eigenvalues_ > 0
+    np.testing.assert_array_equal(noise.get_ydata(), est.noise_eigenvalues_[npos])
+    ci = est.alpha_ci_
+    assert f"α = {est.alpha_:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] (95 % CI)" in fit.get_label()
+    assert ax.texts[0].get_text() == f"{np.count_nonzero(~pos)} non-positive values not shown"
+    # The Dataset draws the same lines; the MLE fit shades ranks 1 .. rank of x_min.
+    Xp, _ = make_powerlaw_data(2000, 200, alpha=1.5, random_state=0)
+    mle = quiet(PowerLawSpectrum(fitter="mle", fit_range=(5, 100)), Xp)
+    ax = plot_spectrum(mle.to_xarray(), shade=True)
+    (span,) = ax.patches
+    assert (span.get_x(), span.get_x() + span.get_width()) == mle.fit_range_ == (1, mle.fit_range_[1])
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), mle.eigenvalues_)
+    with pytest.raises(TypeError, match="fitted PowerLawSpectrum"):
+        plot_spectrum(np.ones(5))
+    plt.close("all")
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "X, match",
@@ -429,6 +560,26 @@ def test_bad_parameters_raise(params, match):
         PowerLawSpectrum(**params).fit(X)
 
 
+def test_bad_device_raises_before_any_work():
+    torch = pytest.importorskip("torch")
+    X, _ = make_powerlaw_data(100, 30, alpha=1.0, random_state=0)
+    with pytest.raises(ValueError, match=r"device must be None.*'gpu0'"):
+        PowerLawSpectrum(device="gpu0").fit(X)
+    with pytest.raises(TypeError, match=r"device must be None.*got list \['cpu'\]"):
+        PowerLawSpectrum(device=["cpu"]).fit(X)
+    with pytest.raises(ValueError, match="device must be None"):
+        eigenspectrum(X, device="gpu0")
+    with pytest.raises(ValueError, match="device must be None"):
+        cvpca_spectrum(np.stack([X, X]), device="gpu0")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ValueError, match=f"device='cuda:{n}', but this machine has {n} usable CUDA"):
+        PowerLawSpectrum(device=f"cuda:{n}").fit(X)
+    # A valid device string and a torch.device both work, and give the numpy result.
+    ref = quiet(PowerLawSpectrum(fit_range=(2, 10)), X).alpha_
+    for device in ("cpu", torch.device("cpu")):
+        assert quiet(PowerLawSpectrum(fit_range=(2, 10), device=device), X).alpha_ == pytest.approx(ref, abs=1e-10)
+
+
 def test_cvpca_from_moments_raises():
     acc = MomentAccumulator()
     acc.update(np.random.default_rng(0).normal(size=(50, 10)))
@@ -437,6 +588,58 @@ def test_cvpca_from_moments_raises():
 
 
 # ----------------------------------------------------------------------------- sklearn
+@pytest.mark.parametrize("method", ["pca", "cvpca"])
+def test_sklearn_contract_on_ten_units(method, tmp_path):
+    # The six checks of SKLEARN_EXPECTED_FAILED_CHECKS, by hand, on data with 10 units
+    # (scikit-learn's own use 2, which a spectrum rejects).
+    from joblib import hash as joblib_hash
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = make_powerlaw_data(200, 10, alpha=1.0, noise=0.1, n_repeats=2, random_state=0)
+    args = (X[0],) if method == "pca" else (X[0], X[1])
+    est = PowerLawSpectrum(method=method, fit_range=(2, 5), n_shuffles=2, random_state=0)
+    # check_fit_check_is_fitted: not fitted before fit, fitted after.
+    for call in (lambda: est.score(*args), est.to_xarray):
+        with pytest.raises(NotFittedError):
+            call()
+    # check_estimators_overwrite_params: fit leaves the parameters as they were.
+    params = est.get_params()
+    before = joblib_hash(params)
+    # check_estimators_fit_returns_self.
+    assert est.fit(*args) is est
+    assert joblib_hash(est.get_params()) == before and est.get_params() == params
+    # check_n_features_in, and a unit count that does not match at score time.
+    assert est.n_features_in_ == 10 and est.n_stimuli_ == 200
+    bad = (X[0][:, :9],) if method == "pca" else (X[0][:, :9], X[1][:, :9])
+    with pytest.raises(ValueError, match=r"9 (units|features).*(fitted with|expecting) 10"):
+        est.score(*bad)
+    # Ground truth of the fit on 10 units.
+    if method == "pca":
+        ref = np.linalg.eigvalsh(np.cov(X[0], rowvar=False))[::-1]
+    else:
+        ref = _brute_cvpca(X[0], X[1], 2, 0)
+    np.testing.assert_allclose(est.eigenvalues_, ref, rtol=1e-9, atol=1e-12 * abs(ref[0]))
+    first = (est.eigenvalues_.copy(), est.alpha_, est.fit_range_)
+    # check_fit_idempotent: fitting again (after a fit on other data) gives the same result.
+    other = make_powerlaw_data(150, 10, alpha=2.0, noise=0.1, n_repeats=2, random_state=1)[0]
+    est.fit(*((other[0],) if method == "pca" else (other[0], other[1])))
+    est.fit(*args)
+    np.testing.assert_array_equal(est.eigenvalues_, first[0])
+    assert (est.alpha_, est.fit_range_) == first[1:]
+    # check_readonly_memmap_input: read-only memory-mapped data fit like arrays.
+    maps = []
+    for i, a in enumerate(args):
+        path = tmp_path / f"x{i}.npy"
+        np.save(path, a)
+        maps.append(np.load(path, mmap_mode="r"))
+    assert not maps[0].flags.writeable
+    twin = clone(est).fit(*maps)
+    np.testing.assert_array_equal(twin.eigenvalues_, first[0])
+    assert twin.alpha_ == first[1]
+    assert twin.score(*maps) == pytest.approx(est.score(*args), abs=1e-12)
+
+
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from geomkit.measures.spectrum import SKLEARN_EXPECTED_FAILED_CHECKS  # noqa: E402

@@ -51,6 +51,9 @@ def test_eigenvalues_are_squared_singular_values_linear_and_conv():
         np.testing.assert_allclose(row.eigenvalues, ref, rtol=1e-10)
         assert (row.n_rows, row.n_cols) == W.shape and row.shape == f"{W.shape[0]} x {W.shape[1]}"
     assert list(table["module"]) == ["Conv2d", "Linear"]
+    # The parameters' own shapes, besides the matrices they are read as.
+    assert list(table["weight_shape"]) == [(8, 3, 3, 3), (20, 8 * 6 * 6)]
+    assert table.loc[0, "shape"] == "8 x 27"
 
 
 def test_norms_and_ranks_match_their_closed_forms():
@@ -125,6 +128,67 @@ def test_layer_selection_and_errors():
         weight_spectra(net, dtype="float16")
     with pytest.raises(ValueError, match="solver"):
         weight_spectra(net, solver="qr")
+    with pytest.raises(ValueError, match=r"layers is empty.*\['0', '2'\]"):
+        weight_spectra(net, layers=[], progress=False)
+
+
+def test_models_without_weight_layers_raise_as_weight_kurtosis_does():
+    from geomkit.measures.kurtosis import weight_kurtosis
+
+    for model in (torch.nn.Sequential(torch.nn.ReLU(), torch.nn.BatchNorm1d(4)), torch.nn.Identity()):
+        with pytest.raises(ValueError, match="no Linear / Conv1d / Conv2d / Conv3d layer"):
+            weight_spectra(model, progress=False)
+        with pytest.raises(ValueError, match="no layer with a weight"):
+            weight_kurtosis(model)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_raise_naming_the_layer(bad):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Conv1d(1, 3, 2))
+    with torch.no_grad():
+        net[2].weight[1, 0, 1] = bad
+        net[2].weight[2, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"layer '2' \(Conv1d\) has 2 NaN or infinite weight\(s\) of 6"):
+        weight_spectra(net, progress=False)
+    # The finite layer alone is fine: its spectrum is the squared singular values.
+    row = weight_spectra(net, layers=["0"], progress=False).iloc[0]
+    ref = np.linalg.svd(net[0].weight.detach().double().numpy(), compute_uv=False) ** 2
+    np.testing.assert_allclose(row.eigenvalues, ref, rtol=1e-10)
+
+
+def test_plot_weight_spectra_draws_each_layers_ccdf_and_fitted_tail():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from geomkit.plotting import plot_weight_spectra
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(200, 100), torch.nn.ReLU(), torch.nn.Linear(100, 50))
+    table = weight_spectra(net, progress=False)
+    ax = plot_weight_spectra(table)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for row in table.itertuples():
+        curve = lines[f"{row.layer} ({row.shape})"]
+        x, y = np.asarray(curve.get_xdata()), np.asarray(curve.get_ydata())
+        lam = row.eigenvalues
+        assert x.size == lam.size and np.all(lam > 0)
+        np.testing.assert_array_equal(np.sort(x), np.sort(lam))
+        # Brute-force CCDF: the fraction of the layer's eigenvalues >= x.
+        np.testing.assert_allclose(y, (lam[None, :] >= x[:, None]).mean(axis=1), rtol=1e-12)
+        assert curve.get_drawstyle() == "steps-post"
+        tail = lines[f"tail fit: a = {row.alpha:.2f}, x_min = {row.xmin:.3g}"]
+        tx, ty = np.asarray(tail.get_xdata()), np.asarray(tail.get_ydata())
+        assert tx[0] == pytest.approx(row.xmin) and tx[-1] == pytest.approx(lam.max())
+        # The fitted Pareto tail: P(lambda >= x) = n_tail / n * (x / xmin) ** (1 - a).
+        np.testing.assert_allclose(ty, row.n_tail / lam.size * (tx / row.xmin) ** (1 - row.alpha), rtol=1e-12)
+    ax = plot_weight_spectra(table, layers=["2"])
+    assert [line.get_label() for line in ax.get_lines()][0] == "2 (50 x 100)"
+    with pytest.raises(TypeError, match="DataFrame returned by weight_spectra"):
+        plot_weight_spectra(np.eye(3))
+    plt.close("all")
 
 
 @pytest.mark.parametrize("shape", [(300, 120), (120, 300)], ids=["tall", "wide"])

@@ -104,6 +104,11 @@ def double_center(G: np.ndarray) -> np.ndarray:
     return G - row - col + G.mean()
 
 
+def _centred_trace(G: np.ndarray) -> float:
+    """``tr(J G J)`` with ``J = I - 11'/n``, without forming it: ``tr G - sum(G) / n``."""
+    return float(np.trace(G) - G.sum() / G.shape[0])
+
+
 def _to_numpy(M: Any) -> np.ndarray:
     return M if isinstance(M, np.ndarray) else M.cpu().numpy()
 
@@ -211,6 +216,20 @@ class CVPCAProblem:
         else:
             N = self.R
         return eigvalsh(N, device=self.device) * 2.0 / (self.n_stimuli - 1)
+
+    def within_repeat_variance(self) -> float:
+        """Summed variance of both repeats' units, ``tr(Ac' Ac + Bc' Bc) / (2 (n - 1))``.
+
+        From the pieces: ``Ac = Mc + Ec`` and ``Bc = Mc - Ec`` give
+        ``Ac' Ac + Bc' Bc = 2 (Mc' Mc + Ec' Ec)``. Zero when every unit is
+        constant within each repeat (even if the repeats differ by an offset,
+        which the repeat swaps would otherwise turn into spurious variance).
+        """
+        if self.route == "gram":
+            total = _centred_trace(self.GMM) + _centred_trace(self.GEE)
+        else:
+            total = float(np.trace(self.P) + np.trace(self.R))
+        return total / (self.n_stimuli - 1)
 
     def signal_axes_matrix(self) -> np.ndarray:
         """Centred product of the repeat average M (Gram or covariance, per route)."""

@@ -31,7 +31,7 @@ from scipy.special import ndtri
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._backend import eigh, eigvalsh
+from .._backend import check_device, eigh, eigvalsh
 from .._validation import as_float_array, check_float, check_int, check_option, to_numpy
 from ..moments import Moments
 from ._powerlaw import (
@@ -65,7 +65,8 @@ _METHODS = ("pca", "cvpca")
 # ``parametrize_with_checks(..., expected_failed_checks=...)``).
 _TWO_UNITS = (
     "fits on 2-feature data; a spectrum needs at least 3 units (a power law over ranks "
-    "needs 3 eigenvalues), so PowerLawSpectrum rejects 2 units with a ValueError"
+    "needs 3 eigenvalues), so PowerLawSpectrum rejects 2 units with a ValueError; the same "
+    "property is checked by hand on 10-unit data in tests/test_spectrum.py"
 )
 SKLEARN_EXPECTED_FAILED_CHECKS = {
     "check_estimators_overwrite_params": _TWO_UNITS,
@@ -109,6 +110,7 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     >>> eigenspectrum(X).round(0).tolist()
     [16.0, 9.0, 4.0, 1.0]
     """
+    check_device(device)
     X = _as_data(X, "X", ndim=2, min_samples=2)
     return PCAProblem(X, device=device).eigenvalues()
 
@@ -153,6 +155,7 @@ def cvpca_spectrum(
     (True, True)
     """
     n_shuffles = check_int(n_shuffles, "n_shuffles", low=1)
+    check_device(device)
     A, B = _split_repeats(_as_data(X, "X", ndim=(2, 3), min_samples=3), Y)
     problem = CVPCAProblem(A, B, device=device)
     signal, _ = problem.spectrum(n_shuffles, _rng(random_state))
@@ -326,7 +329,9 @@ class PowerLawSpectrum(BaseEstimator):
         Seeds the cvPCA shuffles and the bootstrap.
     device : None, str or torch.device
         Run the products and eigendecompositions with torch on this device
-        (e.g. ``"cuda"``); ``None``: numpy on the CPU.
+        (e.g. ``"cuda"``); ``None``: numpy on the CPU. A string torch cannot
+        parse, or a CUDA device this machine does not have, raises a
+        ``ValueError`` in ``fit``.
     progress : bool, default=False
         Show a progress bar over bootstrap resamples (off by default, as an
         estimator is often fitted in loops such as ``cross_val_score``).
@@ -425,6 +430,8 @@ class PowerLawSpectrum(BaseEstimator):
         check_float(self.confidence_level, "confidence_level", low=0.0, high=1.0,
                     low_inclusive=False)
         resolve_fit_range(self.fit_range, 10**9, clip=False)  # type / order checks only
+        # Before any work: an unusable device would otherwise fail deep inside the products.
+        check_device(self.device)
 
     def _validate_2d(self, X: Any, reset: bool) -> np.ndarray:
         if type(X).__module__.startswith(("torch", "xarray")):
@@ -485,6 +492,7 @@ class PowerLawSpectrum(BaseEstimator):
         else:
             A, B = self._validate_repeats(X, y, reset=True)
             problem = CVPCAProblem(A, B, device=self.device)
+            _check_variance(problem.within_repeat_variance(), "each repeat")
             lam, n_usable = problem.spectrum(self.n_shuffles, rng)
             _check_variance(n_usable, "the training repeat")
             self.noise_eigenvalues_ = problem.noise_eigenvalues()
@@ -665,9 +673,13 @@ class PowerLawSpectrum(BaseEstimator):
 
         The variance of X (centred on its own mean) along the training
         principal axes ``u_1 .. u_k`` (``k`` = the last fitted rank) is fitted
-        with the same range, weighting and fitter as ``alpha_``; for
-        ``"cvpca"`` the variance is the cross-repeat covariance
-        ``(x1 . u_n)(x2 . u_n)`` of held-out stimuli. On new stimuli this is an
+        with the same range, weighting and fitter as ``alpha_``. For
+        ``"pca"`` the axes are the eigenvectors of the training covariance.
+        For ``"cvpca"`` they are the principal axes of the average of the two
+        training repeats, ``(X1 + X2) / 2`` (no repeat swaps: all training
+        data, one set of axes), and the variance is the cross-repeat
+        covariance ``(x1 . u_n)(x2 . u_n)`` of the held-out stimuli, each
+        repeat centred on its own mean. On new stimuli this is an
         out-of-sample exponent, not inflated by fitting the axes to the same
         data, so ``cross_val_score(PowerLawSpectrum(), X)`` returns held-out
         exponents. Note that higher is not "better": do not use it to select

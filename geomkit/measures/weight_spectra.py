@@ -7,8 +7,10 @@ density's tail is fitted as ``p(lambda) ~ lambda ** -a`` by maximum likelihood
 with ``x_min`` chosen by the smallest Kolmogorov-Smirnov distance (Clauset et
 al. 2009; the ``powerlaw`` package's estimator, which WeightWatcher uses).
 
-This module only reads parameters: it needs torch for the eigenvalues and module
-types, and no geomkit model code.
+This module only reads parameters: it needs torch for the module types (and for
+the eigenvalues off the CPU), and no geomkit model code. On the CPU the default
+``solver="eigh"`` runs in numpy (BLAS symmetric rank-k product, LAPACK
+``eigvalsh``), which is faster there than torch's CPU kernels (measured).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ WEIGHT_SPECTRA_COLUMNS = (
     "layer",
     "module",
     "shape",
+    "weight_shape",
     "n_rows",
     "n_cols",
     "n_eigenvalues",
@@ -50,10 +53,20 @@ def _weight_layers(model: Any, layers: Any):
     kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
     found = [(name, m) for name, m in model.named_modules()
              if isinstance(m, kinds) and getattr(m, "weight", None) is not None]
+    if not found:
+        # As weight_kurtosis: an empty table would hide a wrong model or a typo.
+        raise ValueError(
+            f"{type(model).__name__} has no Linear / Conv1d / Conv2d / Conv3d layer with a "
+            "weight; weight_spectra needs at least one weight layer."
+        )
     if layers is None:
         return found
     names = [name for name, _ in found]
     wanted = [layers] if isinstance(layers, str) else list(layers)
+    if not wanted:
+        raise ValueError(
+            f"layers is empty; pass None for all weight layers or some of {names}."
+        )
     missing = [w for w in wanted if w not in names]
     if missing:
         import difflib
@@ -114,16 +127,20 @@ def weight_spectra(
     layers : str or list of str, optional
         Names (as in ``model.named_modules()``) of Linear / Conv layers; default: all.
     device : None, str or torch.device
-        Where the eigenvalues are computed (torch); ``None``: the model's device.
+        Where the eigenvalues are computed; ``None``: the model's device. On
+        the CPU, ``solver="eigh"`` runs in numpy; elsewhere (e.g. ``"cuda"``)
+        in torch.
     dtype : {"float64", "float32"}, default="float64"
         Precision of the computation (float32 is faster on GPUs).
     solver : {"eigh", "svd"}, default="eigh"
-        ``"eigh"``: ``torch.linalg.eigvalsh`` of the smaller Gram matrix
-        (``W W'`` or ``W' W``, same non-zero eigenvalues), several times faster
-        than an SVD on a CPU; its eigenvalues are exact to about
-        ``lambda_max * n * eps``, so only those far below the tail (which the
-        fits never reach) lose relative accuracy. ``"svd"``: the squares of
-        ``torch.linalg.svdvals``, accurate relative to each singular value.
+        ``"eigh"``: the eigenvalues of the smaller Gram matrix (``W W'`` or
+        ``W' W``, same non-zero eigenvalues) — numpy's product and
+        ``numpy.linalg.eigvalsh`` on the CPU, ``torch.linalg.eigvalsh`` on
+        other devices — several times faster than an SVD on a CPU; its
+        eigenvalues are exact to about ``lambda_max * n * eps``, so only those
+        far below the tail (which the fits never reach) lose relative
+        accuracy. ``"svd"``: the squares of ``torch.linalg.svdvals`` (on any
+        device), accurate relative to each singular value.
     progress : bool, default=True
         Progress bar over layers.
 
@@ -131,7 +148,9 @@ def weight_spectra(
     -------
     pandas.DataFrame
         Columns: ``layer``, ``module`` (class name), ``shape`` (of the matrix,
-        "rows x cols"), ``n_rows``, ``n_cols``, ``n_eigenvalues``,
+        "rows x cols"), ``weight_shape`` (tuple of int: the parameter's own
+        shape, e.g. ``(out, in / groups, kh, kw)`` for a Conv2d kernel),
+        ``n_rows``, ``n_cols``, ``n_eigenvalues``,
         ``eigenvalues`` (descending ndarray, ``min(rows, cols)`` squared
         singular values), ``lambda_max``, ``alpha`` (density exponent ``a`` of
         the powerlaw MLE), ``alpha_rank`` (``1 / (a - 1)``), ``xmin``,
@@ -139,6 +158,12 @@ def weight_spectra(
         (``sum(lambda) / lambda_max``), ``alpha_weighted``
         (``a * log10(lambda_max)``) and ``log_norm`` (``log10`` of the squared
         Frobenius norm). Layers with fewer than 3 non-zero eigenvalues get NaN fits.
+
+    Raises
+    ------
+    ValueError
+        When the model has no weight layer, a name in ``layers`` is not one,
+        or a layer's weights contain NaN or infinite values.
 
     Examples
     --------
@@ -150,6 +175,9 @@ def weight_spectra(
     >>> table = weight_spectra(net, progress=False)
     >>> table[["layer", "shape", "n_eigenvalues"]].values.tolist()
     [['0', '40 x 50', 40], ['2', '3 x 40', 3]]
+    >>> conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5))
+    >>> weight_spectra(conv, progress=False).loc[0, ["shape", "weight_shape"]].tolist()
+    ['8 x 75', (8, 3, 5, 5)]
     """
     import pandas as pd
     import torch
@@ -166,6 +194,14 @@ def weight_spectra(
                              disable=not progress):
         with torch.no_grad():
             W = module.weight.detach()
+            weight_shape = tuple(int(k) for k in W.shape)
+            if not bool(torch.isfinite(W).all()):
+                n_bad = int((~torch.isfinite(W)).sum())
+                raise ValueError(
+                    f"layer {name!r} ({type(module).__name__}) has {n_bad} NaN or infinite "
+                    f"weight(s) of {W.numel()}; its spectrum is undefined. Repair the weights "
+                    "or leave the layer out with layers=[...]."
+                )
             W = W.reshape(W.shape[0], -1).to(device=dev, dtype=torch_dtype)
             lam = _squared_singular_values(W, solver)
         lam = np.sort(lam)[::-1]
@@ -174,6 +210,7 @@ def weight_spectra(
             "layer": name,
             "module": type(module).__name__,
             "shape": f"{W.shape[0]} x {W.shape[1]}",
+            "weight_shape": weight_shape,
             "n_rows": int(W.shape[0]),
             "n_cols": int(W.shape[1]),
             "n_eigenvalues": int(lam.size),

@@ -9,9 +9,12 @@ the output is smaller than the input, ``vmap(jacfwd(f))`` when it is larger
 so memory stays bounded however many there are. A model that
 :mod:`torch.func` cannot trace (``.item()`` or data-dependent control flow in
 ``forward``, custom autograd functions without vmap support, ...) falls back
-to plain :func:`torch.autograd.grad`, one backward pass per output; which path
-ran is logged, returned with ``return_info=True`` and stored by the
-estimators.
+to plain :func:`torch.autograd.grad`, one backward pass per output; the switch
+is announced with a :class:`JacobianFallbackWarning` that names the path and
+the reason, which path ran is returned with ``return_info=True`` and stored
+by the estimators. Running out of memory and geomkit's own errors (a layer
+that did not run, an output that is not a tensor) are raised, not fallen back
+from: the slow path would not cure them.
 
 The model is evaluated through :func:`torch.func.functional_call` with
 detached copies of its parameters (cast to ``dtype`` when one is given) and
@@ -42,6 +45,7 @@ __all__ = [
     "jacobian_norm",
     "JacobianInfo",
     "SaturationWarning",
+    "JacobianFallbackWarning",
     "OUTPUT",
 ]
 
@@ -60,6 +64,10 @@ class SaturationWarning(RuntimeWarning):
     """Gradients that vanish in float32 (saturated units or a saturated softmax)."""
 
 
+class JacobianFallbackWarning(UserWarning):
+    """torch.func could not differentiate the model: the slower plain-autograd path ran."""
+
+
 @dataclass
 class JacobianInfo:  # numpydoc ignore=PR01
     """How a Jacobian was computed (a record, documented by its attributes).
@@ -70,7 +78,8 @@ class JacobianInfo:  # numpydoc ignore=PR01
         ``"torch.func"``, ``"autograd"`` or ``"torch.func+autograd"`` (a later
         chunk fell back).
     method : str
-        ``"jacrev"`` or ``"jacfwd"`` (the torch.func transform tried).
+        ``"jacrev"`` or ``"jacfwd"`` (the torch.func transform tried);
+        ``"vjp"`` for the random projections of :func:`jacobian_norm`.
     chunk_size : int
         Inputs per chunk.
     n_chunks : int
@@ -301,7 +310,7 @@ def _probe_forward(fwd: _Forward, X, model):
         with torch.no_grad():
             out = fwd(X[:m])
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
-        if getattr(err, "_geomkit", False):
+        if getattr(err, "_geomkit", False) or _is_out_of_memory(err):
             raise
         raise type(err)(
             f"{type(model).__name__} rejected inputs of shape {tuple(X.shape)} "
@@ -384,6 +393,57 @@ def _autograd_chunk(fwd: _Forward, x, independent: bool):
             rows.append(torch.zeros_like(x) if g is None else g)
     J = torch.stack(rows, dim=1).reshape(x.shape[0], *out.shape[1:], *x.shape[1:])
     return J, out.detach()
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """CUDA / MPS / CPU allocation failures: a smaller ``chunk_size`` helps, the slow path not."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(err, (oom, MemoryError)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text.lower() or "can't allocate memory" in text
+    )
+
+
+def _fall_back(err: Exception, model, info: JacobianInfo, *, what: str, stacklevel: int = 4) -> None:
+    """Record and announce the switch from torch.func to plain autograd, or re-raise ``err``.
+
+    Called from an ``except`` block. Out-of-memory errors and geomkit's own
+    errors are raised again (the autograd path would not cure them); anything
+    else (a tracing failure) is stored in ``info.fallback_reason`` and
+    announced with a :class:`JacobianFallbackWarning`.
+    """
+    if getattr(err, "_geomkit", False):
+        raise err
+    if _is_out_of_memory(err):
+        raise type(err)(
+            f"{err}\n(geomkit: out of memory while differentiating {type(model).__name__} "
+            f"with torch.func, {info.chunk_size} input(s) per chunk; pass a smaller chunk_size.)"
+        ) from err
+    info.fallback_reason = f"{type(err).__name__}: {err}"
+    message = (
+        f"torch.func could not differentiate {type(model).__name__} ({info.fallback_reason}); "
+        f"{what} now runs on the plain-autograd path (one backward pass per output or "
+        "projection, slower; results are the same). return_info=True reports the path."
+    )
+    logger.info(message)
+    warnings.warn(message, JacobianFallbackWarning, stacklevel=stacklevel)
+
+
+def _check_finite(values, start: int, model) -> None:
+    """Raise if any input of a chunk (rows from ``start``) has a NaN or infinite output."""
+    import torch
+
+    bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+    if bad.any():
+        first = start + int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{type(model).__name__} produced NaN or infinite outputs for {int(bad.sum())} "
+            f"input(s) (first: index {first}); their Jacobians are meaningless."
+        )
 
 
 def _auto_chunk_size(n: int, n_out: int, n_in: int, itemsize: int) -> int:
@@ -480,26 +540,16 @@ def iter_jacobians(
                 try:
                     J, values = _func_chunk(fwd, x, transform)
                     info._paths.add("torch.func")
-                except Exception as err:  # noqa: BLE001 - any tracing failure -> autograd
+                except Exception as err:  # noqa: BLE001 - a tracing failure -> autograd
                     use_func = False
-                    info.fallback_reason = f"{type(err).__name__}: {err}"
-                    logger.info(
-                        "torch.func could not differentiate %s (%s); falling back to plain "
-                        "autograd.", type(model).__name__, info.fallback_reason,
-                    )
+                    _fall_back(err, model, info, what="the Jacobian")
             if not use_func:
                 if info.independent_samples is None:
                     info.independent_samples = _independent(fwd, X)
                 J, values = _autograd_chunk(fwd, x, info.independent_samples)
                 info._paths.add("autograd")
         info.path = "+".join(p for p in ("torch.func", "autograd") if p in info._paths)
-        bad = ~torch.isfinite(values.reshape(x.shape[0], -1)).all(dim=1)
-        if bad.any():
-            first = start + int(bad.nonzero()[0, 0])
-            raise ValueError(
-                f"{type(model).__name__} produced NaN or infinite outputs for {int(bad.sum())} "
-                f"input(s) (first: index {first}); their Jacobians are meaningless."
-            )
+        _check_finite(values, start, model)
         yield rows, J.reshape(x.shape[0], n_out, n_in), values.reshape(x.shape[0], n_out)
     logger.info(
         "Jacobian of %s (%s): path=%s, method=%s, %d chunk(s) of %d input(s).",
@@ -634,7 +684,8 @@ def jacobian_norm(
     dtype: Any = None,
     eval_mode: bool = True,
     progress: bool = True,
-) -> np.ndarray:
+    return_info: bool = False,
+):
     """Squared Frobenius norm ||J(x)||_F^2 of each input's Jacobian, exact or estimated.
 
     With ``n_projections`` set, the estimate of Hoffman, Roberts & Yaida
@@ -653,10 +704,29 @@ def jacobian_norm(
         random projections per input (>= 1), drawn independently per input.
     random_state : None, int or numpy.random.Generator
         Seeds the projections.
+    return_info : bool, default=False
+        Also return a :class:`JacobianInfo` saying which path ran (``method``
+        is ``"vjp"`` for the projection estimate).
 
     Returns
     -------
-    ndarray of shape (n_inputs,), float64
+    norms : ndarray of shape (n_inputs,), float64
+        The squared Frobenius norm of each input's Jacobian (or its estimate).
+    info : JacobianInfo
+        Only with ``return_info=True``.
+
+    Raises
+    ------
+    ValueError
+        When the model's output is NaN or infinite for some input (checked
+        for every chunk, on both paths).
+
+    Warns
+    -----
+    SaturationWarning
+        When the norm of some input is exactly zero in float32.
+    JacobianFallbackWarning
+        When torch.func cannot trace the model and plain autograd runs instead.
 
     Examples
     --------
@@ -668,30 +738,36 @@ def jacobian_norm(
     """
     import torch
 
+    info = JacobianInfo()
     if n_projections is None:
         dt = None
         out = []
         for _, J, _ in iter_jacobians(
             model, X, layer, method=method, chunk_size=chunk_size, device=device, dtype=dtype,
-            eval_mode=eval_mode, progress=progress, desc="jacobian_norm",
+            eval_mode=eval_mode, progress=progress, info=info, desc="jacobian_norm",
         ):
             dt = J.dtype
             out.append((J.to(torch.float64) ** 2).sum(dim=(1, 2)).cpu().numpy())
         norms = np.concatenate(out)
         warn_saturation(int((norms == 0).sum()), norms.size, dt)
-        return norms
+        return (norms, info) if return_info else norms
     n_proj = check_int(n_projections, "n_projections", low=1)
     fwd, X, out_shape = _prepare(
         model, X, layer, method=method, device=device, dtype=dtype, eval_mode=eval_mode
     )
-    if n_proj > 1 and n_proj >= int(np.prod(out_shape)):
-        logger.info("n_projections=%d >= output size %d: the exact norm is cheaper.", n_proj, int(np.prod(out_shape)))
+    n, in_shape = X.shape[0], tuple(X.shape[1:])
+    n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
+    if n_proj > 1 and n_proj >= n_out:
+        logger.info("n_projections=%d >= output size %d: the exact norm is cheaper.", n_proj, n_out)
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
-    n, n_in, n_out = X.shape[0], int(np.prod(X.shape[1:])), int(np.prod(out_shape))
     chunk = _auto_chunk_size(n, n_proj, n_in, X.element_size()) if chunk_size is None else check_int(chunk_size, "chunk_size", low=1)
+    info.method, info.chunk_size, info.n_chunks = "vjp", chunk, -(-n // chunk)
+    info.in_shape, info.out_shape = in_shape, out_shape
+    use_func = method != "autograd"
+    if not use_func:
+        info.fallback_reason = "method='autograd' was requested"
     result = np.empty(n)
-    use_func, independent = method != "autograd", None
-    for start in _progress(range(0, n, chunk), -(-n // chunk), progress, "jacobian_norm"):
+    for start in _progress(range(0, n, chunk), info.n_chunks, progress, "jacobian_norm"):
         x = X[start : start + chunk]
         V = rng.standard_normal((x.shape[0], n_proj, n_out))
         V = torch.as_tensor(V / np.linalg.norm(V, axis=2, keepdims=True), device=X.device, dtype=X.dtype)
@@ -699,41 +775,59 @@ def jacobian_norm(
         with fwd:
             if use_func:
                 try:
-                    g = _func_vjps(fwd, x, V)
-                except Exception as err:  # noqa: BLE001 - tracing failure -> autograd
+                    g, values = _func_vjps(fwd, x, V)
+                    info._paths.add("torch.func")
+                except Exception as err:  # noqa: BLE001 - a tracing failure -> autograd
                     use_func = False
-                    logger.info("torch.func failed (%s: %s); plain autograd.", type(err).__name__, err)
+                    _fall_back(err, model, info, what="jacobian_norm", stacklevel=3)
             if g is None:
-                if independent is None:
-                    independent = _independent(fwd, X)
-                g = _autograd_vjps(fwd, x, V, independent)
+                if info.independent_samples is None:
+                    info.independent_samples = _independent(fwd, X)
+                g, values = _autograd_vjps(fwd, x, V, info.independent_samples)
+                info._paths.add("autograd")
+        info.path = "+".join(p for p in ("torch.func", "autograd") if p in info._paths)
+        # The first inputs were checked by _prepare; a later NaN would give a NaN norm.
+        _check_finite(values, start, model)
         sq = (g.to(torch.float64).reshape(x.shape[0], n_proj, -1) ** 2).sum(dim=2)
         result[start : start + x.shape[0]] = (n_out * sq.mean(dim=1)).cpu().numpy()
-    return result
+    warn_saturation(int((result == 0).sum()), n, X.dtype)
+    logger.info(
+        "jacobian_norm of %s (%s), %d projection(s): path=%s, %d chunk(s) of %d input(s).",
+        type(model).__name__, fwd.layer or OUTPUT, n_proj, info.path, info.n_chunks, chunk,
+    )
+    return (result, info) if return_info else result
 
 
 def _func_vjps(fwd, x, V):
-    """v^T J for every input and every projection v (rows of V[i]): nested vmap over vjp."""
+    """v^T J for every input and every projection v (rows of V[i]), and the outputs.
+
+    A nested vmap over ``vjp``: shapes (chunk, n_proj, *input_shape) and
+    (chunk, n_out).
+    """
     from torch.func import vjp, vmap
 
     def one(xi, vi):
-        _, pull = vjp(lambda z: fwd(z.unsqueeze(0)).reshape(-1), xi)
-        return vmap(lambda v: pull(v)[0])(vi)
+        out, pull = vjp(lambda z: fwd(z.unsqueeze(0)).reshape(-1), xi)
+        return vmap(lambda v: pull(v)[0])(vi), out
 
     return vmap(one)(x, V)
 
 
 def _autograd_vjps(fwd, x, V, independent: bool):
-    """v^T J for every projection v (rows of V[i]) with plain autograd."""
+    """v^T J for every projection v (rows of V[i]) with plain autograd, and the outputs."""
     import torch
 
     if not independent and x.shape[0] > 1:
-        return torch.cat([_autograd_vjps(fwd, x[i : i + 1], V[i : i + 1], True) for i in range(x.shape[0])])
+        parts = [_autograd_vjps(fwd, x[i : i + 1], V[i : i + 1], True) for i in range(x.shape[0])]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     with torch.enable_grad():
         xg = x.clone().requires_grad_(True)
         flat = fwd(xg).reshape(x.shape[0], -1)
         out = []
         for j in range(V.shape[1]):
-            (g,) = torch.autograd.grad((flat * V[:, j]).sum(), xg, retain_graph=j < V.shape[1] - 1)
-            out.append(g)
-    return torch.stack(out, dim=1)
+            (g,) = torch.autograd.grad(
+                (flat * V[:, j]).sum(), xg, retain_graph=j < V.shape[1] - 1, allow_unused=True
+            )
+            # An output that does not depend on the input has a zero Jacobian.
+            out.append(torch.zeros_like(x) if g is None else g)
+    return torch.stack(out, dim=1), flat.detach()
