@@ -1,6 +1,6 @@
 """Everything that runs a PyTorch model: recording, Jacobians, attacks, tuning maps."""
 
-from .jacobian import JacobianInfo, SaturationWarning, jacobian, jacobian_norm
+from .jacobian import JacobianFallbackWarning, JacobianInfo, SaturationWarning, jacobian, jacobian_norm
 from .attacks import (
     critical_eps,
     fgsm,
@@ -31,6 +31,7 @@ __all__ = [
     "jacobian_norm",
     "JacobianInfo",
     "SaturationWarning",
+    "JacobianFallbackWarning",
     "fgsm",
     "pgd",
     "noise_attack",

@@ -65,7 +65,7 @@ class SaturationWarning(RuntimeWarning):
 
 
 class JacobianFallbackWarning(UserWarning):
-    """torch.func could not differentiate the model: the slower plain-autograd path ran."""
+    """Warned when torch.func cannot differentiate a model and plain autograd runs instead."""
 
 
 @dataclass

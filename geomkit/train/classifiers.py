@@ -614,7 +614,13 @@ def _n_outputs(module: nn.Module, x: np.ndarray, device) -> int:
 
 
 class RectifiedPower(nn.Module):
-    """``ReLU(h)^n``, Krotov & Hopfield's readout nonlinearity."""
+    """``ReLU(h)^n``, Krotov & Hopfield's readout nonlinearity.
+
+    Parameters
+    ----------
+    power : float, default=4.5
+        The exponent n.
+    """
 
     def __init__(self, power: float = 4.5):
         super().__init__()

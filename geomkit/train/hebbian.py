@@ -51,6 +51,25 @@ class CompetitiveLayer(nn.Module):
 
     Subclasses implement :meth:`step` (one update on one batch, returning the
     index of the winning unit of every sample) and :meth:`unit_norms`.
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension D.
+    n_hidden : int
+        Number of competing units.
+    lr : float
+        Initial learning rate (> 0).
+    radius : float
+        Target norm R of the weight vectors (> 0).
+    norm_p : float
+        Order of the norm the rule drives to R (>= 1).
+    random_state : int, numpy Generator or None
+        Seed of the initial weights.
+    device : None, str or torch.device
+        Where the weights live (None: the CPU).
+    init_std : float
+        Standard deviation of the Gaussian initial weights.
     """
 
     #: default learning-rate schedule over epochs: "linear" (to 0) or "constant"
@@ -72,11 +91,27 @@ class CompetitiveLayer(nn.Module):
 
     # -- inference -------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Input currents ``h = x @ W.T``, shape (batch, n_hidden)."""
+        """Input currents of the units.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, ...)
+            Inputs, flattened to (batch, n_features).
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, n_hidden)
+            ``h = x @ W.T``.
+        """
         return x.reshape(x.shape[0], -1).to(self.weight.dtype) @ self.weight.T
 
     def unit_norms(self) -> torch.Tensor:
-        """The ``norm_p``-norm of every unit's weight vector, shape (n_hidden,)."""
+        """The ``norm_p``-norm of every unit's weight vector.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_hidden,)
+        """
         return torch.linalg.vector_norm(self.weight, ord=self.norm_p, dim=1)
 
     def step(self, x: torch.Tensor, lr: float) -> torch.Tensor:  # pragma: no cover - abstract

@@ -43,7 +43,19 @@ def _make_activation(name: str) -> nn.Module:
 
 
 def activation_kind(module: nn.Module) -> str | None:
-    """``"relu"``, ``"tanh"`` or ``"sigmoid"`` for those modules, else None."""
+    """Name the activation a module computes.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module.
+
+    Returns
+    -------
+    str or None
+        ``"relu"``, ``"tanh"`` or ``"sigmoid"`` for those activation modules,
+        else None.
+    """
     for name, cls in ACTIVATIONS.items():
         if isinstance(module, cls):
             return name

@@ -46,9 +46,10 @@ __all__ = [
 class BatchContext:
     """What a regularizer sees of one training batch.
 
-    Attributes
+    Parameters
     ----------
     model : torch.nn.Module
+        The net being trained.
     x : torch.Tensor
         The inputs (``requires_grad`` is set when a regularizer asks for it).
     logits : torch.Tensor
@@ -56,7 +57,9 @@ class BatchContext:
     outputs : dict of str to torch.Tensor
         Outputs of the requested layers, in the autograd graph.
     epoch : int
+        The current epoch, counted from 0.
     n_epochs : int
+        The number of epochs of the run (annealing schedules use it).
     """
 
     model: nn.Module
@@ -179,7 +182,19 @@ class Regularizer(BaseEstimator):
 
 
 def as_regularizer_list(regularizers: Any) -> list[Regularizer]:
-    """``None`` -> [], a regularizer -> [it], a sequence -> its list (checked)."""
+    """Normalize the ``regularizers`` argument to a list.
+
+    Parameters
+    ----------
+    regularizers : None, Regularizer or sequence of Regularizer
+        What a classifier was given.
+
+    Returns
+    -------
+    list of Regularizer
+        ``[]`` for None, ``[it]`` for one regularizer, else the sequence as a list
+        (every item checked to be a Regularizer).
+    """
     if regularizers is None:
         return []
     items = [regularizers] if isinstance(regularizers, Regularizer) else regularizers
@@ -493,9 +508,9 @@ class SpectralRegularizer(Regularizer):
 
         Returns
         -------
-        torch.Tensor of shape (n_ranks_,)
+        torch.Tensor of shape (n_ranks,)
             ``diag(V^T C_batch V)`` for the eigenvectors of the penalized ranks
-            1..``n_ranks_``.
+            1..n_ranks (``n_ranks = self.n_ranks_``).
         """
         Hc = H - H.mean(dim=0, keepdim=True)
         Z = Hc @ self.eigvecs_[:, : self.n_ranks_].to(H.dtype)
