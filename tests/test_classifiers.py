@@ -262,7 +262,7 @@ def test_hebbian_readout_divergence_keeps_last_good_weights(digits):
     # the reference: a step of 1e-30 leaves float32 weights of size >~ 1e-20 bitwise unchanged, so
     # this fit ends with the initial readout of the same seed (and the same hidden layer)
     reference = HebbianClassifier(lr=1e-30, **params).fit(X_train, y_train)
-    assert float(reference.module_.out.weight.abs().min()) > 1e-20
+    assert float(reference.module_.out.weight.detach().abs().min()) > 1e-20
     kept = clf.module_.state_dict()
     for k, v in reference.module_.state_dict().items():
         assert torch.equal(kept[k], v), k
