@@ -66,6 +66,18 @@ print(summary[["model", "layer", "alpha", "alpha_ci_low", "alpha_ci_high", "cate
       .round(3).to_string(index=False))
 
 # %%
+# Tuning-map topology, layer by layer
+# -----------------------------------
+# ``betti0`` / ``betti1`` (over model, layer, level) are the mean Betti curves
+# of tuning maps on the plane of the data's first two principal components:
+# a few hidden units and every logit; ``n_peaks`` is their mean peak count.
+# A hidden unit is a monotone function of one projection of the input, a ramp
+# on any plane, so its row is one peak, one component and no hole by
+# construction; the logits are not ramps, and their peaks show how many
+# separate regions of the plane each class score rises towards.
+print(ds["n_peaks"].sel(layer=["hidden", "output"]).to_pandas().round(2))
+
+# %%
 # What the papers claim, what this run measured
 # ---------------------------------------------
 # Each row names a claim, the numbers this run measured and a verdict.
@@ -80,12 +92,13 @@ for row in claims.itertuples(index=False):
 # -------------------------
 # The same figures are in ``out/figures`` and embedded in ``report.html``;
 # here are the spectra of every model on one log-log plot, with the
-# smoothness bound 1 + 2/d of the data's intrinsic dimension d.
+# smoothness bound 1 + 2/d of the data's intrinsic dimension d, the
+# robustness curves and the Betti curves of the hidden units and the logits.
 from geomkit.plotting import study_figures  # noqa: E402
 
 figures = study_figures(ds)
 print("figures:", ", ".join(figures))
 for name, (fig, caption) in figures.items():
-    if name not in ("spectra", "robustness"):
+    if name not in ("spectra", "robustness", "betti_curves"):
         plt.close(fig)
 plt.show()

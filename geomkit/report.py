@@ -72,13 +72,18 @@ def summary_table(ds: Any):
     Returns
     -------
     pandas.DataFrame
-        Columns ``model``, ``layer`` and one per (model, layer) or per-model variable.
+        Columns ``model``, ``layer``, one per (model, layer) or per-model
+        variable and one per coordinate of ``model`` (the study's
+        ``description``); ``n_peaks``, the mean peak count of the layer's
+        tuning maps, is NaN for ``input``.
     """
     names = [v for v in ds.data_vars if set(ds[v].dims) == {"model", "layer"}]
     per_model = [v for v in ds.data_vars if ds[v].dims == ("model",)]
     table = ds[names].to_dataframe().reset_index()
     if per_model:
-        table = table.merge(ds[per_model].to_dataframe().reset_index(), on="model")
+        # the model's coordinates (its description) are in the table already: merged twice they
+        # would come back as description_x and description_y
+        table = table.merge(ds[per_model].reset_coords(drop=True).to_dataframe().reset_index(), on="model")
     return table
 
 

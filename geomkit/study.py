@@ -9,8 +9,9 @@
 2. measures every model on held-out data, per layer (``input``, ``hidden``,
    ``output``): power-law spectra with intervals, weight spectra and kurtosis,
    Fisher / Jacobian flatness, categoricality (with the input baseline),
-   category selectivity, level-set topology of hidden-unit tuning maps on the
-   plane of the data's first two principal components, and adversarial
+   category selectivity, level-set topology of the tuning maps of sampled
+   hidden units and of every logit on the plane of the data's first two
+   principal components, and adversarial
    robustness (FGSM, PGD, noise and transfer baselines) with the
    gradient-masking diagnostics;
 3. writes ``DIR/results.nc`` (one xarray Dataset), ``DIR/summary.csv`` (one
@@ -28,15 +29,19 @@ or margin loss), ``worst_auc`` and ``worst_attack`` (the smallest area over
 every attack, noise and transfer baselines included, and that attack),
 ``critical_eps_median``, ``saturation_fraction`` (fraction of hidden
 pre-activations in the flat region of the nonlinearity,
-:func:`geomkit.train.flat_fraction`), ``n_peaks``; over ``(model, layer)``:
+:func:`geomkit.train.flat_fraction`); over ``(model, layer)``:
 ``alpha``, ``alpha_ci_low``, ``alpha_ci_high``, ``alpha_r2``, ``fit_rank_low``, ``fit_rank_high``,
 ``weight_alpha``, ``weight_stable_rank``, ``weight_kurtosis``,
 ``weight_l1_l2``, ``jacobian_fro2``, ``categoricality``,
-``categoricality_ci_low``, ``categoricality_ci_high``, ``selective_fraction``;
+``categoricality_ci_low``, ``categoricality_ci_high``, ``selective_fraction``,
+``n_peaks`` (mean peak count of the layer's tuning maps);
 ``eigenvalues`` over ``(model, layer, rank)``; ``robust_accuracy`` over
-``(model, attack, eps)``; ``betti0`` / ``betti1`` over ``(model, level)``;
+``(model, attack, eps)``; ``betti0`` / ``betti1`` (mean Betti curves of the
+layer's tuning maps) over ``(model, layer, level)``;
 ``diagnostic`` (``"pass"`` / ``"warn"``) over ``(model, check)``. Values that
-do not apply (the weights of ``input``) are NaN. The attribute ``config``
+do not apply (the weights of ``input``, the topology of ``input``, whose
+pixels are not mapped) are NaN; ``betti0``, ``betti1`` and ``n_peaks`` say
+what they hold in their attribute ``description``. The attribute ``config``
 holds the :class:`StudyConfig` as JSON.
 """
 
@@ -89,7 +94,8 @@ class StudyConfig:  # numpydoc ignore=PR01
     n_pairs : int
         Item pairs per kind (within / between category) of the categoricality index.
     n_tuning_units : int
-        Hidden units whose tuning maps are analysed.
+        Hidden units whose tuning maps are analysed (the output layer's maps
+        are those of every logit).
     tuning_resolution : int
         Grid points per side of a tuning map.
     eps : tuple of float
@@ -302,6 +308,16 @@ def _train_or_load(name: str, entry: ZooEntry, cfg: StudyConfig, X, y, models_di
 # --------------------------------------------------------------------------- measuring
 LAYERS = ("input", "hidden", "output")
 N_LEVELS = 21
+_CURVES = ("betti0", "betti1")  # per-layer arrays over `level`, not scalars
+_TOPOLOGY_DESCRIPTIONS = {
+    "betti0": "mean b0 (8-connected components) of the superlevel sets of the layer's tuning maps on the "
+              "plane of the data's first two PCs, at levels from each map's min to its max (level_fraction); "
+              "hidden: sampled units, output: every logit; NaN for input (not mapped)",
+    "betti1": "mean b1 (holes: bounded 4-connected components of the complement) of the superlevel sets of "
+              "the layer's tuning maps, as betti0",
+    "n_peaks": "mean number of peaks (H0 bars of persistence > 5% of the map's range) of the layer's tuning "
+               "maps, as betti0",
+}
 
 
 def _spectrum(acts: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
@@ -376,8 +392,15 @@ def _categorization(acts: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int
 
 
 def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig, seed: int,
-              progress: bool = False) -> dict[str, Any]:
-    """Tuning maps of a few hidden units on the plane of the data's first two PCs."""
+              progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Level-set topology of tuning maps on the plane of the data's first two PCs, per layer.
+
+    Returns ``{"hidden": values, "output": values}``, where ``values`` holds
+    ``betti0`` and ``betti1`` (arrays of shape (N_LEVELS,), the mean Betti
+    curves over the layer's mapped units) and ``n_peaks`` (their mean peak
+    count). Hidden layer: ``cfg.n_tuning_units`` units drawn among those that
+    vary on the first 200 inputs. Output layer: every logit.
+    """
     from .measures.topology import LevelSetTopology
     from .probe.tuning import tuning_map
 
@@ -388,15 +411,23 @@ def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig
     rng = np.random.default_rng(seed)
     acts = _activations(module, X_eval[:200], entry.hidden)
     active = np.flatnonzero(acts.std(axis=0) > 0)
-    units = rng.choice(active if active.size else np.arange(acts.shape[1]),
-                       size=min(cfg.n_tuning_units, acts.shape[1]), replace=False)
-    maps = tuning_map(module, entry.hidden, [int(u) for u in units], origin=pca.mean_,
-                      direction_1=pca.components_[0], direction_2=pca.components_[1], extent=extent,
-                      resolution=cfg.tuning_resolution, progress=progress)
-    topo = LevelSetTopology(n_levels=N_LEVELS).fit(np.asarray(maps.values, dtype=np.float64))
-    curves = np.asarray(topo.betti_curves_.values, dtype=np.float64)
-    return {"betti0": curves[:, 0].mean(axis=0), "betti1": curves[:, 1].mean(axis=0),
-            "n_peaks": float(np.mean(topo.peak_counts_))}
+    hidden_units = rng.choice(active if active.size else np.arange(acts.shape[1]),
+                              size=min(cfg.n_tuning_units, acts.shape[1]), replace=False)
+    # every logit, not a sample: there are only as many as classes (10), one pass over the grid
+    # costs the same for 3 units or 10, and a sample could miss the classes whose boundaries
+    # cross the plane, which are what the output maps are there to show
+    n_logits = _activations(module, X_eval[:1], entry.output).shape[1]
+    out: dict[str, dict[str, Any]] = {}
+    for layer, name, units in (("hidden", entry.hidden, [int(u) for u in hidden_units]),
+                               ("output", entry.output, list(range(n_logits)))):
+        maps = tuning_map(module, name, units, origin=pca.mean_, direction_1=pca.components_[0],
+                          direction_2=pca.components_[1], extent=extent,
+                          resolution=cfg.tuning_resolution, progress=progress)
+        topo = LevelSetTopology(n_levels=N_LEVELS).fit(np.asarray(maps.values, dtype=np.float64))
+        curves = np.asarray(topo.betti_curves_.values, dtype=np.float64)
+        out[layer] = {"betti0": curves[:, 0].mean(axis=0), "betti1": curves[:, 1].mean(axis=0),
+                      "n_peaks": float(np.mean(topo.peak_counts_))}
+    return out
 
 
 def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int, surrogate: Any,
@@ -464,7 +495,8 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
     fisher = FisherFlatness(module, progress=progress).fit(X_sens)
     result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
     result["saturation_fraction"] = _saturation_fraction(module, entry, X, progress)
-    result.update(_topology(module, entry, X, cfg, seed, progress))
+    for layer, values in _topology(module, entry, X, cfg, seed, progress).items():
+        result["layers"][layer].update(values)
     result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
     return result
 
@@ -475,7 +507,7 @@ def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[
 
     models = list(results)
     scalar_names = sorted({k for r in results.values() for lay in r["layers"].values() for k in lay
-                           if k != "eigenvalues"})
+                           if k not in ("eigenvalues", *_CURVES)})
     n_rank = max(len(r["layers"][l]["eigenvalues"]) for r in results.values() for l in LAYERS)
     data: dict[str, Any] = {}
     for var in scalar_names:
@@ -488,11 +520,18 @@ def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[
             eig[i, j, : len(lam)] = lam
     data["eigenvalues"] = (("model", "layer", "rank"), eig)
     for var in ("accuracy", "fisher_log_trace", "pgd_auc", "worst_auc", "critical_eps_median",
-                "saturation_fraction", "n_peaks"):
+                "saturation_fraction"):
         data[var] = (("model",), np.array([float(results[m].get(var, np.nan)) for m in models]))
     data["worst_attack"] = (("model",), np.array([str(results[m].get("worst_attack", "n/a")) for m in models]))
-    for var in ("betti0", "betti1"):
-        data[var] = (("model", "level"), np.stack([np.asarray(results[m][var], dtype=float) for m in models]))
+    for var in _CURVES:
+        curves = np.full((len(models), len(LAYERS), N_LEVELS), np.nan)  # NaN: the input layer is not mapped
+        for i, m in enumerate(models):
+            for j, l in enumerate(LAYERS):
+                if var in results[m]["layers"][l]:
+                    curves[i, j] = results[m]["layers"][l][var]
+        data[var] = (("model", "layer", "level"), curves, {"description": _TOPOLOGY_DESCRIPTIONS[var]})
+    if "n_peaks" in data:
+        data["n_peaks"] = (*data["n_peaks"], {"description": _TOPOLOGY_DESCRIPTIONS["n_peaks"]})
     ra = [results[m]["robust_accuracy"] for m in models]
     attacks = list(ra[0]["attack"].values)
     data["robust_accuracy"] = (("model", "attack", "eps"), np.stack(

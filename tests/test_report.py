@@ -13,6 +13,12 @@ MODELS = ["mlp", "spectral_a1", "spectral_a2.5", "sigmoid_saturated", "krotov_ho
 LAYERS = ["input", "hidden", "output"]
 
 
+def _with_nan_input(values):
+    values = np.asarray(values, dtype=float)
+    values[:, LAYERS.index("input")] = np.nan
+    return values
+
+
 def _results(alpha_a1=1.05, alpha_a25=2.45, kh_r2=0.97, cat=(0.2, 0.5, 0.8)):
     rng = np.random.default_rng(0)
     n_m, n_l, n_rank = len(MODELS), len(LAYERS), 50
@@ -56,8 +62,10 @@ def _results(alpha_a1=1.05, alpha_a25=2.45, kh_r2=0.97, cat=(0.2, 0.5, 0.8)):
             "critical_eps_median": (("model",), np.array([auc[m] / 10 for m in MODELS])),
             "saturation_fraction": (("model",), np.linspace(0, 0.9, n_m)),
             "robust_accuracy": (("model", "attack", "eps"), robust),
-            "betti0": (("model", "level"), rng.integers(0, 4, size=(n_m, 21)).astype(float)),
-            "betti1": (("model", "level"), rng.integers(0, 2, size=(n_m, 21)).astype(float)),
+            # per layer, as the study writes them: NaN for the input layer, whose pixels are not mapped
+            "betti0": (("model", "layer", "level"), _with_nan_input(1 + rng.integers(0, 4, size=(n_m, n_l, 21)))),
+            "betti1": (("model", "layer", "level"), _with_nan_input(rng.integers(0, 2, size=(n_m, n_l, 21)))),
+            "n_peaks": (("model", "layer"), _with_nan_input(1 + np.arange(n_m * n_l).reshape(n_m, n_l) / 10)),
             "diagnostic": (("model", "check"), diag),
         },
         coords={"model": MODELS, "layer": LAYERS, "rank": np.arange(1, n_rank + 1), "attack": ["fgsm", "pgd"],
@@ -209,3 +217,85 @@ def test_categoricality_figure_draws_intervals_that_exclude_the_estimate():
     lows = sorted(seg[:, 1].min() for seg in segments)
     expected = sorted(ds["categoricality_ci_low"].values.ravel())
     np.testing.assert_allclose(lows, expected)
+
+
+def test_summary_has_the_peak_count_of_every_model_and_layer():
+    ds = _results()
+    table = summary_table(ds).set_index(["model", "layer"])
+    for m in MODELS:
+        for layer in LAYERS:
+            expected = float(ds["n_peaks"].sel(model=m, layer=layer))
+            got = table.loc[(m, layer), "n_peaks"]
+            assert np.isnan(got) if layer == "input" else got == pytest.approx(expected)
+
+
+def _betti_figure(ds):
+    """The Betti figure and its caption; the other figures are closed."""
+    import matplotlib.pyplot as plt
+
+    from geomkit.plotting.study import study_figures
+
+    figures = study_figures(ds)
+    for name, (fig, _) in figures.items():
+        if name != "betti_curves":
+            plt.close(fig)
+    return figures["betti_curves"]
+
+
+def test_betti_figure_draws_each_layer_and_model():
+    ds = _results()
+    # hidden-unit ramps: the same flat curves for every model, as the study measures them
+    ds["betti0"].loc[dict(layer="hidden")] = 1.0
+    ds["betti1"].loc[dict(layer="hidden")] = 0.0
+    fig, caption = _betti_figure(ds)
+    axes = fig.axes
+    assert len(axes) == 4  # rows hidden, output (the input layer is NaN: no row); columns b0, b1
+    for ax, (layer, var) in zip(axes, [(l, v) for l in ("hidden", "output") for v in ("betti0", "betti1")]):
+        assert ax.get_title().startswith({"hidden": "hidden units", "output": "output logits"}[layer])
+        ys = [line.get_ydata() for line in ax.get_lines()]
+        np.testing.assert_array_equal(ys, ds[var].sel(layer=layer).values)
+        np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), ds["level_fraction"].values)
+    # overlapping identical curves are announced on the panel
+    assert "all 6 models: b₀ = 1 at every level" in axes[0].texts[0].get_text()
+    assert not axes[2].texts  # output b0 varies between models
+    (legend,) = fig.legends
+    peaks = ds["n_peaks"].sel(layer="output").values
+    assert [t.get_text() for t in legend.get_texts()] == [f"{m} ({p:.1f})" for m, p in zip(MODELS, peaks)]
+    # the caption's numbers follow from the data
+    n_above = int((ds["betti0"].sel(layer="output").values > 1).sum())
+    assert f"exceeds 1 at {n_above} of {len(MODELS) * 21} (model, level) points" in caption
+    assert f"ranges {peaks.min():.2g}–{peaks.max():.2g}" in caption
+    assert "by construction" in caption
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    # all output curves flat at 1 but one: the panel counts the overlapping ones
+    ds["betti0"].loc[dict(layer="output")] = 1.0
+    ds["betti0"].loc[dict(layer="output", model="softhebb", level=5)] = 1.5
+    fig, caption = _betti_figure(ds)
+    assert "5 of 6 models: b₀ = 1 at every level" in fig.axes[2].texts[0].get_text()
+    assert f"exceeds 1 at 1 of {len(MODELS) * 21} (model, level) points" in caption
+    plt.close(fig)
+
+
+def test_betti_figure_reads_results_with_hidden_curves_only():
+    # results.nc of earlier versions: betti0 / betti1 over (model, level), n_peaks over (model,)
+    import matplotlib.pyplot as plt
+
+    ds = _results()
+    old = ds.drop_vars(["betti0", "betti1", "n_peaks"]).assign(
+        betti0=ds["betti0"].sel(layer="output", drop=True), betti1=ds["betti1"].sel(layer="output", drop=True),
+        n_peaks=ds["n_peaks"].sel(layer="output", drop=True))
+    fig, caption = _betti_figure(old)
+    assert len(fig.axes) == 2
+    for ax, var in zip(fig.axes, ("betti0", "betti1")):
+        np.testing.assert_array_equal([line.get_ydata() for line in ax.get_lines()], old[var].values)
+    assert "Output logits" not in caption
+    plt.close(fig)
+
+
+def test_summary_keeps_the_model_description_once():
+    ds = _results().assign_coords(description=("model", [f"the {m} net" for m in MODELS]))
+    table = summary_table(ds)
+    assert [c for c in table.columns if c.startswith("description")] == ["description"]
+    assert list(table.loc[table.layer == "output", "description"]) == [f"the {m} net" for m in MODELS]

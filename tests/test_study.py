@@ -66,6 +66,76 @@ def test_measured_values_are_sane(quick_run):
     assert ds.attrs["smoothness_bound"] == pytest.approx(1 + 2 / ds.attrs["intrinsic_dim"])
 
 
+def _eval_inputs():
+    """The study's held-out inputs of the quick run (seed 0)."""
+    from geomkit.datasets import load_mnist5k
+
+    _, X_test, _, y_test = load_mnist5k(test_size=0.2, random_state=0)
+    X_eval, _ = study._subsample(X_test, y_test, study.StudyConfig.make(quick=True).n_eval, 0)
+    return X_eval
+
+
+def test_hidden_tuning_maps_are_ramps_and_topology_is_per_layer(quick_run):
+    out, ds = quick_run
+    assert ds["betti0"].dims == ds["betti1"].dims == ("model", "layer", "level")
+    assert ds["n_peaks"].dims == ("model", "layer")
+    # a hidden unit is a monotone function of one projection w.x + b, a ramp on any plane: its
+    # superlevel sets are half-planes, so one component, no hole and one peak at every level
+    hidden = ds.sel(layer="hidden")
+    np.testing.assert_array_equal(hidden["betti0"].values, 1.0)
+    np.testing.assert_array_equal(hidden["betti1"].values, 0.0)
+    np.testing.assert_array_equal(hidden["n_peaks"].values, 1.0)
+    # the input layer is not mapped: NaN, not zero; hidden and output are measured for every model
+    for var in ("betti0", "betti1", "n_peaks"):
+        assert np.isnan(ds[var].sel(layer="input").values).all(), var
+        assert np.isfinite(ds[var].sel(layer=["hidden", "output"]).values).all(), var
+        assert "description" in ds[var].attrs
+    # at the lowest level the superlevel set is the whole map: one component, no hole
+    np.testing.assert_array_equal(ds["betti0"].sel(layer="output").isel(level=0).values, 1.0)
+    np.testing.assert_array_equal(ds["betti1"].sel(layer="output").isel(level=0).values, 0.0)
+    summary = pd.read_csv(out / "summary.csv").set_index(["model", "layer"])
+    for (model, layer), value in summary["n_peaks"].items():
+        np.testing.assert_equal(value, float(ds["n_peaks"].sel(model=model, layer=layer)))
+
+
+@pytest.mark.parametrize("name", ["mlp", "krotov_hopfield"])
+def test_output_topology_equals_a_recomputation_from_the_checkpoint(quick_run, name):
+    from scipy import ndimage
+    from sklearn.decomposition import PCA
+
+    from geomkit.measures.topology import LevelSetTopology
+    from geomkit.probe.tuning import tuning_map
+    from geomkit.train import HebbianClassifier, NetClassifier
+
+    out, ds = quick_run
+    cfg = study.StudyConfig.make(quick=True)
+    X_eval = _eval_inputs()
+    module = (NetClassifier if name == "mlp" else HebbianClassifier).load(out / "models" / name).module_
+    pca = PCA(n_components=2, random_state=0).fit(X_eval)
+    maps = tuning_map(module, "out", list(range(10)), origin=pca.mean_, direction_1=pca.components_[0],
+                      direction_2=pca.components_[1], extent=2 * np.sqrt(pca.explained_variance_[0]),
+                      resolution=cfg.tuning_resolution)
+    maps = np.asarray(maps.values, dtype=np.float64)
+    got = ds.sel(model=name, layer="output")
+    topo = LevelSetTopology(n_levels=21).fit(maps)
+    np.testing.assert_array_equal(got["betti0"].values, topo.betti_curves_.values[:, 0].mean(axis=0))
+    np.testing.assert_array_equal(got["betti1"].values, topo.betti_curves_.values[:, 1].mean(axis=0))
+    assert float(got["n_peaks"]) == pytest.approx(topo.peak_counts_.mean(), abs=1e-12)
+    # brute force, without LevelSetTopology: label the components of {f >= t} (8-connected) and the
+    # holes, components of {f < t} (4-connected) that touch no border, at 21 levels from min to max
+    b0 = np.zeros((len(maps), 21))
+    b1 = np.zeros((len(maps), 21))
+    for i, f in enumerate(maps):
+        for j, t in enumerate(f.min() + np.linspace(0, 1, 21) * (f.max() - f.min())):
+            above = f >= t
+            b0[i, j] = ndimage.label(above, structure=np.ones((3, 3)))[1]
+            below, n_below = ndimage.label(~above)
+            on_border = np.unique(np.concatenate([below[0], below[-1], below[:, 0], below[:, -1]]))
+            b1[i, j] = n_below - np.count_nonzero(on_border)
+    np.testing.assert_allclose(got["betti0"].values, b0.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(got["betti1"].values, b1.mean(axis=0), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["krotov_hopfield", "softhebb", "mlp"])
 def test_hidden_weights_are_measured_for_every_net(quick_run, name):
     # the Hebbian layers keep their weights in a buffer, not a Parameter: measured all the same

@@ -145,22 +145,74 @@ def _categoricality(ds, palette):
                 "cosine distances, with 95% bootstrap intervals; 'input' is the pixel-space baseline."
 
 
+_TOPOLOGY_ROWS = {"hidden": "hidden units", "output": "output logits"}
+
+
 def _betti(ds, palette):
-    fig, axes = _new(ncols=2)
+    import matplotlib.pyplot as plt
+
+    b0, b1, peaks = ds["betti0"], ds["betti1"], ds["n_peaks"] if "n_peaks" in ds else None
+    if "layer" not in b0.dims:  # results of geomkit < per-layer topology: hidden units only
+        b0, b1 = b0.expand_dims(layer=["hidden"]), b1.expand_dims(layer=["hidden"])
+        peaks = None if peaks is None else peaks.expand_dims(layer=["hidden"])
+    layers = [str(l) for l in b0["layer"].values if np.isfinite(b0.sel(layer=l).values).any()]
+    layers = layers or [str(l) for l in b0["layer"].values]  # nothing measured: empty panels, not no figure
     frac = ds["level_fraction"].values
-    for ax, var, title in zip(axes, ("betti0", "betti1"), ("b₀: components", "b₁: holes")):
-        for model in ds.model.values:
-            ax.plot(frac, ds[var].sel(model=model).values, color=palette[model], label=model)
+    fig, axes = plt.subplots(len(layers), 2, figsize=(11.0, 0.6 + 3.2 * len(layers)), sharex=True,
+                             sharey="col", squeeze=False, layout="constrained")
+    for row, layer in zip(axes, layers):
+        for ax, da, symbol, what in zip(row, (b0, b1), ("b₀", "b₁"), ("components", "holes")):
+            values = da.sel(layer=layer)
+            for model in ds.model.values:
+                ax.plot(frac, values.sel(model=model).values, color=palette[model], marker=".", ms=4,
+                        lw=1.3, label=str(model))
+            # identical flat curves hide one another; say how many there are rather than show one colour
+            flat = [float(c[0]) for c in values.values if np.isfinite(c).all() and np.all(c == c[0])]
+            common = max(set(flat), key=flat.count) if flat else None
+            if common is not None and flat.count(common) >= 2:
+                n_same, n_all = flat.count(common), values.sizes["model"]
+                who = f"all {n_all}" if n_same == n_all else f"{n_same} of {n_all}"
+                ax.text(0.5, 0.9, f"{who} models: {symbol} = {common:g} at every level (lines overlap)",
+                        transform=ax.transAxes, ha="center", va="top", fontsize=8)
+            ax.set_title(f"{_TOPOLOGY_ROWS.get(layer, layer)}: {symbol} ({what})", fontsize=10)
+            ax.set_ylabel(f"mean {symbol} of {{f ≥ t}}")
+    for ax, da, low in zip(axes[0], (b0, b1), (0.0, -0.1)):  # sharey="col": sets the whole column
+        finite = da.values[np.isfinite(da.values)]
+        ax.set_ylim(low, 1.15 * max(float(finite.max()) if finite.size else 0.0, 1.0) + 0.1)
+    for ax in axes[-1]:
         ax.set_xlabel("level t (fraction of the way from map min to max)")
-        ax.set_ylabel(f"mean {title} of superlevel set {{f ≥ t}}")
-        ax.set_title(f"Betti curves, {title}")
-    axes[0].legend(fontsize=7)
-    return fig, "Level-set topology of tuning maps of sampled hidden units over the plane of the data's " \
-                "first two principal components (Wang & Ponce 2022). A monotone function of one linear " \
-                "projection of the input (the ReLU or sigmoid of the backprop nets, ReLU(h)ⁿ of the plain " \
-                "currents h = Wx in both Hebbian nets), as in every hidden layer here, is a ramp on any " \
-                "plane: its superlevel sets are half-planes, b₀ = 1 and b₁ = 0 at every level by " \
-                "construction; richer curves need deeper units or curved stimulus manifolds."
+    handles, labels = axes[-1][0].get_legend_handles_labels()
+    last = layers[-1]
+    if peaks is not None and "layer" in peaks.dims and last in peaks["layer"].values:
+        labels = [f"{m} ({float(peaks.sel(model=m, layer=last)):.1f})" for m in labels]
+        title = f"model (mean peaks,\n{_TOPOLOGY_ROWS.get(last, last)})"
+    else:
+        title = "model"
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, title=title, title_fontsize=8)
+    caption = ("Level-set topology (Wang & Ponce 2022) of tuning maps over the plane of the data's first two "
+               "principal components: the mean Betti numbers of the superlevel sets {f ≥ t} at 21 levels from "
+               "each map's minimum to its maximum; b₀ counts components (separate high regions), b₁ holes. "
+               "Hidden units (sampled): a monotone function (the ReLU or sigmoid of the backprop nets, ReLU(h)ⁿ "
+               "of the plain currents h = Wx in both Hebbian nets) of one linear projection of the input is a "
+               "ramp on any plane, its superlevel sets are half-planes, so b₀ = 1 and b₁ = 0 at every level by "
+               "construction: a check of the pipeline, not a finding.")
+    if "output" in layers:
+        caption += (" Output logits (every class): weighted sums of many hidden ramps (piecewise linear in "
+                    "the ReLU nets), not monotone in any one projection, so their maps need not be ramps. b₀ > 1 "
+                    "at a level means a class's score has several separate high regions on the plane, b₁ > 0 a "
+                    "high region enclosing a low one: the class-boundary "
+                    "structure the net draws on this plane. The legend gives each model's mean peak count per "
+                    "logit (peaks with persistence above 5% of the map's range).")
+        out0, out1 = b0.sel(layer="output").values, b1.sel(layer="output").values
+        # what this run shows, in numbers: one-hidden-layer logits can be near-unimodal on the plane too
+        above = int(np.sum(out0 > 1))
+        caption += (f" In this run the output b₀ exceeds 1 at {above} of {np.isfinite(out0).sum()} "
+                    f"(model, level) points, the largest mean b₁ is {np.nanmax(out1):.2g}")
+        if peaks is not None and "layer" in peaks.dims and "output" in peaks["layer"].values:
+            per_model = peaks.sel(layer="output").values
+            caption += f"; the mean peak count per logit ranges {np.nanmin(per_model):.2g}–{np.nanmax(per_model):.2g}"
+        caption += "."
+    return fig, caption
 
 
 def _alpha_vs_robustness(ds, palette):
