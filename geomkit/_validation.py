@@ -55,6 +55,19 @@ def to_numpy(x: Any, name: str = "X") -> np.ndarray:
     return np.asarray(x)
 
 
+def host_array(x: Any) -> Any:
+    """Torch tensors (any device, with or without grad) and DataArrays as numpy arrays.
+
+    For estimators that hand their input on to scikit-learn's ``validate_data``,
+    whose ``np.asarray`` fails on CUDA tensors and on tensors that require grad;
+    everything else (numpy, pandas, which keeps its column names, lists) is
+    returned unchanged.
+    """
+    if type(x).__module__.startswith(("torch", "xarray")):
+        return to_numpy(x)
+    return x
+
+
 def as_float_array(
     X: Any,
     name: str = "X",

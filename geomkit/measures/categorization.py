@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import check_float, check_int, to_numpy
+from .._validation import check_float, check_int, host_array, to_numpy
 
 __all__ = [
     "CategorizationIndex",
@@ -207,18 +207,6 @@ def ks_statistics(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.max(np.where(last_of_tie, np.abs(diff), 0.0), axis=1)
 
 
-def _host_array(x: Any) -> Any:
-    """Torch tensors (any device, with or without grad) and DataArrays as numpy arrays.
-
-    ``validate_data`` would call ``np.asarray``, which fails on CUDA tensors and
-    on tensors that require grad; other inputs (pandas keeps its column names)
-    are passed on unchanged.
-    """
-    if type(x).__module__.startswith(("torch", "xarray")):
-        return to_numpy(x)
-    return x
-
-
 def _check_metric(metric: Any) -> Any:
     if callable(metric) or isinstance(metric, str):
         return metric
@@ -351,7 +339,7 @@ class CategorizationIndex(BaseEstimator):
         check_int(self.n_bootstrap, "n_bootstrap", low=0)
         check_float(self.confidence, "confidence", low=0.0, high=1.0, low_inclusive=False)
         _check_metric(self.metric)
-        X, y = _host_array(X), _host_array(y)
+        X, y = host_array(X), host_array(y)
         y_arr = to_numpy(y) if y is not None else None
         if y_arr is not None and y_arr.ndim == 1 and len(y_arr) != _n_rows(X):
             raise ValueError(
@@ -571,7 +559,7 @@ class CategorySelectivity(BaseEstimator):
         unit_coords = None
         if type(X).__module__.startswith("xarray") and "unit" in getattr(X, "dims", ()):
             unit_coords = X["unit"].values
-        X, y = _host_array(X), _host_array(y)
+        X, y = host_array(X), host_array(y)
         y_arr = to_numpy(y) if y is not None else None
         if y_arr is not None and y_arr.ndim == 1 and len(y_arr) != _n_rows(X):
             raise ValueError(
@@ -609,7 +597,7 @@ class CategorySelectivity(BaseEstimator):
             The fraction of selective units, in [0, 1].
         """
         check_is_fitted(self)
-        X, y = validate_data(self, _host_array(X), _host_array(y), reset=False, dtype=np.float64,
+        X, y = validate_data(self, host_array(X), host_array(y), reset=False, dtype=np.float64,
                              y_numeric=False)
         d = category_selectivity(X, y).values
         return float(np.mean((d >= self.threshold).any(axis=1)))

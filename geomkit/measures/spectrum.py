@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._backend import check_device, eigh, eigvalsh
-from .._validation import as_float_array, check_float, check_int, check_option, to_numpy
+from .._validation import as_float_array, check_float, check_int, check_option, host_array, to_numpy
 from ..moments import Moments
 from ._powerlaw import (
     PowerLawFit,
@@ -434,8 +434,7 @@ class PowerLawSpectrum(BaseEstimator):
         check_device(self.device)
 
     def _validate_2d(self, X: Any, reset: bool) -> np.ndarray:
-        if type(X).__module__.startswith(("torch", "xarray")):
-            X = to_numpy(X)
+        X = host_array(X)
         # At scoring time the unit count must match the fit, which the n_features_in_
         # check reports more usefully than a minimum.
         return validate_data(

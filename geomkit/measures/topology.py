@@ -54,7 +54,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import as_float_array, check_float, check_int, to_numpy
+from .._validation import as_float_array, check_float, check_int, host_array
 from ._merge_tree import rank_maps, sublevel_pairs
 
 __all__ = [
@@ -559,10 +559,7 @@ class LevelSetTopology(TransformerMixin, BaseEstimator):
         return tags
 
     def _maps(self, X: Any, reset: bool) -> np.ndarray:
-        if type(X).__module__.startswith(("torch", "xarray")):
-            # np.asarray inside validate_data fails on CUDA tensors and tensors with grad.
-            X = to_numpy(X)
-        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float64)
+        X = validate_data(self, host_array(X), reset=reset, allow_nd=True, dtype=np.float64)
         if X.ndim == 3:
             shape = X.shape[1:]
         elif X.ndim == 2:
