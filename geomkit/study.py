@@ -266,7 +266,7 @@ def _model_params(clf: Any) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=_jsonable, sort_keys=True))
 
 
-def _stamp(clf: Any, cfg: StudyConfig, X: np.ndarray, y: np.ndarray, seed: int, data_hash: str) -> dict[str, Any]:
+def _stamp(clf: Any, cfg: StudyConfig, X: np.ndarray, seed: int, data_hash: str) -> dict[str, Any]:
     """Everything that shapes the trained weights: a checkpoint is reused only when all of it matches."""
     from . import __version__
 
@@ -277,11 +277,11 @@ def _stamp(clf: Any, cfg: StudyConfig, X: np.ndarray, y: np.ndarray, seed: int, 
 
 def _train_or_load(name: str, entry: ZooEntry, cfg: StudyConfig, X, y, models_dir: Path, seed: int,
                    device: Any, retrain: bool, progress: bool, log: Callable[[str], None],
-                   data_hash: str | None = None):
+                   data_hash: str):
     path = models_dir / name
     stamp = path.with_suffix(".study.json")
     clf = entry.build(cfg, int(X.shape[1]), seed, device, progress)
-    wanted = _stamp(clf, cfg, X, y, seed, _data_hash(X, y) if data_hash is None else data_hash)
+    wanted = _stamp(clf, cfg, X, seed, data_hash)
     if retrain:
         log(f"{name}: retraining (--retrain)")
     elif stamp.is_file():

@@ -201,7 +201,7 @@ def _tiny(tmp_path, X, y, **kw):
     notes = []
     entry = kw.pop("entry", study._zoo()["mlp"])
     clf, reused = study._train_or_load("mlp", entry, cfg, X, y, tmp_path, 0, "cpu", kw.pop("retrain", False),
-                                       False, notes.append)
+                                       False, notes.append, study._data_hash(X, y))
     return clf, reused, notes
 
 

@@ -152,9 +152,8 @@ _SHAPE_ERROR = re.compile(
 
 
 def _is_shape_error(err: BaseException) -> bool:
-    import torch
-
-    if isinstance(err, getattr(torch, "OutOfMemoryError", ())) or type(err) is not RuntimeError:
+    # Exactly RuntimeError: its subclasses (out-of-memory, not-implemented) are never shape errors.
+    if type(err) is not RuntimeError:
         return False
     return bool(_SHAPE_ERROR.search(str(err)))
 
