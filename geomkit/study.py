@@ -353,12 +353,9 @@ def _weights(module: Any, entry: ZooEntry, progress: bool = False) -> dict[str, 
     """Spectrum and kurtosis of the incoming weights of the hidden and output layers.
 
     The Hebbian layers keep their weights in a buffer (they learn without
-    gradients), which :func:`~geomkit.measures.weight_spectra.weight_spectra`
-    does not look for; so every model's matrices are taken out and measured
-    the same way, as the weights of bias-free stand-in Linear layers.
+    gradients), not in a Linear layer; so every model's matrices are taken out
+    and measured the same way, as named arrays.
     """
-    import torch
-
     from .measures.kurtosis import weight_kurtosis
     from .measures.weight_spectra import weight_spectra
 
@@ -366,12 +363,7 @@ def _weights(module: Any, entry: ZooEntry, progress: bool = False) -> dict[str, 
                 if (W := _weight_matrix(module, name)) is not None}
     if not matrices:
         return {}
-    stand_in = torch.nn.ModuleDict()
-    for layer, W in matrices.items():
-        linear = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, dtype=torch.float64)
-        linear.weight = torch.nn.Parameter(torch.from_numpy(W), requires_grad=False)
-        stand_in[layer] = linear
-    spectra = weight_spectra(stand_in, progress=progress).set_index("layer")
+    spectra = weight_spectra(matrices, progress=progress).set_index("layer")
     kurt = weight_kurtosis(matrices).set_index("layer")
     return {layer: {"weight_alpha": float(spectra.loc[layer, "alpha"]),
                     "weight_stable_rank": float(spectra.loc[layer, "stable_rank"]),

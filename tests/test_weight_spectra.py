@@ -209,3 +209,25 @@ def test_eigh_solver_equals_squared_svdvals(shape):
     np.testing.assert_allclose(a.eigenvalues, ref, rtol=0, atol=1e-12 * ref[0])
     for column in ("alpha", "xmin", "ks_distance", "n_tail", "stable_rank", "log_norm"):
         assert a[column] == pytest.approx(b[column], rel=1e-9), column
+
+
+def test_named_arrays_give_the_rows_of_the_module():
+    """A dict of weight arrays (as weight_kurtosis takes) measures like the module's layers."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.ReLU(), torch.nn.Conv1d(2, 4, 3))
+    from_module = weight_spectra(net, progress=False)
+    arrays = {"0": net[0].weight.detach().numpy(), "2": net[2].weight.detach()}
+    from_dict = weight_spectra(arrays, progress=False)
+    assert list(from_dict["layer"]) == ["0", "2"]
+    assert list(from_dict["module"]) == ["ndarray", "Tensor"]
+    for col in ["shape", "weight_shape", "n_eigenvalues"]:
+        assert list(from_dict[col]) == list(from_module[col])
+    for col in ["lambda_max", "alpha", "xmin", "stable_rank", "log_norm"]:
+        np.testing.assert_allclose(from_dict[col], from_module[col], rtol=1e-12)
+    for a, b in zip(from_dict["eigenvalues"], from_module["eigenvalues"]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * b[0])
+    assert weight_spectra(arrays, layers="2", progress=False)["layer"].tolist() == ["2"]
+    with pytest.raises(ValueError, match=r"2 or more dimensions.*\['b'\]"):
+        weight_spectra({"a": np.ones((3, 3)), "b": np.ones(3)}, progress=False)
+    with pytest.raises(TypeError, match="torch.nn.Module or a dict"):
+        weight_spectra([np.ones((3, 3))], progress=False)

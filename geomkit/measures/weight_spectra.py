@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import resolve_device
-from .._validation import check_option
+from .._validation import check_option, to_numpy
 from ._powerlaw import clauset_fit, usable_count
 
 __all__ = ["weight_spectra", "WEIGHT_SPECTRA_COLUMNS"]
@@ -47,12 +47,25 @@ WEIGHT_SPECTRA_COLUMNS = (
 )
 
 
-def _weight_layers(model: Any, layers: Any):
+def _weight_layers(model: Any, layers: Any) -> list[tuple[str, str, Any]]:
+    """``(name, kind, weight tensor)`` of the layers to measure, from a module or a dict."""
+    import torch
     import torch.nn as nn
 
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    found = [(name, m) for name, m in model.named_modules()
-             if isinstance(m, kinds) and getattr(m, "weight", None) is not None]
+    if isinstance(model, dict):
+        # Named arrays (e.g. weights kept in buffers, or not in a torch model at all).
+        found = [(str(k), type(v).__name__, torch.as_tensor(to_numpy(v, name=f"model[{k!r}]")))
+                 for k, v in model.items()]
+        bad = [name for name, _, W in found if W.ndim < 2]
+        if bad or not found:
+            raise ValueError(
+                "a dict model must map layer names to weight arrays of 2 or more dimensions "
+                f"(out, in, ...); got {'no arrays' if not found else f'fewer dimensions for {bad}'}."
+            )
+    else:
+        kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        found = [(name, type(m).__name__, m.weight) for name, m in model.named_modules()
+                 if isinstance(m, kinds) and getattr(m, "weight", None) is not None]
     if not found:
         # As weight_kurtosis: an empty table would hide a wrong model or a typo.
         raise ValueError(
@@ -61,7 +74,7 @@ def _weight_layers(model: Any, layers: Any):
         )
     if layers is None:
         return found
-    names = [name for name, _ in found]
+    names = [name for name, _, _ in found]
     wanted = [layers] if isinstance(layers, str) else list(layers)
     if not wanted:
         raise ValueError(
@@ -76,7 +89,7 @@ def _weight_layers(model: Any, layers: Any):
             f"layers {missing} are not Linear / Conv weight layers of the model. Available: "
             f"{names}. Closest matches: {hints}."
         )
-    return [(name, m) for name, m in found if name in wanted]
+    return [entry for entry in found if entry[0] in wanted]
 
 
 def _fit_row(lam: np.ndarray) -> dict:
@@ -122,12 +135,17 @@ def weight_spectra(
 
     Parameters
     ----------
-    model : torch.nn.Module
-        Read only; its parameters, modes and gradients are left untouched.
+    model : torch.nn.Module or dict of str to array-like
+        A module (read only; its parameters, modes and gradients are left
+        untouched), or named weight arrays of shape (out, in, ...), as
+        :func:`~geomkit.measures.kurtosis.weight_kurtosis` takes them: for
+        weights a module keeps outside Linear / Conv layers (e.g. in a buffer).
     layers : str or list of str, optional
-        Names (as in ``model.named_modules()``) of Linear / Conv layers; default: all.
+        Names (as in ``model.named_modules()``, or the dict's keys) of the
+        layers to measure; default: all.
     device : None, str or torch.device
-        Where the eigenvalues are computed; ``None``: the model's device. On
+        Where the eigenvalues are computed; ``None``: the model's device (the
+        CPU for a dict). On
         the CPU, ``solver="eigh"`` runs in numpy; elsewhere (e.g. ``"cuda"``)
         in torch.
     dtype : {"float64", "float32"}, default="float64"
@@ -147,8 +165,8 @@ def weight_spectra(
     Returns
     -------
     pandas.DataFrame
-        Columns: ``layer``, ``module`` (class name), ``shape`` (of the matrix,
-        "rows x cols"), ``weight_shape`` (tuple of int: the parameter's own
+        Columns: ``layer``, ``module`` (class name; the array's for a dict),
+        ``shape`` (of the matrix, "rows x cols"), ``weight_shape`` (tuple of int: the parameter's own
         shape, e.g. ``(out, in / groups, kh, kw)`` for a Conv2d kernel),
         ``n_rows``, ``n_cols``, ``n_eigenvalues``,
         ``eigenvalues`` (descending ndarray, ``min(rows, cols)`` squared
@@ -185,20 +203,22 @@ def weight_spectra(
 
     check_option(dtype, "dtype", ("float64", "float32"))
     check_option(solver, "solver", ("eigh", "svd"))
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-    dev = resolve_device(device, model)
+    if not isinstance(model, (torch.nn.Module, dict)):
+        raise TypeError(
+            f"model must be a torch.nn.Module or a dict of named weight arrays; got {type(model).__name__}."
+        )
+    dev = resolve_device(device, model if isinstance(model, torch.nn.Module) else None)
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
     rows = []
-    for name, module in tqdm(_weight_layers(model, layers), desc="weight spectra",
-                             disable=not progress):
+    for name, kind, weight in tqdm(_weight_layers(model, layers), desc="weight spectra",
+                                   disable=not progress):
         with torch.no_grad():
-            W = module.weight.detach()
+            W = weight.detach()
             weight_shape = tuple(int(k) for k in W.shape)
             if not bool(torch.isfinite(W).all()):
                 n_bad = int((~torch.isfinite(W)).sum())
                 raise ValueError(
-                    f"layer {name!r} ({type(module).__name__}) has {n_bad} NaN or infinite "
+                    f"layer {name!r} ({kind}) has {n_bad} NaN or infinite "
                     f"weight(s) of {W.numel()}; its spectrum is undefined. Repair the weights "
                     "or leave the layer out with layers=[...]."
                 )
@@ -208,7 +228,7 @@ def weight_spectra(
         lam_max = float(lam[0])
         row = {
             "layer": name,
-            "module": type(module).__name__,
+            "module": kind,
             "shape": f"{W.shape[0]} x {W.shape[1]}",
             "weight_shape": weight_shape,
             "n_rows": int(W.shape[0]),
