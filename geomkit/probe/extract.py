@@ -161,21 +161,19 @@ def _is_shape_error(err: BaseException) -> bool:
 def _move_model(model: Any, device: Any):
     """Move ``model`` to ``device`` for a run; return a function that puts it back exactly.
 
-    The put-back reinstates the original parameter storage, gradients and
-    buffer objects, each on its original device (bitwise as before, mixed-device
-    models included). Without anything to move it is a no-op.
+    The put-back reinstates the original parameter storage and gradients, each
+    on its original device (bitwise as before, mixed-device models included).
+    Buffers are left to ``ModelState(model, buffers=True)``, which restores their
+    original objects and values. Without anything to move it is a no-op.
     """
     tensors = [*model.parameters(), *model.buffers()]
     if all(t.device == device for t in tensors):
         return lambda: None
     params = []
-    buffers = []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             grad = p.grad
             params.append((module, name, p, p.data, grad, None if grad is None else grad.data))
-        for name, b in module.named_buffers(recurse=False):
-            buffers.append((module, name, b))
 
     def put_back() -> None:
         for module, name, p, data, grad, grad_data in params:
@@ -185,8 +183,6 @@ def _move_model(model: Any, device: Any):
             if grad is not None:
                 grad.data = grad_data  # Module.to moves a gradient in place
             p.grad = grad
-        for module, name, b in buffers:
-            setattr(module, name, b)
 
     try:
         model.to(device)
