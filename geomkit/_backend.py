@@ -24,16 +24,23 @@ def resolve_device(device: Any = None, model: Any = None):
     import torch
 
     if device is not None:
-        try:
-            return torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(
-                f"device must be None, a torch.device or a string such as 'cpu' or 'cuda:0'; "
-                f"got {device!r} ({err})."
-            ) from None
+        return _parse_device(device, "device")
     if model is not None:
         return model_device(model)
     return torch.device("cpu")
+
+
+def _parse_device(device: Any, name: str):
+    """``torch.device(device)``, or a ValueError that names the parameter and what is accepted."""
+    import torch
+
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{name} must be None, a string such as 'cpu' or 'cuda:0', or a torch.device; got "
+            f"{device!r} ({err})."
+        ) from None
 
 
 def check_device(device: Any, name: str = "device"):
@@ -67,13 +74,7 @@ def check_device(device: Any, name: str = "device"):
             f"{name} must be None, a string such as 'cpu' or 'cuda:0', or a torch.device; got "
             f"{type(device).__name__} {device!r}."
         )
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(
-            f"{name} must be None, a string such as 'cpu' or 'cuda:0', or a torch.device; got "
-            f"{device!r} ({err})."
-        ) from None
+    dev = _parse_device(device, name)
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0 or (dev.index is not None and dev.index >= n):
