@@ -1,7 +1,9 @@
 """numpy / torch dispatch: devices and symmetric eigendecompositions.
 
-Eigendecompositions run in float64. With ``device=None`` they run in numpy
-(LAPACK) on the CPU; with a torch device (``"cuda"``, ``"cuda:1"``,
+Eigendecompositions run in float64. With ``device=None`` they run in scipy's
+LAPACK on the CPU (the library whose BLAS computes geomkit's covariances: numpy
+and scipy ship separate OpenBLAS builds, and alternating between their thread
+pools slows both); with a torch device (``"cuda"``, ``"cuda:1"``,
 ``torch.device``) they run with ``torch.linalg`` on that device and come back
 as numpy arrays.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 __all__ = ["resolve_device", "check_device", "model_device", "eigvalsh", "eigh", "symmetrize"]
 
@@ -49,7 +52,7 @@ def check_device(device: Any, name: str = "device"):
     Parameters
     ----------
     device : None, str or torch.device
-        ``None`` stays ``None`` (numpy on the CPU, torch is not imported).
+        ``None`` stays ``None`` (numpy and scipy on the CPU, torch is not imported).
     name : str, default="device"
         The parameter's name, for error messages.
 
@@ -105,35 +108,43 @@ def symmetrize(C: np.ndarray) -> np.ndarray:
     return (C + C.T) / 2.0
 
 
-def _torch_sym(C: Any, device: Any):
+def _torch_sym(C: Any, device: Any, symmetric: bool = False):
+    """C as a float64 tensor on ``device``, symmetrized unless ``symmetric``."""
     import torch
 
     t = torch.as_tensor(np.asarray(C) if not isinstance(C, torch.Tensor) else C)
     t = t.to(device=torch.device(device), dtype=torch.float64)
-    return (t + t.T) / 2.0
+    return t if symmetric else (t + t.T) / 2.0
 
 
-def eigvalsh(C: Any, device: Any = None) -> np.ndarray:
+def eigvalsh(C: Any, device: Any = None, *, symmetric: bool = False) -> np.ndarray:
     """Eigenvalues of a symmetric matrix in float64, sorted descending.
 
     Parameters
     ----------
     C : array-like or torch.Tensor of shape (n, n)
-        Symmetric matrix (symmetrized here).
+        Symmetric matrix (symmetrized here: rounding leaves computed products
+        slightly asymmetric).
     device : None, str or torch.device
-        ``None``: numpy on the CPU. Otherwise ``torch.linalg.eigvalsh`` on it.
+        ``None``: scipy (LAPACK) on the CPU. Otherwise ``torch.linalg.eigvalsh`` on it.
+    symmetric : bool, default=False
+        C is exactly symmetric already (mirrored from one triangle): skip the
+        symmetrization, which costs as much as a pass over C.
 
     Returns
     -------
     ndarray of shape (n,)
     """
     if device is None and not type(C).__module__.startswith("torch"):
-        values = np.linalg.eigvalsh(symmetrize(np.asarray(C, dtype=np.float64)))
+        C = np.asarray(C, dtype=np.float64)
+        values = scipy.linalg.eigvalsh(C if symmetric else symmetrize(C),
+                                       overwrite_a=not symmetric, check_finite=False,
+                                       driver="evd")
     else:
         import torch
 
         dev = device if device is not None else C.device
-        values = torch.linalg.eigvalsh(_torch_sym(C, dev)).cpu().numpy()
+        values = torch.linalg.eigvalsh(_torch_sym(C, dev, symmetric)).cpu().numpy()
     return values[::-1].copy()
 
 
@@ -144,7 +155,8 @@ def eigh(C: Any, device: Any = None) -> tuple[np.ndarray, np.ndarray]:
     (n,) and (n, n).
     """
     if device is None and not type(C).__module__.startswith("torch"):
-        values, vectors = np.linalg.eigh(symmetrize(np.asarray(C, dtype=np.float64)))
+        values, vectors = scipy.linalg.eigh(symmetrize(np.asarray(C, dtype=np.float64)),
+                                            overwrite_a=True, check_finite=False, driver="evd")
     else:
         import torch
 

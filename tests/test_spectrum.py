@@ -186,6 +186,50 @@ def test_float32_input_is_accumulated_in_float64():
     np.testing.assert_allclose(eigenspectrum(X32), ref, rtol=1e-9, atol=1e-13 * ref[0])
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize("shift", ["default", "first row"])
+def test_one_pass_product_equals_two_pass_centring(monkeypatch, offset, shift):
+    # Small blocks and cache pieces: several of each are summed (37 units do not
+    # divide them evenly); a mean 1000 standard deviations from zero tests that the
+    # shifted-data formula does not cancel, and a steep spectrum (alpha 3, lambda_60
+    # = 5e-6 lambda_1) that the float32 rows are accumulated in float64.
+    from geomkit.measures import _spectral_moments as sm
+
+    monkeypatch.setattr(sm, "_BLOCK_ELEMENTS", 100 * 37)
+    monkeypatch.setattr(sm, "_CACHE_ELEMENTS", 30 * 37)
+    X, _ = make_powerlaw_data(1000, 37, alpha=3.0, random_state=2)
+    X32 = (X + offset).astype(np.float32)
+    X64 = X32.astype(np.float64)
+    mean = X64.mean(axis=0)
+    ref = (X64 - mean).T @ (X64 - mean)
+    product, got_mean = sm.covariance_and_mean(X32, None if shift == "default" else X64[0])
+    assert np.array_equal(product, product.T)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-13, atol=1e-13 * offset)
+    np.testing.assert_allclose(product, ref, rtol=1e-9, atol=1e-12 * ref.max())
+    values = np.linalg.eigvalsh(product)[::-1]
+    np.testing.assert_allclose(values, np.linalg.eigvalsh(ref)[::-1], rtol=1e-7)
+
+
+def test_mirrored_triangle_is_exactly_symmetric():
+    from geomkit.measures._spectral_moments import _mirror_upper
+
+    A = np.random.default_rng(0).standard_normal((300, 300))  # 300: panels of 128 do not divide it
+    got = _mirror_upper(np.asfortranarray(np.triu(A)))
+    np.testing.assert_array_equal(got, np.triu(A) + np.triu(A, 1).T)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_backend_eigvalsh_leaves_its_input_alone(symmetric):
+    from geomkit._backend import eigvalsh
+
+    B = np.random.default_rng(1).standard_normal((40, 40))
+    C = B @ B.T
+    before = C.copy()
+    np.testing.assert_allclose(eigvalsh(C, symmetric=symmetric), np.linalg.eigvalsh(C)[::-1],
+                               rtol=1e-12, atol=1e-12 * before.max())
+    np.testing.assert_array_equal(C, before)
+
+
 def test_torch_device_path_equals_numpy_path():
     torch = pytest.importorskip("torch")
     X, _ = make_powerlaw_data(300, 40, alpha=1.0, random_state=6)

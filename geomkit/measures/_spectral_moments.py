@@ -19,12 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.linalg import blas
 
 from .._backend import eigh, eigvalsh
 
 __all__ = [
     "choose_route",
     "column_mean",
+    "covariance_and_mean",
     "centered_product",
     "double_center",
     "PCAProblem",
@@ -33,6 +35,8 @@ __all__ = [
 
 # About 32 MB of float64 per converted block.
 _BLOCK_ELEMENTS = 1 << 22
+# About 1 MB of float64: a piece of a block that stays in a core's cache.
+_CACHE_ELEMENTS = 1 << 17
 
 
 def choose_route(n_stimuli: int, n_units: int) -> str:
@@ -58,6 +62,98 @@ def _torch_block(X: np.ndarray, sl_rows, sl_cols, mean, device):
     return block.to(device=device, dtype=torch.float64) - mean
 
 
+def _rows_product_update(out: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """``out += block' block`` in place, upper triangle only (BLAS ``dsyrk``).
+
+    ``out`` is a Fortran-ordered float64 accumulator, ``block`` a C-ordered
+    float64 (m, k) array, whose transpose BLAS reads without a copy.
+    """
+    return blas.dsyrk(1.0, block.T, beta=1.0, c=out, trans=0, lower=0, overwrite_c=1)
+
+
+def _cols_product_update(out: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """``out += block block'`` in place, upper triangle only (BLAS ``dsyrk``)."""
+    return blas.dsyrk(1.0, block.T, beta=1.0, c=out, trans=1, lower=0, overwrite_c=1)
+
+
+def _mirror_upper(out: np.ndarray, width: int = 128) -> np.ndarray:
+    """Copy the upper triangle onto the lower one, in place: an exactly symmetric matrix.
+
+    By column panels (a cache-sized transpose each), twice as fast as one
+    fancy-indexed copy of the whole triangle.
+    """
+    n = out.shape[0]
+    for j0 in range(0, n, width):
+        j1 = min(j0 + width, n)
+        out[j0:j1, :j0] = out[:j0, j0:j1].T
+        diagonal = out[j0:j1, j0:j1]
+        lower = np.tril_indices(j1 - j0, -1)
+        diagonal[lower] = diagonal.T[lower]
+    return out
+
+
+def _default_shift(X: np.ndarray) -> np.ndarray:
+    """Mean of at most ~256 evenly spaced rows: a cheap point near the column mean."""
+    return X[:: max(1, X.shape[0] // 256)].mean(axis=0, dtype=np.float64)
+
+
+def _fill_shifted(out: np.ndarray, X: np.ndarray, shift: np.ndarray, sums: np.ndarray) -> None:
+    """``out[:] = X - shift`` in float64 and ``sums += out.sum(axis=0)``.
+
+    In pieces of about 1 MB, so that the cast, the subtraction and the sum
+    find the piece in cache (a single casting ``np.subtract`` over the block
+    takes twice as long as the plain cast, and the sum would read it again).
+    """
+    step = max(1, _CACHE_ELEMENTS // max(X.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        piece = out[start : start + step]
+        piece[...] = X[start : start + step]
+        piece -= shift
+        sums += piece.sum(axis=0)
+
+
+def covariance_and_mean(
+    X: np.ndarray, shift: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centred product ``Xc' Xc`` and the column mean, in one float64 pass over X.
+
+    The shifted-data formula: rows are converted to float64 as ``X - shift``
+    one block at a time, ``S = sum (x - shift)(x - shift)'`` and
+    ``s = sum (x - shift)`` accumulate, and ``Xc' Xc = S - s s' / n``. Its
+    cancellation error is ``eps (|mean - shift| / std)^2`` relative to the
+    variances; with the default shift (the mean of ~256 evenly spaced rows,
+    ``|mean - shift| ~ std / 16``) that is far below the rounding of the sums,
+    so no separate pass for the mean is needed. The products are BLAS
+    ``dsyrk`` updates (half the work of a general product) into one
+    accumulator, in scipy's BLAS, the library of the eigensolver that follows:
+    two OpenBLAS thread pools taking turns fight over the cores.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_stimuli, n_units), float32 or float64
+    shift : ndarray of shape (n_units,), optional
+        Point subtracted from every row (default: see above).
+
+    Returns
+    -------
+    product : ndarray of shape (n_units, n_units), float64, symmetric
+    mean : ndarray of shape (n_units,), float64
+    """
+    n, d = X.shape
+    shift = _default_shift(X) if shift is None else np.asarray(shift, dtype=np.float64)
+    out = np.zeros((d, d), order="F")
+    sums = np.zeros(d)
+    buffer = None
+    for rows in _blocks(n, d):
+        if buffer is None:
+            buffer = np.empty((rows.stop - rows.start, d))
+        block = buffer[: rows.stop - rows.start]
+        _fill_shifted(block, X[rows], shift, sums)
+        out = _rows_product_update(out, block)
+    out = blas.dsyr(-1.0 / n, sums, a=out, lower=0, overwrite_a=1)
+    return _mirror_upper(out), shift + sums / n
+
+
 def centered_product(
     X: np.ndarray, mean: np.ndarray, route: str, *, device: Any = None
 ) -> Any:
@@ -65,8 +161,8 @@ def centered_product(
 
     float64, accumulated over blocks of rows (covariance) or of units (Gram).
     With ``device`` set the products run in torch there and a torch tensor is
-    returned; otherwise numpy (its ``A.T @ A`` uses the symmetric rank-k BLAS
-    update, half the work of a general product).
+    returned; otherwise numpy arrays from BLAS symmetric rank-k updates
+    (see :func:`covariance_and_mean`).
     """
     n, d = X.shape
     if device is not None:
@@ -85,16 +181,11 @@ def centered_product(
                 out += b @ b.T
         return (out + out.T) / 2
     if route == "covariance":
-        out = np.zeros((d, d))
-        for rows in _blocks(n, d):
-            b = np.subtract(X[rows], mean, dtype=np.float64)
-            out += b.T @ b
-    else:
-        out = np.zeros((n, n))
-        for cols in _blocks(d, n):
-            b = np.subtract(X[:, cols], mean[cols], dtype=np.float64)
-            out += b @ b.T
-    return out
+        return covariance_and_mean(X, shift=mean)[0]
+    out = np.zeros((n, n), order="F")
+    for cols in _blocks(d, n):
+        out = _cols_product_update(out, np.subtract(X[:, cols], mean[cols], dtype=np.float64))
+    return _mirror_upper(out)
 
 
 def double_center(G: np.ndarray) -> np.ndarray:
@@ -128,12 +219,16 @@ class PCAProblem:
         self.n_stimuli, self.n_units = X.shape
         self.device = device
         self.route = choose_route(self.n_stimuli, self.n_units)
-        self.mean = column_mean(X)
-        self.matrix = centered_product(X, self.mean, self.route, device=device)
+        if self.route == "covariance" and device is None:
+            self.matrix, self.mean = covariance_and_mean(X)
+        else:
+            self.mean = column_mean(X)
+            self.matrix = centered_product(X, self.mean, self.route, device=device)
 
     def eigenvalues(self) -> np.ndarray:
         """Descending covariance eigenvalues, length ``min(n_stimuli, n_units)``."""
-        return eigvalsh(self.matrix, device=self.device) / (self.n_stimuli - 1)
+        # The products here are mirrored from one triangle: exactly symmetric.
+        return eigvalsh(self.matrix, device=self.device, symmetric=True) / (self.n_stimuli - 1)
 
     def resample(self, idx: np.ndarray) -> np.ndarray:
         """Eigenvalues for the stimuli ``idx`` (drawn with replacement)."""
@@ -152,6 +247,18 @@ class PCAProblem:
             return _to_numpy(self.matrix) / (self.n_stimuli - 1)
         C = centered_product(self.X, self.mean, "covariance", device=self.device)
         return _to_numpy(C) / (self.n_stimuli - 1)
+
+
+def _repeat_products(A, B, mean_m, mean_e) -> tuple[np.ndarray, np.ndarray]:
+    """``Mc' Mc`` and ``Ec' Ec`` of the repeat average and half-difference, float64."""
+    n, d = A.shape
+    P, R = np.zeros((d, d), order="F"), np.zeros((d, d), order="F")
+    for rows in _blocks(n, 2 * d):
+        a = A[rows].astype(np.float64)
+        b = B[rows].astype(np.float64)
+        P = _rows_product_update(P, (a + b) / 2 - mean_m)
+        R = _rows_product_update(R, (a - b) / 2 - mean_e)
+    return _mirror_upper(P), _mirror_upper(R)
 
 
 class CVPCAProblem:
@@ -176,37 +283,27 @@ class CVPCAProblem:
         if self.route == "gram":
             self._gram_pieces(A, B, mean_m, mean_e)
         else:
-            self._cov_pieces(A, B, mean_m, mean_e)
+            self.P, self.R = _repeat_products(A, B, mean_m, mean_e)
 
     # -- precomputation ---------------------------------------------------------------
     def _gram_pieces(self, A, B, mean_m, mean_e):
         n, d = A.shape
-        GMM, GEE, GEM = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+        GMM, GEE = np.zeros((n, n), order="F"), np.zeros((n, n), order="F")
+        GEM = np.zeros((n, n))
         p, q = np.zeros(n), np.zeros(n)
         for cols in _blocks(d, 2 * n):
             a = A[:, cols].astype(np.float64)
             b = B[:, cols].astype(np.float64)
             Mc = (a + b) / 2 - mean_m[cols]
             Ec = (a - b) / 2 - mean_e[cols]
-            GMM += Mc @ Mc.T
-            GEE += Ec @ Ec.T
+            GMM = _cols_product_update(GMM, Mc)
+            GEE = _cols_product_update(GEE, Ec)
             GEM += Ec @ Mc.T
             p += Mc @ mean_e[cols]
             q += Ec @ mean_e[cols]
-        self.GMM, self.GEE, self.GEM, self.p, self.q = GMM, GEE, GEM, p, q
+        self.GMM, self.GEE = _mirror_upper(GMM), _mirror_upper(GEE)
+        self.GEM, self.p, self.q = GEM, p, q
         self.e2 = float(mean_e @ mean_e)
-
-    def _cov_pieces(self, A, B, mean_m, mean_e):
-        n, d = A.shape
-        P, R = np.zeros((d, d)), np.zeros((d, d))
-        for rows in _blocks(n, 2 * d):
-            a = A[rows].astype(np.float64)
-            b = B[rows].astype(np.float64)
-            Mc = (a + b) / 2 - mean_m
-            Ec = (a - b) / 2 - mean_e
-            P += Mc.T @ Mc
-            R += Ec.T @ Ec
-        self.P, self.R = P, R
 
     # -- spectra ----------------------------------------------------------------------
     def noise_eigenvalues(self) -> np.ndarray:
@@ -285,12 +382,7 @@ class CVPCAProblem:
         A, B = self.A[idx], self.B[idx]
         mean_m = (column_mean(A) + column_mean(B)) / 2
         mean_e = (column_mean(A) - column_mean(B)) / 2
-        P, R = np.zeros((self.n_units,) * 2), np.zeros((self.n_units,) * 2)
-        for rows in _blocks(A.shape[0], 2 * self.n_units):
-            a, b = A[rows].astype(np.float64), B[rows].astype(np.float64)
-            Mc, Ec = (a + b) / 2 - mean_m, (a - b) / 2 - mean_e
-            P += Mc.T @ Mc
-            R += Ec.T @ Ec
+        P, R = _repeat_products(A, B, mean_m, mean_e)
         return self._shuffle_cov(s, A, B, P, R, mean_e)
 
     def spectrum(
