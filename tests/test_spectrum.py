@@ -186,28 +186,33 @@ def test_float32_input_is_accumulated_in_float64():
     np.testing.assert_allclose(eigenspectrum(X32), ref, rtol=1e-9, atol=1e-13 * ref[0])
 
 
+@pytest.mark.parametrize("route", ["covariance", "gram"])
 @pytest.mark.parametrize("offset", [0.0, 1e3])
 @pytest.mark.parametrize("shift", ["default", "first row"])
-def test_one_pass_product_equals_two_pass_centring(monkeypatch, offset, shift):
-    # Small blocks and cache pieces: several of each are summed (37 units do not
-    # divide them evenly); a mean 1000 standard deviations from zero tests that the
-    # shifted-data formula does not cancel, and a steep spectrum (alpha 3, lambda_60
-    # = 5e-6 lambda_1) that the float32 rows are accumulated in float64.
+def test_one_pass_product_equals_two_pass_centring(monkeypatch, route, offset, shift):
+    # Small blocks and cache pieces: several of each are summed (blocks of 100 rows of
+    # 1000, or of 64 units of 150; pieces of 30 rows); a mean 1000 standard deviations
+    # from zero tests that the shifted-data formula does not cancel, and a steep
+    # spectrum (alpha 3, lambda_37 = 2e-5 lambda_1) that float32 rows accumulate in
+    # float64.
     from geomkit.measures import _spectral_moments as sm
 
+    shape = (1000, 37) if route == "covariance" else (60, 150)
     monkeypatch.setattr(sm, "_BLOCK_ELEMENTS", 100 * 37)
-    monkeypatch.setattr(sm, "_CACHE_ELEMENTS", 30 * 37)
-    X, _ = make_powerlaw_data(1000, 37, alpha=3.0, random_state=2)
+    monkeypatch.setattr(sm, "_CACHE_ELEMENTS", 30 * shape[1] if route == "gram" else 30 * 37)
+    X, _ = make_powerlaw_data(*shape, alpha=3.0, random_state=2)
     X32 = (X + offset).astype(np.float32)
     X64 = X32.astype(np.float64)
     mean = X64.mean(axis=0)
-    ref = (X64 - mean).T @ (X64 - mean)
-    product, got_mean = sm.covariance_and_mean(X32, None if shift == "default" else X64[0])
+    Xc = X64 - mean
+    ref = Xc.T @ Xc if route == "covariance" else Xc @ Xc.T
+    product, got_mean = sm.shifted_product(X32, route, None if shift == "default" else X64[0])
     assert np.array_equal(product, product.T)
-    np.testing.assert_allclose(got_mean, mean, rtol=1e-13, atol=1e-13 * offset)
-    np.testing.assert_allclose(product, ref, rtol=1e-9, atol=1e-12 * ref.max())
-    values = np.linalg.eigvalsh(product)[::-1]
-    np.testing.assert_allclose(values, np.linalg.eigvalsh(ref)[::-1], rtol=1e-7)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-13, atol=1e-13 * (offset + X.std()))
+    np.testing.assert_allclose(product, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+    k = min(shape) - 1  # the centred Gram matrix has rank n - 1
+    top = np.linalg.eigvalsh(product)[::-1][:k]
+    np.testing.assert_allclose(top, np.linalg.eigvalsh(Xc.T @ Xc)[::-1][:k], rtol=1e-7)
 
 
 def test_mirrored_triangle_is_exactly_symmetric():

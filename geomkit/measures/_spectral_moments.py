@@ -26,7 +26,7 @@ from .._backend import eigh, eigvalsh
 __all__ = [
     "choose_route",
     "column_mean",
-    "covariance_and_mean",
+    "shifted_product",
     "centered_product",
     "double_center",
     "PCAProblem",
@@ -112,46 +112,59 @@ def _fill_shifted(out: np.ndarray, X: np.ndarray, shift: np.ndarray, sums: np.nd
         sums += piece.sum(axis=0)
 
 
-def covariance_and_mean(
-    X: np.ndarray, shift: np.ndarray | None = None
+def shifted_product(
+    X: np.ndarray, route: str, shift: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Centred product ``Xc' Xc`` and the column mean, in one float64 pass over X.
+    """Centred product and column mean in one float64 pass over X.
 
-    The shifted-data formula: rows are converted to float64 as ``X - shift``
-    one block at a time, ``S = sum (x - shift)(x - shift)'`` and
-    ``s = sum (x - shift)`` accumulate, and ``Xc' Xc = S - s s' / n``. Its
-    cancellation error is ``eps (|mean - shift| / std)^2`` relative to the
-    variances; with the default shift (the mean of ~256 evenly spaced rows,
-    ``|mean - shift| ~ std / 16``) that is far below the rounding of the sums,
-    so no separate pass for the mean is needed. The products are BLAS
-    ``dsyrk`` updates (half the work of a general product) into one
-    accumulator, in scipy's BLAS, the library of the eigensolver that follows:
-    two OpenBLAS thread pools taking turns fight over the cores.
+    ``Xc' Xc`` (route ``"covariance"``) or ``Xc Xc'`` (``"gram"``) with
+    ``Xc = X - mean``, by the shifted-data formula: X is converted to float64
+    as ``X - shift`` one block at a time (rows for the covariance, units for
+    the Gram matrix) while its column sums ``s`` accumulate, and then
+    ``Xc' Xc = S - s s' / n`` (S the shifted product) or ``Xc Xc' = J S J``
+    (``J = I - 11'/n``; exact for any shift). The cancellation error is
+    ``eps (|mean - shift| / std)^2`` relative to the variances; with the
+    default shift (the mean of ~256 evenly spaced rows, ``|mean - shift| ~
+    std / 16``) it is far below the rounding of the sums, so no separate pass
+    for the mean is needed. The products are BLAS ``dsyrk`` updates (half the
+    work of a general product) into one accumulator, in scipy's BLAS, the
+    library of the eigensolver that follows: numpy and scipy ship separate
+    OpenBLAS builds, and their thread pools taking turns fight over the cores.
 
     Parameters
     ----------
     X : ndarray of shape (n_stimuli, n_units), float32 or float64
+    route : {"covariance", "gram"}
     shift : ndarray of shape (n_units,), optional
         Point subtracted from every row (default: see above).
 
     Returns
     -------
-    product : ndarray of shape (n_units, n_units), float64, symmetric
+    product : ndarray of shape (n_units, n_units) or (n_stimuli, n_stimuli)
+        float64, exactly symmetric.
     mean : ndarray of shape (n_units,), float64
     """
     n, d = X.shape
     shift = _default_shift(X) if shift is None else np.asarray(shift, dtype=np.float64)
-    out = np.zeros((d, d), order="F")
     sums = np.zeros(d)
+    covariance = route == "covariance"
+    size = d if covariance else n
+    out = np.zeros((size, size), order="F")
     buffer = None
-    for rows in _blocks(n, d):
+    for part in _blocks(n, d) if covariance else _blocks(d, n):
+        rows, cols = (part, slice(None)) if covariance else (slice(None), part)
+        source = X[rows, cols]
         if buffer is None:
-            buffer = np.empty((rows.stop - rows.start, d))
-        block = buffer[: rows.stop - rows.start]
-        _fill_shifted(block, X[rows], shift, sums)
-        out = _rows_product_update(out, block)
-    out = blas.dsyr(-1.0 / n, sums, a=out, lower=0, overwrite_a=1)
-    return _mirror_upper(out), shift + sums / n
+            buffer = np.empty(source.size)
+        # A C-ordered view of the buffer's start: BLAS reads its transpose without a copy.
+        block = buffer[: source.size].reshape(source.shape)
+        _fill_shifted(block, source, shift[cols], sums[cols])
+        out = (_rows_product_update if covariance else _cols_product_update)(out, block)
+    if covariance:
+        out = _mirror_upper(blas.dsyr(-1.0 / n, sums, a=out, lower=0, overwrite_a=1))
+    else:
+        out = double_center(_mirror_upper(out))
+    return out, shift + sums / n
 
 
 def centered_product(
@@ -162,7 +175,7 @@ def centered_product(
     float64, accumulated over blocks of rows (covariance) or of units (Gram).
     With ``device`` set the products run in torch there and a torch tensor is
     returned; otherwise numpy arrays from BLAS symmetric rank-k updates
-    (see :func:`covariance_and_mean`).
+    (see :func:`shifted_product`).
     """
     n, d = X.shape
     if device is not None:
@@ -180,19 +193,20 @@ def centered_product(
                 b = _torch_block(X, slice(None), cols, mean_t[cols], device)
                 out += b @ b.T
         return (out + out.T) / 2
-    if route == "covariance":
-        return covariance_and_mean(X, shift=mean)[0]
-    out = np.zeros((n, n), order="F")
-    for cols in _blocks(d, n):
-        out = _cols_product_update(out, np.subtract(X[:, cols], mean[cols], dtype=np.float64))
-    return _mirror_upper(out)
+    return shifted_product(X, route, shift=mean)[0]
 
 
 def double_center(G: np.ndarray) -> np.ndarray:
-    """``J G J`` with ``J = I - 11'/n``: the Gram matrix of row-centred data."""
-    row = G.mean(axis=1, keepdims=True)
-    col = G.mean(axis=0, keepdims=True)
-    return G - row - col + G.mean()
+    """``J G J`` with ``J = I - 11'/n`` for a symmetric G: the Gram matrix of row-centred data.
+
+    One vector of row means serves rows and columns (equal for a symmetric G),
+    and ``r_i + r_j`` is the same number both ways: the result is exactly
+    symmetric.
+    """
+    row = G.mean(axis=1)
+    out = np.add.outer(row, row)
+    out -= row.mean()
+    return np.subtract(G, out, out=out)
 
 
 def _centred_trace(G: np.ndarray) -> float:
@@ -219,8 +233,8 @@ class PCAProblem:
         self.n_stimuli, self.n_units = X.shape
         self.device = device
         self.route = choose_route(self.n_stimuli, self.n_units)
-        if self.route == "covariance" and device is None:
-            self.matrix, self.mean = covariance_and_mean(X)
+        if device is None:
+            self.matrix, self.mean = shifted_product(X, self.route)
         else:
             self.mean = column_mean(X)
             self.matrix = centered_product(X, self.mean, self.route, device=device)
