@@ -225,7 +225,7 @@ class PCAProblem:
     ----------
     X : ndarray of shape (n_stimuli, n_units), float32 or float64
     device : None or torch device
-        Where the products and eigendecompositions run (None: numpy, CPU).
+        Where the products and eigendecompositions run (None: numpy and scipy, CPU).
     """
 
     def __init__(self, X: np.ndarray, device: Any = None):

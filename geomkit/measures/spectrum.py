@@ -329,7 +329,7 @@ class PowerLawSpectrum(BaseEstimator):
         Seeds the cvPCA shuffles and the bootstrap.
     device : None, str or torch.device
         Run the products and eigendecompositions with torch on this device
-        (e.g. ``"cuda"``); ``None``: numpy on the CPU. A string torch cannot
+        (e.g. ``"cuda"``); ``None``: numpy and scipy on the CPU. A string torch cannot
         parse, or a CUDA device this machine does not have, raises a
         ``ValueError`` in ``fit``.
     progress : bool, default=False
