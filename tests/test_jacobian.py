@@ -292,6 +292,19 @@ def test_jacobian_norm_returns_which_path_ran():
     np.testing.assert_allclose(exact, ref, rtol=1e-5)
 
 
+@pytest.mark.parametrize("call", ["jacobian", "exact norm", "projected norm"])
+def test_fallback_warning_points_at_the_caller(call):
+    model, X = ItemModel(), torch.randn(4, 12)
+    run = {
+        "jacobian": lambda: jacobian(model, X, progress=False),
+        "exact norm": lambda: jacobian_norm(model, X, progress=False),
+        "projected norm": lambda: jacobian_norm(model, X, n_projections=2, progress=False),
+    }[call]
+    with pytest.warns(JacobianFallbackWarning) as record:
+        run()
+    assert [w.filename for w in record] == [__file__]
+
+
 def test_jacobian_norm_projection_falls_back_with_a_warning():
     model, X = ItemModel(), torch.randn(8, 12)
     with pytest.warns(JacobianFallbackWarning, match=r"ItemModel.*item.*jacobian_norm now runs"):

@@ -459,6 +459,53 @@ def _progress(iterable, total: int, progress: bool, desc: str):
     return tqdm(iterable, total=total, desc=desc, unit="chunk", leave=False)
 
 
+def _chunks(
+    fwd: _Forward,
+    model,
+    X,
+    info: JacobianInfo,
+    *,
+    func_step: Callable,
+    autograd_step: Callable,
+    draw: Callable = lambda x: (),
+    use_func: bool,
+    what: str,
+    progress: bool,
+    desc: str,
+    stacklevel: int,
+) -> Iterator[tuple[int, Any, Any]]:
+    """Yield ``(start, x, result, values)`` per chunk of X: torch.func first, autograd after.
+
+    ``draw(x)`` gives a chunk's extra arguments (drawn once, so that a fall
+    back mid-chunk reuses them); ``func_step(x, *extra)`` and
+    ``autograd_step(x, *extra, independent)`` return ``(result, values)``. A
+    tracing failure switches to autograd for this and every later chunk
+    (announced once, :func:`_fall_back`); the outputs of every chunk are
+    checked for NaN. ``info`` records the paths that ran.
+    """
+    n, chunk = X.shape[0], info.chunk_size
+    for start in _progress(range(0, n, chunk), info.n_chunks, progress, desc):
+        x = X[start : start + chunk]
+        extra = draw(x)
+        result = None
+        with fwd:
+            if use_func:
+                try:
+                    result, values = func_step(x, *extra)
+                    info._paths.add("torch.func")
+                except Exception as err:  # noqa: BLE001 - a tracing failure -> autograd
+                    use_func = False
+                    _fall_back(err, model, info, what=what, stacklevel=stacklevel)
+            if result is None:
+                if info.independent_samples is None:
+                    info.independent_samples = _independent(fwd, X)
+                result, values = autograd_step(x, *extra, info.independent_samples)
+                info._paths.add("autograd")
+        info.path = "+".join(p for p in ("torch.func", "autograd") if p in info._paths)
+        _check_finite(values, start, model)
+        yield start, x, result, values
+
+
 def _resolve_layer(model, layer) -> str | None:
     if layer is None or layer in (OUTPUT, ""):
         return None
@@ -513,8 +560,6 @@ def iter_jacobians(
     :class:`JacobianInfo`) is filled in as the chunks go. ``check_output``
     inspects the raw output of the first inputs and may raise.
     """
-    import torch
-
     fwd, X, out_shape = _prepare(
         model, X, layer, method=method, device=device, dtype=dtype, eval_mode=eval_mode,
         post=post, check_output=check_output,
@@ -532,24 +577,13 @@ def iter_jacobians(
         info.fallback_reason = "method='autograd' was requested"
     info.method, info.chunk_size, info.n_chunks = transform, chunk, -(-n // chunk)
     info.in_shape, info.out_shape = in_shape, out_shape
-    for start in _progress(range(0, n, chunk), info.n_chunks, progress, desc):
-        rows = slice(start, min(start + chunk, n))
-        x = X[rows]
-        with fwd:
-            if use_func:
-                try:
-                    J, values = _func_chunk(fwd, x, transform)
-                    info._paths.add("torch.func")
-                except Exception as err:  # noqa: BLE001 - a tracing failure -> autograd
-                    use_func = False
-                    _fall_back(err, model, info, what="the Jacobian")
-            if not use_func:
-                if info.independent_samples is None:
-                    info.independent_samples = _independent(fwd, X)
-                J, values = _autograd_chunk(fwd, x, info.independent_samples)
-                info._paths.add("autograd")
-        info.path = "+".join(p for p in ("torch.func", "autograd") if p in info._paths)
-        _check_finite(values, start, model)
+    chunks = _chunks(
+        fwd, model, X, info, func_step=lambda x: _func_chunk(fwd, x, transform),
+        autograd_step=lambda x, independent: _autograd_chunk(fwd, x, independent),
+        use_func=use_func, what="the Jacobian", progress=progress, desc=desc, stacklevel=5,
+    )
+    for start, x, J, values in chunks:
+        rows = slice(start, start + x.shape[0])
         yield rows, J.reshape(x.shape[0], n_out, n_in), values.reshape(x.shape[0], n_out)
     logger.info(
         "Jacobian of %s (%s): path=%s, method=%s, %d chunk(s) of %d input(s).",
@@ -656,13 +690,14 @@ def jacobian(
     import torch
 
     info = JacobianInfo()
-    chunks = [
-        J
-        for _, J, _ in iter_jacobians(
-            model, X, layer, method=method, chunk_size=chunk_size, device=device, dtype=dtype,
-            eval_mode=eval_mode, progress=progress, info=info,
-        )
-    ]
+    chunks = []
+    # A loop, not a list comprehension: the comprehension's own frame (Python < 3.12)
+    # would make the fall-back warning point into this file instead of at the caller.
+    for _, J, _ in iter_jacobians(
+        model, X, layer, method=method, chunk_size=chunk_size, device=device, dtype=dtype,
+        eval_mode=eval_mode, progress=progress, info=info,
+    ):
+        chunks.append(J)
     J = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
     n_zero = int((J.reshape(J.shape[0], -1) == 0).all(dim=1).sum())
     warn_saturation(n_zero, J.shape[0], J.dtype)
@@ -766,28 +801,20 @@ def jacobian_norm(
     use_func = method != "autograd"
     if not use_func:
         info.fallback_reason = "method='autograd' was requested"
-    result = np.empty(n)
-    for start in _progress(range(0, n, chunk), info.n_chunks, progress, "jacobian_norm"):
-        x = X[start : start + chunk]
+    def draw(x):
         V = rng.standard_normal((x.shape[0], n_proj, n_out))
-        V = torch.as_tensor(V / np.linalg.norm(V, axis=2, keepdims=True), device=X.device, dtype=X.dtype)
-        g = None
-        with fwd:
-            if use_func:
-                try:
-                    g, values = _func_vjps(fwd, x, V)
-                    info._paths.add("torch.func")
-                except Exception as err:  # noqa: BLE001 - a tracing failure -> autograd
-                    use_func = False
-                    _fall_back(err, model, info, what="jacobian_norm", stacklevel=3)
-            if g is None:
-                if info.independent_samples is None:
-                    info.independent_samples = _independent(fwd, X)
-                g, values = _autograd_vjps(fwd, x, V, info.independent_samples)
-                info._paths.add("autograd")
-        info.path = "+".join(p for p in ("torch.func", "autograd") if p in info._paths)
-        # The first inputs were checked by _prepare; a later NaN would give a NaN norm.
-        _check_finite(values, start, model)
+        V /= np.linalg.norm(V, axis=2, keepdims=True)
+        return (torch.as_tensor(V, device=X.device, dtype=X.dtype),)
+
+    result = np.empty(n)
+    chunks = _chunks(
+        fwd, model, X, info, func_step=lambda x, V: _func_vjps(fwd, x, V),
+        autograd_step=lambda x, V, independent: _autograd_vjps(fwd, x, V, independent),
+        draw=draw, use_func=use_func, what="jacobian_norm", progress=progress,
+        desc="jacobian_norm", stacklevel=4,
+    )
+    # The first inputs were checked by _prepare, the later ones by _chunks.
+    for start, x, g, _ in chunks:
         sq = (g.to(torch.float64).reshape(x.shape[0], n_proj, -1) ** 2).sum(dim=2)
         result[start : start + x.shape[0]] = (n_out * sq.mean(dim=1)).cpu().numpy()
     warn_saturation(int((result == 0).sum()), n, X.dtype)
