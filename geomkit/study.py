@@ -383,38 +383,43 @@ def _categorization(acts: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int
             "categoricality_ci_high": float(cat.ci_[1]), "selective_fraction": float(sel.selective_fraction_)}
 
 
-def _topology(module: Any, entry: ZooEntry, X_eval: np.ndarray, cfg: StudyConfig, seed: int,
+def _tuning_plane(X_eval: np.ndarray, seed: int) -> dict[str, Any]:
+    """The plane of the held-out data's first two PCs, ±2 SD along the first: the same for every model."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=seed).fit(X_eval)
+    return {"origin": pca.mean_, "direction_1": pca.components_[0], "direction_2": pca.components_[1],
+            "extent": 2.0 * float(np.sqrt(pca.explained_variance_[0]))}
+
+
+def _topology(module: Any, entry: ZooEntry, hidden_acts: np.ndarray, n_logits: int,
+              plane: dict[str, Any], cfg: StudyConfig, seed: int,
               progress: bool = False) -> dict[str, dict[str, Any]]:
-    """Level-set topology of tuning maps on the plane of the data's first two PCs, per layer.
+    """Level-set topology of tuning maps on ``plane`` (:func:`_tuning_plane`), per layer.
 
     Returns ``{"hidden": values, "output": values}``, where ``values`` holds
     ``betti0`` and ``betti1`` (arrays of shape (N_LEVELS,), the mean Betti
     curves over the layer's mapped units) and ``n_peaks`` (their mean peak
     count). Hidden layer: ``cfg.n_tuning_units`` units drawn among those that
-    vary on the first 200 inputs. Output layer: every logit.
+    vary on the first 200 inputs (``hidden_acts``: the hidden layer's
+    responses to the held-out inputs). Output layer: every logit.
     """
     from .measures.topology import LevelSetTopology
     from .probe.tuning import tuning_map
 
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=2, random_state=seed).fit(X_eval)
-    extent = 2.0 * float(np.sqrt(pca.explained_variance_[0]))
     rng = np.random.default_rng(seed)
-    acts = _activations(module, X_eval[:200], entry.hidden)
+    acts = hidden_acts[:200]
     active = np.flatnonzero(acts.std(axis=0) > 0)
     hidden_units = rng.choice(active if active.size else np.arange(acts.shape[1]),
                               size=min(cfg.n_tuning_units, acts.shape[1]), replace=False)
     # every logit, not a sample: there are only as many as classes (10), one pass over the grid
     # costs the same for 3 units or 10, and a sample could miss the classes whose boundaries
     # cross the plane, which are what the output maps are there to show
-    n_logits = _activations(module, X_eval[:1], entry.output).shape[1]
     out: dict[str, dict[str, Any]] = {}
     for layer, name, units in (("hidden", entry.hidden, [int(u) for u in hidden_units]),
                                ("output", entry.output, list(range(n_logits)))):
-        maps = tuning_map(module, name, units, origin=pca.mean_, direction_1=pca.components_[0],
-                          direction_2=pca.components_[1], extent=extent,
-                          resolution=cfg.tuning_resolution, progress=progress)
+        maps = tuning_map(module, name, units, resolution=cfg.tuning_resolution, progress=progress,
+                          **plane)
         topo = LevelSetTopology(n_levels=N_LEVELS).fit(np.asarray(maps.values, dtype=np.float64))
         curves = np.asarray(topo.betti_curves_.values, dtype=np.float64)
         out[layer] = {"betti0": curves[:, 0].mean(axis=0), "betti1": curves[:, 1].mean(axis=0),
@@ -442,15 +447,17 @@ def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, see
             "diagnostics": {str(r["check"]): str(r["status"]) for _, r in diag.iterrows()}}
 
 
-def _activations(module: Any, X: np.ndarray, layer: str, progress: bool = False) -> np.ndarray:
+def _activations(module: Any, X: np.ndarray, layers: list[str], progress: bool = False) -> dict[str, np.ndarray]:
+    """Responses of each named layer to X, float64, recorded in one pass."""
     from .probe import extract
 
-    ds = extract(module, X, [layer], progress=progress)
-    return np.asarray(ds[layer].values, dtype=np.float64)
+    names = list(dict.fromkeys(layers))
+    ds = extract(module, X, names, progress=progress)
+    return {name: np.asarray(ds[name].values, dtype=np.float64) for name in names}
 
 
-def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray, progress: bool = False) -> float:
-    """Fraction of hidden pre-activations in the flat region of their nonlinearity.
+def _saturation_fraction(module: Any, entry: ZooEntry, pre_acts: np.ndarray) -> float:
+    """Fraction of hidden pre-activations (``pre_acts``) in the flat region of their nonlinearity.
 
     The training module's definition (:func:`geomkit.train.flat_fraction`):
     ReLU off, or sigmoid' below a tenth of its maximum. Other units count as ReLU.
@@ -459,8 +466,7 @@ def _saturation_fraction(module: Any, entry: ZooEntry, X: np.ndarray, progress: 
     from .train.models import activation_kind
 
     kind = activation_kind(dict(module.named_modules())[entry.hidden])
-    return flat_fraction(_activations(module, X, entry.hidden_pre, progress),
-                         "sigmoid" if kind == "sigmoid" else "relu")
+    return flat_fraction(pre_acts, "sigmoid" if kind == "sigmoid" else "relu")
 
 
 def _measure_input(X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, Any]:
@@ -470,7 +476,8 @@ def _measure_input(X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) ->
 
 
 def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarray, y: np.ndarray,
-             seed: int, surrogate: Any, progress: bool, input_values: dict[str, Any]) -> dict[str, Any]:
+             seed: int, surrogate: Any, progress: bool, input_values: dict[str, Any],
+             plane: dict[str, Any]) -> dict[str, Any]:
     from .sensitivity import FisherFlatness
     from .probe.jacobian import jacobian_norm
 
@@ -479,15 +486,18 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
     weights = _weights(module, entry, progress)
     X_sens = X[: min(len(X), cfg.n_attack)]
     result["layers"]["input"] = dict(input_values)
+    recorded = _activations(module, X, [entry.hidden, entry.output, entry.hidden_pre], progress)
     for layer, module_name in (("hidden", entry.hidden), ("output", entry.output)):
-        acts = _activations(module, X, module_name, progress)
+        acts = recorded[module_name]
         values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed), **weights.get(layer, {})}
         values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name, progress=progress)))
         result["layers"][layer] = values
     fisher = FisherFlatness(module, progress=progress).fit(X_sens)
     result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
-    result["saturation_fraction"] = _saturation_fraction(module, entry, X, progress)
-    for layer, values in _topology(module, entry, X, cfg, seed, progress).items():
+    result["saturation_fraction"] = _saturation_fraction(module, entry, recorded[entry.hidden_pre])
+    n_logits = recorded[entry.output].shape[1]
+    for layer, values in _topology(module, entry, recorded[entry.hidden], n_logits, plane, cfg, seed,
+                                   progress).items():
         result["layers"][layer].update(values)
     result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
     return result
@@ -642,6 +652,7 @@ def run(
     torch.manual_seed(seed)
     surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1, device=device)
     input_values = _measure_input(X_eval, y_eval, cfg, seed)
+    plane = _tuning_plane(X_eval, seed)
     results: dict[str, dict[str, Any]] = {}
     reused = []
     data_hash = _data_hash(X_train, y_train)
@@ -653,7 +664,8 @@ def run(
         if was_reused:
             reused.append(name)
         t1 = time.perf_counter()
-        results[name] = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress, input_values)
+        results[name] = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress,
+                                 input_values, plane)
         log(f"{name}: test accuracy {results[name]['accuracy']:.3f}, hidden α = "
             f"{results[name]['layers']['hidden']['alpha']:.2f} ({'loaded' if was_reused else 'trained'} in "
             f"{t1 - t0:.0f} s, measured on {len(X_eval)} held-out images in {time.perf_counter() - t1:.0f} s)")
