@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,6 @@ def load_results(path: str | os.PathLike):
 
 def _value(ds: Any, var: str, **sel: Any) -> float:
     """A scalar from ``ds[var].sel(**sel)``, NaN when the variable or label is absent."""
-    import numpy as np
-
     if var not in ds:
         return float("nan")
     try:
@@ -59,6 +58,15 @@ def _present(ds: Any, *models: str) -> bool:
 
 def _verdict(ok: bool | None) -> str:
     return "not measured" if ok is None else ("holds" if ok else "does not hold")
+
+
+def _judge(test: Any, *numbers: float) -> str:
+    """``_verdict(test())``, or "not measured" when any of the numbers it compares is NaN.
+
+    A NaN compares False, so without this guard a missing measurement would
+    read as a claim that does not hold.
+    """
+    return _verdict(bool(test()) if all(math.isfinite(v) for v in numbers) else None)
 
 
 def summary_table(ds: Any):
@@ -160,7 +168,7 @@ def claims_table(ds: Any):
             source="Holzhausen et al. 2024",
             measured="; ".join(parts),
             criterion="r² of the log-log fit ≥ 0.95 for the Krotov-Hopfield net",
-            verdict=_verdict(bool(r2_kh >= 0.95) if np.isfinite(r2_kh) else None),
+            verdict=_judge(lambda: r2_kh >= 0.95, r2_kh),
         ))
 
     # 2. Spectral regularization sets the exponent.
@@ -169,13 +177,13 @@ def claims_table(ds: Any):
     if got:
         base = _value(ds, "alpha", model="mlp", layer="hidden")
         measured = ", ".join(f"{m}: α = {a:.2f} (target {targets[m]})" for m, a in got.items())
-        ok = all(abs(a - targets[m]) <= 0.15 for m, a in got.items())
         rows.append(dict(
             claim="Spectral regularization sets the hidden layer's power-law exponent",
             source="Nassar et al. 2020",
             measured=f"{measured}; unregularized mlp: α = {base:.2f}",
             criterion="|α − target| ≤ 0.15 for every target",
-            verdict=_verdict(ok),
+            verdict=_judge(lambda: all(abs(a - targets[m]) <= 0.15 for m, a in got.items()),
+                           *got.values()),
         ))
         # judged against the unregularized mlp (does regularizing change robustness?) and against α = 1
         aucs = {m: _value(ds, "pgd_auc", model=m) for m in ("mlp", "spectral_a1", "spectral_a2.5")}
@@ -204,15 +212,13 @@ def claims_table(ds: Any):
         auc_sat = _value(ds, "pgd_auc", model="sigmoid_saturated")
         auc_mlp = _value(ds, "pgd_auc", model="mlp")
         sat = _value(ds, "saturation_fraction", model="sigmoid_saturated")
-        numbers = (k_sat, k_mlp, auc_sat, auc_mlp)
         rows.append(dict(
             claim="Saturated networks have heavy-tailed (kurtotic) weights and resist gradient-based attacks",
             source="Nayebi & Ganguli 2017",
             measured=f"hidden-weight kurtosis {k_sat:.2f} vs {k_mlp:.2f} (mlp); PGD score {auc_sat:.3f} vs "
                      f"{auc_mlp:.3f}; {sat:.0%} of hidden pre-activations in the flat tails",
             criterion="kurtosis and PGD score both above the plain mlp's",
-            verdict=_verdict(bool(k_sat > k_mlp and auc_sat > auc_mlp)
-                             if all(np.isfinite(v) for v in numbers) else None),
+            verdict=_judge(lambda: k_sat > k_mlp and auc_sat > auc_mlp, k_sat, k_mlp, auc_sat, auc_mlp),
         ))
         if "diagnostic" in ds:
             diag = ds["diagnostic"].sel(model="sigmoid_saturated")
@@ -250,7 +256,7 @@ def claims_table(ds: Any):
             source="Moraitis et al. 2022; Journé et al. 2023",
             measured=f"PGD score {a_sh:.3f} vs {a_bp:.3f} (mlp); median critical ε {c_sh:.4f} vs {c_bp:.4f}",
             criterion="PGD score above the plain mlp's",
-            verdict=_verdict(bool(a_sh > a_bp) if np.isfinite(a_sh) and np.isfinite(a_bp) else None),
+            verdict=_judge(lambda: a_sh > a_bp, a_sh, a_bp),
         ))
     return pd.DataFrame(rows, columns=["claim", "source", "measured", "criterion", "verdict"])
 

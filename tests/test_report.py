@@ -119,6 +119,17 @@ def test_hebbian_claim_is_judged_on_the_krotov_hopfield_net_by_name():
     assert _verdicts(ds_nan)["Hebbian winner-take-all learning gives a "] == "not measured"
 
 
+@pytest.mark.parametrize("claim, var, model, layer", [
+    ("Spectral regularization sets the hidden ", "alpha", "spectral_a1", "hidden"),
+    ("SoftHebb networks are more robust to adv", "pgd_auc", "softhebb", None),
+    ("Saturated networks have heavy-tailed (ku", "weight_kurtosis", "mlp", "hidden"),
+])
+def test_a_missing_number_is_not_measured_rather_than_failed(claim, var, model, layer):
+    ds = _results()
+    ds[var].loc[dict(model=model, **({"layer": layer} if layer else {}))] = np.nan
+    assert _verdicts(ds)[claim] == "not measured"
+
+
 def test_spectral_robustness_is_compared_with_the_unregularized_mlp():
     ds = _results()
     claim = "Spectral regularization changes robustne"
