@@ -28,6 +28,7 @@ __all__ = [
     "column_mean",
     "shifted_product",
     "centered_product",
+    "product_and_mean",
     "double_center",
     "PCAProblem",
     "CVPCAProblem",
@@ -196,6 +197,15 @@ def centered_product(
     return shifted_product(X, route, shift=mean)[0]
 
 
+def product_and_mean(X: np.ndarray, route: str, device: Any = None) -> tuple[Any, np.ndarray]:
+    """The centred product of ``route`` and the column mean: one pass on the CPU
+    (:func:`shifted_product`), the mean first and then torch's products on ``device``."""
+    if device is None:
+        return shifted_product(X, route)
+    mean = column_mean(X)
+    return centered_product(X, mean, route, device=device), mean
+
+
 def double_center(G: np.ndarray) -> np.ndarray:
     """``J G J`` with ``J = I - 11'/n`` for a symmetric G: the Gram matrix of row-centred data.
 
@@ -233,15 +243,11 @@ class PCAProblem:
         self.n_stimuli, self.n_units = X.shape
         self.device = device
         self.route = choose_route(self.n_stimuli, self.n_units)
-        if device is None:
-            self.matrix, self.mean = shifted_product(X, self.route)
-        else:
-            self.mean = column_mean(X)
-            self.matrix = centered_product(X, self.mean, self.route, device=device)
+        self.matrix, self.mean = product_and_mean(X, self.route, device)
 
     def eigenvalues(self) -> np.ndarray:
         """Descending covariance eigenvalues, length ``min(n_stimuli, n_units)``."""
-        # The products here are mirrored from one triangle: exactly symmetric.
+        # Both routes' products are exactly symmetric (mirrored, or (P + P') / 2 in torch).
         return eigvalsh(self.matrix, device=self.device, symmetric=True) / (self.n_stimuli - 1)
 
     def resample(self, idx: np.ndarray) -> np.ndarray:
@@ -251,9 +257,8 @@ class PCAProblem:
             return eigvalsh(double_center(G[np.ix_(idx, idx)]), device=self.device) / (
                 idx.size - 1
             )
-        Xb = self.X[idx]
-        C = centered_product(Xb, column_mean(Xb), "covariance", device=self.device)
-        return eigvalsh(C, device=self.device) / (idx.size - 1)
+        C, _ = product_and_mean(self.X[idx], "covariance", self.device)
+        return eigvalsh(C, device=self.device, symmetric=True) / (idx.size - 1)
 
     def covariance(self) -> np.ndarray:
         """The (n_units, n_units) covariance (computed if the Gram route was used)."""
