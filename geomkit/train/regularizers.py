@@ -603,8 +603,7 @@ def _layer_covariance(model: nn.Module, X: torch.Tensor, layer: str, batch_size:
     shifted by the first chunk's mean before the products, so the final
     centring does not cancel catastrophically.
     """
-    from scipy.linalg.blas import dsyrk
-
+    from ..measures._spectral_moments import _rows_product_update
     from ..probe.recorder import Recorder
 
     acc = shift = None
@@ -622,10 +621,10 @@ def _layer_covariance(model: nn.Module, X: torch.Tensor, layer: str, batch_size:
             total += H.sum(0)
             n += H.shape[0]
             if H.device.type == "cpu":
-                # C <- H^T H + C, upper triangle (Fortran order: no copies between chunks)
-                # H^T is Fortran-ordered, so BLAS reads it without a copy
-                acc = dsyrk(1.0, H.numpy().T, trans=0, beta=0.0 if acc is None else 1.0,
-                            c=acc, overwrite_c=1)
+                # C <- H^T H + C, upper triangle, in place (the spectra's BLAS update)
+                if acc is None:
+                    acc = np.zeros((H.shape[1],) * 2, order="F")
+                acc = _rows_product_update(acc, H.numpy())
             else:
                 acc = H.T @ H if acc is None else acc.addmm_(H.T, H)
     mean = total / n
