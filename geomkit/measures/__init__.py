@@ -25,6 +25,10 @@ from .topology import (
     peak_count,
     persistence_diagrams,
 )
+# comparing representations
+from .cka import CKA, cka
+from .rsa import RSA, compare_rdms, rdm, rsa
+from .compare import compare_layers
 
 __all__: list[str] = [
     "PowerLawSpectrum",
@@ -49,4 +53,12 @@ __all__: list[str] = [
     "betti_curves",
     "contour_signature",
     "peak_count",
+    # comparing representations
+    "CKA",
+    "cka",
+    "RSA",
+    "rsa",
+    "rdm",
+    "compare_rdms",
+    "compare_layers",
 ]

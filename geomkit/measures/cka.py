@@ -1,0 +1,493 @@
+"""Centred kernel alignment (CKA) between two representations of the same stimuli.
+
+CKA compares two representations ``X`` (n_stimuli x p) and ``Y`` (n_stimuli x q)
+through their stimulus-by-stimulus kernels ``K`` and ``L``:
+
+    CKA(X, Y) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)).
+
+* **Biased HSIC** (Gretton et al. 2005): ``tr(K H L H) / (n - 1)^2`` with
+  ``H = I - 11^T / n``. For the linear kernel ``K = X X^T`` this is
+  ``||X_c^T Y_c||_F^2 / (n - 1)^2`` (``X_c`` the column-centred data), which is
+  how it is computed when ``n_stimuli`` exceeds the unit count: only p x p,
+  q x q and p x q products, never an n x n matrix (Kornblith et al. 2019).
+* **Debiased (unbiased) HSIC** (Song et al. 2012; for CKA, Nguyen, Raghu &
+  Kornblith 2021): with ``K~`` the kernel with its diagonal set to 0,
+
+      HSIC_u = [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1) / ((n-1)(n-2))
+                - 2 / (n-2) 1^T K~ L~ 1] / (n (n-3)),
+
+  a U-statistic over distinct stimuli: unbiased for the population HSIC, so
+  the debiased CKA of two independent representations is near 0 where the
+  biased one is inflated by the finite sample (it grows with units / stimuli).
+* **RBF kernel**: ``k(x, x') = exp(-||x - x'||^2 / (2 sigma^2))`` with
+  ``sigma`` a multiple (parameter ``sigma``) of the median Euclidean distance
+  between distinct stimuli (Kornblith et al. 2019 use the same heuristic).
+
+**Noise correction with repeats.** Either side may be ``(n_repeats, n_stimuli,
+n_units)``: ``x_ri = s_i + e_ri`` with trial noise ``e`` of mean 0, independent
+across repeats and stimuli (any covariance across units, any variance per
+stimulus). Averaging the repeats leaves noise in the self term ``HSIC(X, X)``
+(through ``(x_i . x_j)^2``), which deflates CKA. The repeat-split estimator
+takes two independent copies, the means of the even and of the odd repeats
+``X_1``, ``X_2``, and estimates ``HSIC(S, S)`` with the kernel ``X_1 X_2^T``
+against its transpose, in the U-statistic over distinct stimuli: every term
+is then a product of independent noisy factors, so the estimate is
+**unbiased for the noise-free HSIC(S, S)**. The cross term uses the debiased
+HSIC of the repeat means, whose zeroed diagonal already removes independent
+noise (when both sides have the same number of repeats they are taken as
+recorded in the same trials, and halves of opposite parity are paired, which
+removes noise shared by the two sides within a trial too). The CKA is the
+ratio of these unbiased estimates: consistent for the noise-free CKA, not
+exactly unbiased. The biased HSIC cannot be corrected this way (its diagonal
+terms keep the noise), so the correction uses the debiased estimator.
+
+References
+----------
+Gretton, A., Bousquet, O., Smola, A. & Schoelkopf, B. (2005). Measuring statistical
+dependence with Hilbert-Schmidt norms. ALT.
+
+Song, L., Smola, A., Gretton, A., Bedo, J. & Borgwardt, K. (2012). Feature
+selection via dependence maximization. JMLR 13, 1393-1434.
+
+Kornblith, S., Norouzi, M., Lee, H. & Hinton, G. (2019). Similarity of neural
+network representations revisited. ICML.
+
+Nguyen, T., Raghu, M. & Kornblith, S. (2021). Do wide and deep networks learn the
+same things? ICLR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from .._params import RANDOM_STATE, Boolean, Integer, Options, Real, validate_params
+from ._paired_input import check_paired, repeat_halves
+from ._resampling import resample_similarity
+
+__all__ = ["cka", "CKA"]
+
+_ZERO_VARIANCE_RTOL = 1e-12
+
+
+# ---------------------------------------------------------------------------
+# one representation, prepared once (compare_layers reuses it for every pair)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    """A representation ready for HSIC: centred features or a kernel, and its self-HSIC.
+
+    ``X`` (n, p) centred features or ``K`` (n, n) a kernel (centred for the
+    biased estimator, raw for the debiased one); ``d`` the kernel's diagonal
+    and ``r`` the row sums of the zero-diagonal kernel (debiased only).
+    """
+
+    n: int
+    debiased: bool
+    X: np.ndarray | None = None
+    K: np.ndarray | None = None
+    d: np.ndarray | None = None
+    r: np.ndarray | None = None
+    self_hsic: float = np.nan
+
+
+def _centred(X: np.ndarray) -> np.ndarray:
+    return X - X.mean(axis=-2, keepdims=True)
+
+
+def _check_variance(Xc: np.ndarray, X: np.ndarray, name: str) -> None:
+    scale = np.linalg.norm(X)
+    if scale == 0.0 or np.linalg.norm(Xc) <= _ZERO_VARIANCE_RTOL * scale:
+        raise ValueError(
+            f"{name} has zero variance across stimuli (every stimulus gives the same "
+            f"response, shape {X.shape}); CKA is undefined for a constant representation."
+        )
+
+
+def _rbf_kernel(X: np.ndarray, sigma: float, name: str) -> np.ndarray:
+    sq = np.einsum("ij,ij->i", X, X)
+    D2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (X @ X.T), 0.0)
+    np.fill_diagonal(D2, 0.0)
+    median = np.median(np.sqrt(D2[np.triu_indices_from(D2, k=1)]))
+    if median == 0.0:
+        raise ValueError(
+            f"{name}: the median distance between stimuli is 0 (most stimuli give the same "
+            "response), so the RBF bandwidth is 0; CKA is undefined."
+        )
+    return np.exp(-D2 / (2.0 * (sigma * median) ** 2))
+
+
+def _double_centre(K: np.ndarray) -> np.ndarray:
+    row = K.mean(axis=1, keepdims=True)
+    return K - row - row.T + K.mean()
+
+
+def _prepare(X: np.ndarray, *, kernel: str, debiased: bool, sigma: float, name: str,
+             gram: bool | None = None) -> _Prepared:
+    """Centre (linear) or build the kernel (rbf) of one 2-D representation, and its self-HSIC."""
+    n, p = X.shape
+    Xc = _centred(X)
+    _check_variance(Xc, X, name)
+    if gram is None:
+        gram = kernel == "rbf" or n <= p  # feature-space products when n_stimuli > units
+    if kernel == "rbf":
+        K = _rbf_kernel(Xc, sigma, name)
+        state = _Prepared(n, debiased, K=K if debiased else _double_centre(K))
+    elif gram:
+        state = _Prepared(n, debiased, K=Xc @ Xc.T)
+    else:
+        state = _Prepared(n, debiased, X=Xc)
+    if debiased:
+        state.d = np.einsum("ij,ij->i", Xc, Xc) if state.K is None else np.diag(state.K).copy()
+        # Row sums of the zero-diagonal kernel; centred features have X^T 1 = 0.
+        state.r = -state.d if state.K is None else state.K.sum(axis=1) - state.d
+    state.self_hsic = _cross_hsic(state, state)
+    return state
+
+
+def _trace_product(a: _Prepared, b: _Prepared) -> float:
+    """tr(K_a K_b) from whichever of features / kernel each side holds."""
+    if a.X is not None and b.X is not None:
+        if a is b:
+            G = a.X.T @ a.X  # symmetric: one syrk
+            return float(np.einsum("ij,ij->", G, G))
+        G = a.X.T @ b.X
+        return float(np.einsum("ij,ij->", G, G))
+    if a.K is not None and b.K is not None:
+        return float(np.einsum("ij,ij->", a.K, b.K))
+    K, X = (a.K, b.X) if a.K is not None else (b.K, a.X)
+    return float(np.einsum("ij,ij->", K @ X, X))
+
+
+def _hsic_u(n: int, trace: float, r_a: np.ndarray, r_b: np.ndarray) -> float:
+    """Song et al.'s unbiased HSIC from tr(K~ L~), and the row sums of K~ and L~."""
+    total_a, total_b = r_a.sum(), r_b.sum()
+    return float(
+        (trace + total_a * total_b / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (r_a @ r_b))
+        / (n * (n - 3))
+    )
+
+
+def _cross_hsic(a: _Prepared, b: _Prepared) -> float:
+    n = a.n
+    trace = _trace_product(a, b)
+    if not a.debiased:
+        return trace / (n - 1) ** 2
+    return _hsic_u(n, trace - float(a.d @ b.d), a.r, b.r)
+
+
+def _split_self_hsic(X1: np.ndarray, X2: np.ndarray) -> float:
+    """Unbiased HSIC(S, S) from two independent noisy copies X1, X2 of the signal S.
+
+    The kernel ``K = X1 X2^T`` is unbiased for ``S S^T`` but not symmetric;
+    paired with ``L = K^T`` in the U-statistic over distinct stimuli
+    ``(i, j, q, r)``, every product ``K_ij L_..`` involves independent repeats
+    (e.g. ``K_ij L_ij = (x1_i . x2_j)(x2_i . x1_j)``). The sum over distinct
+    indices is written with the traces and row / column sums of the
+    zero-diagonal kernels (inclusion-exclusion), so for n > p only p x p
+    products are formed.
+    """
+    n, p = X1.shape
+    X1, X2 = _centred(X1), _centred(X2)
+    d = np.einsum("ij,ij->i", X1, X2)  # diag(K)
+    if n > p:
+        C = X2.T @ X1
+        tr_kk = float(np.einsum("ij,ji->", C, C))  # sum_ij K_ij K_ji
+        tr_kkt = float(np.einsum("ij,ij->", X1.T @ X1, X2.T @ X2))  # sum_ij K_ij^2
+        row = col = -d  # centred copies: X^T 1 = 0
+    else:
+        K = X1 @ X2.T
+        tr_kk = float(np.einsum("ij,ji->", K, K))
+        tr_kkt = float(np.einsum("ij,ij->", K, K))
+        row, col = K.sum(axis=1) - d, K.sum(axis=0) - d
+    dd = float(d @ d)
+    s1 = tr_kk - dd  # sum_{i != j} K_ij L_ij with L = K^T
+    s1t = tr_kkt - dd  # sum_{i != j} K_ij L_ji
+    total = float(row.sum())
+    # L = K^T: its row sums are K's column sums and vice versa.
+    rr, cc, rc = float(row @ col), float(col @ row), float(row @ row)
+    distinct4 = total * total + s1 + s1t - rr - float(col @ col) - rc - cc
+    distinct3 = rr - s1  # sum over distinct (i, j, q) of K_ij L_iq
+    return (s1 / (n * (n - 1)) + distinct4 / (n * (n - 1) * (n - 2) * (n - 3))
+            - 2.0 * distinct3 / (n * (n - 1) * (n - 2)))
+
+
+# ---------------------------------------------------------------------------
+# the plain function
+# ---------------------------------------------------------------------------
+
+_CONSTRAINTS = {
+    "kernel": [Options("linear", "rbf")],
+    "debiased": [Boolean(), None],
+    "sigma": [Real(0, None, closed="neither")],
+    "noise_correction": [Boolean()],
+}
+
+
+def _resolve_debiased(debiased: bool | None, has_repeats: bool, noise_correction: bool,
+                      kernel: str) -> bool:
+    corrected = has_repeats and noise_correction
+    if corrected and kernel != "linear":
+        raise ValueError(
+            "cka: the repeat-split noise correction is defined for kernel='linear' only (an RBF "
+            "kernel of noisy responses is biased even across repeats); got kernel="
+            f"{kernel!r}. Pass noise_correction=False to average the repeats first."
+        )
+    if corrected and debiased is False:
+        raise ValueError(
+            "cka: the repeat-split noise correction needs the debiased (unbiased) HSIC; the "
+            "biased one keeps trial noise in its diagonal terms. Got debiased=False with "
+            "repeats; pass debiased=True (or None), or noise_correction=False."
+        )
+    return corrected if debiased is None else bool(debiased)
+
+
+def _cka_arrays(X: np.ndarray, Y: np.ndarray, *, kernel: str, debiased: bool | None,
+                sigma: float, noise_correction: bool) -> float:
+    """CKA of two checked float64 arrays (2-D, or 3-D with repeats)."""
+    has_repeats = X.ndim == 3 or Y.ndim == 3
+    debiased = _resolve_debiased(debiased, has_repeats, noise_correction, kernel)
+    n = X.shape[-2]
+    if debiased and n < 4:
+        raise ValueError(f"cka: debiased=True needs at least 4 stimuli; got {n}.")
+    corrected = has_repeats and noise_correction
+    kw = dict(kernel=kernel, debiased=debiased, sigma=sigma)
+    mean_x, mean_y = (A.mean(axis=0) if A.ndim == 3 else A for A in (X, Y))
+    px, py = _prepare(mean_x, name="X", **kw), _prepare(mean_y, name="Y", **kw)
+    if not corrected:
+        return _ratio(_cross_hsic(px, py), px.self_hsic, py.self_hsic)
+    hxx = _split_self_hsic(*repeat_halves(X)) if X.ndim == 3 else px.self_hsic
+    hyy = _split_self_hsic(*repeat_halves(Y)) if Y.ndim == 3 else py.self_hsic
+    if X.ndim == 3 and Y.ndim == 3 and X.shape[0] == Y.shape[0]:
+        # Same trials on both sides: pair opposite halves so that shared trial noise cancels.
+        (x1, x2), (y1, y2) = repeat_halves(X), repeat_halves(Y)
+        hxy = 0.5 * sum(_cross_hsic(_prepare(a, name="X", **kw), _prepare(b, name="Y", **kw))
+                        for a, b in ((x1, y2), (x2, y1)))
+    else:
+        hxy = _cross_hsic(px, py)
+    return _ratio(hxy, hxx, hyy)
+
+
+def _ratio(hxy: float, hxx: float, hyy: float) -> float:
+    for name, h in (("X", hxx), ("Y", hyy)):
+        if not h > 0.0:
+            raise ValueError(
+                f"cka: the estimate of HSIC({name}, {name}) is {h:.3g} <= 0, so CKA is undefined "
+                "(a debiased / noise-corrected estimate can be <= 0 when the signal is weak "
+                "against the noise or there are few stimuli)."
+            )
+    return float(hxy / np.sqrt(hxx * hyy))
+
+
+def cka(
+    X: Any,
+    Y: Any,
+    *,
+    kernel: str = "linear",
+    debiased: bool | None = None,
+    sigma: float = 1.0,
+    noise_correction: bool = True,
+) -> float:
+    """Centred kernel alignment between two representations of the same stimuli.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_stimuli, n_units_x) or (n_repeats, n_stimuli, n_units_x)
+        First representation (numpy, torch or xarray); a list of equally
+        shaped (n_stimuli, n_units_x) arrays counts as repeats.
+    Y : array-like of shape (n_stimuli, n_units_y) or (n_repeats, n_stimuli, n_units_y)
+        Second representation, same stimuli in the same order (unit counts
+        may differ).
+    kernel : {"linear", "rbf"}, default="linear"
+        Stimulus kernel. Linear CKA is computed from feature-space products
+        when a side has more stimuli than units (no n x n matrix).
+    debiased : bool or None, default=None
+        Use the unbiased HSIC of Song et al. (2012). None means False for
+        2-D inputs and True when a repeat axis is noise-corrected (which
+        needs it).
+    sigma : float, default=1.0
+        RBF bandwidth as a multiple of the median Euclidean distance between
+        distinct stimuli (kernel="rbf" only).
+    noise_correction : bool, default=True
+        With a repeat axis: the repeat-split estimator, whose HSIC terms are
+        unbiased for the noise-free signal under trial noise independent
+        across repeats and stimuli (module docstring). False averages the
+        repeats first (noise then deflates CKA).
+
+    Returns
+    -------
+    float
+        CKA; in [0, 1] for the biased estimator, close to 0 for unrelated
+        representations with the debiased one (which may be slightly
+        negative, or above 1 with noise correction).
+
+    Raises
+    ------
+    ValueError
+        Different stimulus counts, fewer than 3 stimuli (4 when debiased),
+        NaN / inf, a constant representation (CKA undefined), repeats of
+        unequal shape.
+
+    See Also
+    --------
+    CKA : the estimator, with bootstrap interval and permutation p-value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 10))
+    >>> Q, _ = np.linalg.qr(rng.normal(size=(10, 10)))
+    >>> round(cka(X, 3.0 * X @ Q + 1.0), 10)
+    1.0
+    >>> round(cka(X, rng.normal(size=(100, 20))), 2)  # biased: inflated by 10-20 units / 100 stimuli
+    0.29
+    >>> abs(cka(X, rng.normal(size=(100, 20)), debiased=True)) < 0.05
+    True
+    """
+    validate_params(
+        {"kernel": kernel, "debiased": debiased, "sigma": sigma,
+         "noise_correction": noise_correction},
+        _CONSTRAINTS, caller="cka",
+    )
+    X, Y = check_paired(X, Y)
+    return _cka_arrays(X, Y, kernel=kernel, debiased=debiased, sigma=sigma,
+                       noise_correction=noise_correction)
+
+
+# ---------------------------------------------------------------------------
+# the estimator
+# ---------------------------------------------------------------------------
+
+
+class CKA(BaseEstimator):
+    """Centred kernel alignment with a paired-bootstrap interval and a permutation p-value.
+
+    Parameters
+    ----------
+    kernel : {"linear", "rbf"}, default="linear"
+        See :func:`cka`.
+    debiased : bool or None, default=None
+        See :func:`cka`.
+    sigma : float, default=1.0
+        RBF bandwidth in units of the median inter-stimulus distance.
+    noise_correction : bool, default=True
+        Repeat-split estimate when an input has a repeat axis.
+    n_bootstraps : int, default=0
+        Paired bootstrap resamples of the stimuli (0: no interval).
+    n_permutations : int, default=0
+        Shuffles of ``Y``'s stimulus order for the p-value (0: none).
+    confidence_level : float, default=0.95
+        Nominal coverage of the interval.
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed of the resampling.
+
+    Attributes
+    ----------
+    value_ : float
+        CKA of the fitted pair.
+    ci_ : tuple of float
+        ``(low, high)`` percentile bootstrap interval (NaN without bootstraps).
+    p_value_ : float
+        One-sided permutation p-value (NaN without permutations).
+    bootstrap_ : ndarray of shape (n_valid,)
+        Bootstrap replicates.
+    null_ : ndarray of shape (n_permutations,)
+        Permutation null distribution.
+    n_stimuli_ : int
+        Stimuli in the fitted pair.
+
+    See Also
+    --------
+    cka : the plain function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5))
+    >>> Y = X @ rng.normal(size=(5, 8)) + rng.normal(size=(200, 8))
+    >>> est = CKA(n_bootstraps=200, n_permutations=99, random_state=0).fit(X, Y)
+    >>> bool(est.ci_[0] < est.value_ < est.ci_[1]), est.p_value_
+    (True, 0.01)
+    """
+
+    _parameter_constraints = {
+        **_CONSTRAINTS,
+        "n_bootstraps": [Integer(0, None)],
+        "n_permutations": [Integer(0, None)],
+        "confidence_level": [Real(0, 1, closed="neither")],
+        "random_state": [RANDOM_STATE],
+    }
+
+    def __init__(self, *, kernel: str = "linear", debiased: bool | None = None,
+                 sigma: float = 1.0, noise_correction: bool = True, n_bootstraps: int = 0,
+                 n_permutations: int = 0, confidence_level: float = 0.95,
+                 random_state: Any = None) -> None:
+        self.kernel = kernel
+        self.debiased = debiased
+        self.sigma = sigma
+        self.noise_correction = noise_correction
+        self.n_bootstraps = n_bootstraps
+        self.n_permutations = n_permutations
+        self.confidence_level = confidence_level
+        self.random_state = random_state
+
+    def _statistic(self, X: np.ndarray, Y: np.ndarray) -> float:
+        return _cka_arrays(X, Y, kernel=self.kernel, debiased=self.debiased, sigma=self.sigma,
+                           noise_correction=self.noise_correction)
+
+    def fit(self, X: Any, Y: Any) -> CKA:
+        """Compute CKA between ``X`` and ``Y``, its interval and p-value.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stimuli, n_units_x) or (n_repeats, n_stimuli, n_units_x)
+            First representation.
+        Y : array-like of shape (n_stimuli, n_units_y) or (n_repeats, n_stimuli, n_units_y)
+            Second representation of the same stimuli.
+
+        Returns
+        -------
+        self : CKA
+            The fitted estimator.
+        """
+        validate_params(self.get_params(), self._parameter_constraints, caller="CKA")
+        X, Y = check_paired(X, Y)
+        result = resample_similarity(
+            self._statistic, X, Y, n_bootstraps=self.n_bootstraps,
+            n_permutations=self.n_permutations, confidence_level=self.confidence_level,
+            random_state=self.random_state,
+        )
+        self.value_ = result.value
+        self.ci_ = result.ci
+        self.p_value_ = result.p_value
+        self.bootstrap_ = result.bootstrap
+        self.null_ = result.null
+        self.n_stimuli_ = X.shape[-2]
+        return self
+
+    def score(self, X: Any, Y: Any) -> float:
+        """CKA between ``X`` and ``Y`` with the fitted settings (higher: more similar).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stimuli, n_units_x) or (n_repeats, n_stimuli, n_units_x)
+            First representation.
+        Y : array-like of shape (n_stimuli, n_units_y) or (n_repeats, n_stimuli, n_units_y)
+            Second representation of the same stimuli.
+
+        Returns
+        -------
+        float
+            The CKA value (no resampling).
+        """
+        check_is_fitted(self, "value_")
+        X, Y = check_paired(X, Y)
+        return self._statistic(X, Y)
