@@ -25,7 +25,14 @@ import numpy as np
 
 from .._params import RANDOM_STATE, Integer, Real, check_random_state, validate_params
 
-__all__ = ["ResamplingResult", "paired_bootstrap", "permutation_test", "resample_similarity"]
+__all__ = [
+    "ResamplingResult",
+    "paired_bootstrap",
+    "permutation_test",
+    "resample_similarity",
+    "percentile_interval",
+    "permutation_p_value",
+]
 
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 
@@ -125,12 +132,8 @@ def paired_bootstrap(
     for b in range(n_bootstraps):
         idx = rng.integers(0, n, size=n)
         reps[b] = _safe(statistic, X[..., idx, :], Y[..., idx, :])
-    finite = reps[np.isfinite(reps)]
-    if finite.size < 0.9 * n_bootstraps:
-        return (np.nan, np.nan), finite
-    tail = (1.0 - confidence_level) / 2.0
-    low, high = np.quantile(finite, [tail, 1.0 - tail])
-    return (float(low), float(high)), finite
+    low, high = percentile_interval(reps, confidence_level)
+    return (float(low), float(high)), reps[np.isfinite(reps)]
 
 
 def permutation_test(
@@ -185,8 +188,7 @@ def permutation_test(
     null = np.empty(n_permutations)
     for b in range(n_permutations):
         null[b] = _safe(statistic, X, Y[..., rng.permutation(n), :])
-    p_value = (1.0 + np.count_nonzero(null >= observed)) / (1.0 + n_permutations)
-    return float(p_value), null
+    return float(permutation_p_value(null, observed)), null
 
 
 def resample_similarity(
@@ -247,6 +249,41 @@ def resample_similarity(
         p_value, null = permutation_test(statistic, X, Y, n_permutations=n_permutations,
                                          observed=value, random_state=perm_rng)
     return ResamplingResult(value, ci, p_value, reps, null, confidence_level)
+
+
+def percentile_interval(replicates: np.ndarray, confidence_level: float) -> tuple[Any, Any]:
+    """``(low, high)`` percentile interval over the first axis of ``replicates``.
+
+    Non-finite replicates (resamples where the statistic is undefined) are
+    ignored; where more than a tenth are non-finite the interval is NaN
+    rather than a biased one. Works element-wise on (n_resamples, ...) arrays.
+
+    Examples
+    --------
+    >>> low, high = percentile_interval(np.arange(101.0), 0.5)
+    >>> float(low), float(high)
+    (25.0, 75.0)
+    """
+    reps = np.asarray(replicates, dtype=np.float64)
+    tail = (1.0 - confidence_level) / 2.0
+    finite = np.isfinite(reps)
+    with np.errstate(all="ignore"):
+        quantile = np.quantile if finite.all() else np.nanquantile
+        low, high = quantile(np.where(finite, reps, np.nan), [tail, 1.0 - tail], axis=0)
+    too_few = finite.sum(axis=0) < 0.9 * reps.shape[0]
+    return np.where(too_few, np.nan, low)[()], np.where(too_few, np.nan, high)[()]
+
+
+def permutation_p_value(null: np.ndarray, observed: Any) -> Any:
+    """``(1 + #{null >= observed}) / (1 + n_permutations)`` over the first axis of ``null``.
+
+    Examples
+    --------
+    >>> float(permutation_p_value(np.array([0.1, 0.5, 0.9]), 0.6))
+    0.5
+    """
+    null = np.asarray(null, dtype=np.float64)
+    return ((1.0 + np.count_nonzero(null >= observed, axis=0)) / (1.0 + null.shape[0]))[()]
 
 
 def _safe(statistic: Statistic, X: np.ndarray, Y: np.ndarray) -> float:

@@ -209,22 +209,6 @@ def _as_rdm(A: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    return _cosine(a, b)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    denom = np.sqrt((a @ a) * (b @ b))
-    if denom == 0.0:
-        raise ValueError(
-            "compare_rdms: an RDM is constant (after centring, for a correlation), so the "
-            "comparison is undefined."
-        )
-    return float((a @ b) / denom)
-
-
 def _ties(v: np.ndarray) -> int:
     _, counts = np.unique(v, return_counts=True)
     return int(np.sum(counts * (counts - 1) // 2))
@@ -249,23 +233,43 @@ def _double_centred(D: np.ndarray) -> np.ndarray:
     return G - row - row.T + G.mean()
 
 
+def _comparable(D: np.ndarray, method: str, keep: np.ndarray | None = None) -> np.ndarray:
+    """An RDM turned into the vector that ``method`` compares by a dot product (unit norm).
+
+    Prepared once per RDM, so that comparing many RDMs (compare_layers) ranks
+    and centres each once. ``keep`` selects upper-triangle pairs. Kendall's
+    tau-a is no dot product: its vector is the raw upper triangle.
+    """
+    if method == "whitened_cosine":
+        v = _double_centred(D).ravel()
+    else:
+        v = D[np.triu_indices(D.shape[0], k=1)]
+        if keep is not None:
+            v = v[keep]
+        if method == "kendall_tau_a":
+            return v
+        if method == "spearman":
+            from scipy.stats import rankdata
+
+            v = rankdata(v)
+        if method in ("spearman", "pearson"):
+            v = v - v.mean()
+    norm = np.sqrt(v @ v)
+    if norm == 0.0:
+        raise ValueError(
+            f"compare_rdms: an RDM is constant{' after centring' if method != 'cosine' else ''}, "
+            f"so the {method} comparison is undefined."
+        )
+    return v / norm
+
+
+def _pair(a: np.ndarray, b: np.ndarray, method: str) -> float:
+    return _kendall_tau_a(a, b) if method == "kendall_tau_a" else float(a @ b)
+
+
 def _compare(A: np.ndarray, B: np.ndarray, method: str, keep: np.ndarray | None = None) -> float:
     """Compare two square RDMs; ``keep`` (optional) selects the stimuli pairs to use."""
-    if method == "whitened_cosine":
-        return _cosine(_double_centred(A).ravel(), _double_centred(B).ravel())
-    iu = np.triu_indices(A.shape[0], k=1)
-    a, b = A[iu], B[iu]
-    if keep is not None:
-        a, b = a[keep], b[keep]
-    if method == "cosine":
-        return _cosine(a, b)
-    if method == "pearson":
-        return _pearson(a, b)
-    if method == "spearman":
-        from scipy.stats import rankdata
-
-        return _pearson(rankdata(a), rankdata(b))
-    return _kendall_tau_a(a, b)
+    return _pair(_comparable(A, method, keep), _comparable(B, method, keep), method)
 
 
 def compare_rdms(A: Any, B: Any, *, method: str = "spearman") -> float:
@@ -293,7 +297,7 @@ def compare_rdms(A: Any, B: Any, *, method: str = "spearman") -> float:
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(8, 5))
     >>> A = rdm(X)
-    >>> compare_rdms(A, A**2, method="spearman")  # a monotone transform keeps the ranks
+    >>> round(compare_rdms(A, A**2, method="spearman"), 12)  # a monotone transform keeps ranks
     1.0
     """
     validate_params({"method": method}, {"method": [Options(*METHODS)]}, caller="compare_rdms")

@@ -23,6 +23,8 @@ from .training import (
     plot_training_history,
 )
 from .study import study_figures
+# comparing representations
+from .compare import plot_layer_similarity
 
 __all__: list[str] = [
     "plot_spectrum",
@@ -44,4 +46,6 @@ __all__: list[str] = [
     "plot_receptive_fields",
     "plot_spectral_targets",
     "study_figures",
+    # comparing representations
+    "plot_layer_similarity",
 ]
