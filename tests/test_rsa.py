@@ -166,3 +166,12 @@ def test_bootstrap_leaves_out_pairs_of_a_stimulus_with_its_copy():
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_average_ranks_equal_scipy_rankdata_with_ties():
+    from scipy.stats import rankdata
+
+    from geomkit.measures.rsa import _average_ranks
+
+    v = np.random.default_rng(5).integers(0, 50, size=2000).astype(float)
+    np.testing.assert_array_equal(_average_ranks(v), rankdata(v))

@@ -227,6 +227,22 @@ def _kendall_tau_a(a: np.ndarray, b: np.ndarray) -> float:
     return float(tau_b * np.sqrt((total - ties_a) * (total - ties_b)) / total)
 
 
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 1..m, ties given their average rank (as ``scipy.stats.rankdata``).
+
+    An unstable sort suffices, since tied values share one rank; numpy's
+    default (SIMD) sort is several times faster than the stable sort
+    ``rankdata`` uses.
+    """
+    order = np.argsort(v)
+    sorted_v = v[order]
+    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
+    counts = np.diff(np.r_[starts, v.size])
+    ranks = np.empty(v.size)
+    ranks[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
+    return ranks
+
+
 def _double_centred(D: np.ndarray) -> np.ndarray:
     G = -0.5 * D
     row = G.mean(axis=1, keepdims=True)
@@ -249,9 +265,7 @@ def _comparable(D: np.ndarray, method: str, keep: np.ndarray | None = None) -> n
         if method == "kendall_tau_a":
             return v
         if method == "spearman":
-            from scipy.stats import rankdata
-
-            v = rankdata(v)
+            v = _average_ranks(v)
         if method in ("spearman", "pearson"):
             v = v - v.mean()
     norm = np.sqrt(v @ v)
