@@ -78,13 +78,14 @@ def test_intervals_and_p_values_equal_the_estimators_with_the_same_seed(acts, me
 
 def test_each_layer_is_prepared_once_per_resample(acts, monkeypatch):
     calls = []
-    original = compare_module._prepare
+    for name in ("_prepare", "_subset"):  # centring / Gram from data, or a resampled Gram
+        original = getattr(compare_module, name)
 
-    def counting(X, **kw):
-        calls.append(kw["name"])
-        return original(X, **kw)
+        def counting(X, *args, _original=original, _name=name, **kw):
+            calls.append(_name)
+            return _original(X, *args, **kw)
 
-    monkeypatch.setattr(compare_module, "_prepare", counting)
+        monkeypatch.setattr(compare_module, name, counting)
     a, b = acts
     compare_layers(a, progress=False)
     assert len(calls) == 6  # 36 pairs (21 distinct), 6 centrings / Grams
@@ -94,6 +95,7 @@ def test_each_layer_is_prepared_once_per_resample(acts, monkeypatch):
     calls.clear()
     compare_layers(a, n_bootstraps=4, progress=False)
     assert len(calls) == 6 + 4 * 6
+    assert calls.count("_subset") == 4  # the 80-unit layer (60 stimuli) resamples its Gram
 
 
 def test_round_trips_through_netcdf(acts, tmp_path):

@@ -95,6 +95,7 @@ class _Prepared:
     d: np.ndarray | None = None
     r: np.ndarray | None = None
     self_hsic: float = np.nan
+    linear: bool = True
 
 
 def _centred(X: np.ndarray) -> np.ndarray:
@@ -128,6 +129,18 @@ def _double_centre(K: np.ndarray) -> np.ndarray:
     return K - row - row.T + K.mean()
 
 
+def _kernel_state(K: np.ndarray, *, debiased: bool, centre: bool, linear: bool) -> _Prepared:
+    """A kernel's HSIC state: double-centred for the biased estimator (where ``centre``)."""
+    n = K.shape[0]
+    state = _Prepared(n, debiased, K=_double_centre(K) if centre and not debiased else K,
+                      linear=linear)
+    if debiased:
+        state.d = np.diag(K).copy()
+        state.r = K.sum(axis=1) - state.d  # row sums of the zero-diagonal kernel
+    state.self_hsic = _cross_hsic(state, state)
+    return state
+
+
 def _prepare(X: np.ndarray, *, kernel: str, debiased: bool, sigma: float, name: str,
              gram: bool | None = None) -> _Prepared:
     """Centre (linear) or build the kernel (rbf) of one 2-D representation, and its self-HSIC."""
@@ -137,18 +150,28 @@ def _prepare(X: np.ndarray, *, kernel: str, debiased: bool, sigma: float, name: 
     if gram is None:
         gram = kernel == "rbf" or n <= p  # feature-space products when n_stimuli > units
     if kernel == "rbf":
-        K = _rbf_kernel(Xc, sigma, name)
-        state = _Prepared(n, debiased, K=K if debiased else _double_centre(K))
-    elif gram:
-        state = _Prepared(n, debiased, K=Xc @ Xc.T)
-    else:
-        state = _Prepared(n, debiased, X=Xc)
+        return _kernel_state(_rbf_kernel(Xc, sigma, name), debiased=debiased, centre=True,
+                             linear=False)
+    if gram:
+        return _kernel_state(Xc @ Xc.T, debiased=debiased, centre=False, linear=True)
+    state = _Prepared(n, debiased, X=Xc)
     if debiased:
-        state.d = np.einsum("ij,ij->i", Xc, Xc) if state.K is None else np.diag(state.K).copy()
-        # Row sums of the zero-diagonal kernel; centred features have X^T 1 = 0.
-        state.r = -state.d if state.K is None else state.K.sum(axis=1) - state.d
+        state.d = np.einsum("ij,ij->i", Xc, Xc)
+        state.r = -state.d  # centred features: X^T 1 = 0, so the row sums of K~ are -diag(K)
     state.self_hsic = _cross_hsic(state, state)
     return state
+
+
+def _subset(state: _Prepared, idx: np.ndarray) -> _Prepared:
+    """A linear Gram state of the stimuli ``idx`` (a resample) from the full-sample Gram.
+
+    The Gram of the rows ``X_c[idx]`` is ``K[idx][:, idx]``: no n x n x p
+    product per resample. Both estimators are invariant to the shift by the
+    resample's mean (the biased one double-centres, the debiased one is a
+    U-statistic of differences).
+    """
+    return _kernel_state(state.K[np.ix_(idx, idx)], debiased=state.debiased, centre=True,
+                         linear=True)
 
 
 def _trace_product(a: _Prepared, b: _Prepared) -> float:

@@ -8,7 +8,8 @@ over ``(layer_a, layer_b)``.
 
 Each layer is prepared once per (re)sample: centred (and, where it has more
 units than stimuli, turned into its Gram matrix) with its self-HSIC for CKA,
-its RDM ranked / centred for RSA. A pair then costs one cross product, so
+its RDM ranked / centred for RSA. A resample of a linear Gram is the
+sub-matrix of the full one (no new n x n x units product). A pair then costs one cross product, so
 6 x 6 layers take 6 preparations (12 for two different Datasets), not 36.
 Every pair of one resample uses the same stimuli, so the intervals of
 different pairs are comparable.
@@ -26,7 +27,7 @@ from .._validation import as_float_array
 from ._paired_input import MIN_STIMULI
 from ._resampling import percentile_interval, permutation_p_value
 from .cka import _CONSTRAINTS as _CKA_CONSTRAINTS
-from .cka import _cross_hsic, _prepare, _ratio
+from .cka import _cross_hsic, _prepare, _ratio, _subset
 from .rsa import METHODS, METRICS, _comparable, _pair, _rdm_arrays
 
 __all__ = ["compare_layers"]
@@ -75,8 +76,12 @@ class _Metric:
         self.metric = metric
         self.params = params
 
-    def prepare(self, X: np.ndarray, name: str, idx: np.ndarray | None = None) -> Any:
+    def prepare(self, X: np.ndarray, name: str, idx: np.ndarray | None = None,
+                full: Any = None) -> Any:
+        """Layer ``X`` (rows ``idx`` of it, if given) ready for pairing; ``full``: its full-sample state."""
         if self.metric == "cka":
+            if idx is not None and full is not None and full.K is not None and full.linear:
+                return _subset(full, idx)  # a resampled Gram is a sub-matrix of the full one
             return _prepare(X if idx is None else X[idx], name=name, **self.params)
         method = self.params["method"]
         keep = None
@@ -132,11 +137,11 @@ def _matrix(m: _Metric, prep_a: list, prep_b: list, symmetric: bool) -> np.ndarr
 
 
 def _prepare_all(m: _Metric, layers: dict[str, np.ndarray], idx: np.ndarray | None,
-                 strict: bool) -> list:
+                 strict: bool, full: list | None = None) -> list:
     prepared = []
-    for key, X in layers.items():
+    for k, (key, X) in enumerate(layers.items()):
         try:
-            prepared.append(m.prepare(X, key, idx))
+            prepared.append(m.prepare(X, key, idx, None if full is None else full[k]))
         except ValueError:
             if strict:
                 raise
@@ -269,8 +274,8 @@ def compare_layers(
         reps = np.empty((n_bootstraps, *shape))
         for b in range(n_bootstraps):
             idx = boot_rng.integers(0, n, size=n)
-            pa = _prepare_all(m, layers_a_, idx, strict=False)
-            pb = pa if symmetric else _prepare_all(m, layers_b_, idx, strict=False)
+            pa = _prepare_all(m, layers_a_, idx, strict=False, full=prep_a)
+            pb = pa if symmetric else _prepare_all(m, layers_b_, idx, strict=False, full=prep_b)
             reps[b] = _safe_matrix(m, pa, pb, symmetric)
             steps()
         ci_low, ci_high = percentile_interval(reps, confidence_level)
@@ -278,7 +283,8 @@ def compare_layers(
         null = np.empty((n_permutations, *shape))
         for b in range(n_permutations):
             perm = perm_rng.permutation(n)
-            null[b] = _safe_matrix(m, prep_a, _prepare_all(m, layers_b_, perm, strict=False), False)
+            shuffled = _prepare_all(m, layers_b_, perm, strict=False, full=prep_b)
+            null[b] = _safe_matrix(m, prep_a, shuffled, False)
             steps()
         p_value = permutation_p_value(null, value)
     steps(close=True)
