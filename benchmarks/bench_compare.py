@@ -162,15 +162,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", choices=("cka", "rsa", "layers"), action="append",
+                        help="run only these parts (repeatable)")
     args = parser.parse_args()
+    parts = set(args.only or ("cka", "rsa", "layers"))
     if args.quick:
-        bench_cka(2000, 512, args.repeats)
-        bench_rsa(300, 100, args.repeats)
-        bench_compare_layers(500, args.repeats)
+        sizes = {"cka": (2000, 512), "rsa": (300, 100), "layers": (500,)}
     else:
-        bench_cka(10_000, 4096, args.repeats)
-        bench_rsa(1000, 500, max(args.repeats, 3))
-        bench_compare_layers(5000, max(args.repeats, 3))
+        sizes = {"cka": (10_000, 4096), "rsa": (1000, 500), "layers": (5000,)}
+    if "cka" in parts:
+        bench_cka(*sizes["cka"], args.repeats)
+    if "rsa" in parts:
+        bench_rsa(*sizes["rsa"], max(args.repeats, 3))
+    if "layers" in parts:
+        bench_compare_layers(*sizes["layers"], max(args.repeats, 3))
 
 
 if __name__ == "__main__":

@@ -138,3 +138,24 @@ def test_heat_map_draws_the_values_and_intervals(acts):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["l0", "l1", "l2"]
     assert ax.get_xlabel() == "layer_b" and ax.get_ylabel() == "layer_a"
     plt.close(ax.figure)
+
+
+def test_study_figure_draws_the_model_by_model_similarity():
+    import matplotlib.pyplot as plt
+
+    from geomkit.plotting import study_figures
+
+    models = ["mlp", "softhebb", "jacobian"]
+    value = np.array([[1.0, 0.3, 0.8], [0.3, 1.0, 0.25], [0.8, 0.25, 1.0]])
+    dims = ("model_a", "model_b")
+    ds = xr.Dataset({"hidden_cka": (dims, value), "hidden_cka_ci_low": (dims, value - 0.05),
+                     "hidden_cka_ci_high": (dims, value + 0.05)},
+                    coords={"model": models, "model_a": models, "model_b": models})
+    figures = study_figures(ds)
+    assert list(figures) == ["model_similarity"]
+    fig, caption = figures["model_similarity"]
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), value)
+    assert ax.texts[1].get_text() == "0.30\n[0.25, 0.35]"
+    assert "bootstrap" in caption
+    plt.close(fig)
