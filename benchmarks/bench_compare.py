@@ -25,28 +25,11 @@ shared). Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import time
 import tracemalloc
 import warnings
 
 import numpy as np
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
-def interleave(candidates: dict, repeats: int) -> dict:
-    """Minimum time of each candidate over ``repeats`` interleaved rounds, and its last output."""
-    best = {name: np.inf for name in candidates}
-    outputs = {}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            seconds, outputs[name] = timed(fn)
-            best[name] = min(best[name], seconds)
-    return {name: (best[name], outputs[name]) for name in candidates}
+from bench_spectrum import interleave  # minimum of interleaved repetitions (the script's folder is on the path)
 
 
 def report(ours: float, peer_name: str, peer: float, goal: str) -> None:

@@ -161,6 +161,7 @@ def test_bootstrap_leaves_out_pairs_of_a_stimulus_with_its_copy():
     (lambda: compare_rdms(np.ones(7), np.ones(7)), "not n \\(n - 1\\) / 2"),
     (lambda: compare_rdms(np.ones(10), np.arange(10.0), method="cosine_cov"), "did you mean"),
     (lambda: rsa(np.ones((5, 3)), np.ones((6, 3))), "same number of stimuli"),
+    (lambda: rsa(np.ones((2, 5, 3)), np.ones((5, 3)), metric="crossnobis"), "needs repeats: Y of shape"),
     (lambda: rsa([np.ones((5, 3)), np.ones((5, 4))], np.ones((5, 3))), "unequal shapes"),
 ])
 def test_bad_input_is_named(call, match):

@@ -62,12 +62,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
-from .._params import RANDOM_STATE, Boolean, Integer, Options, Real, validate_params
+from .._params import Boolean, Options, Real, validate_params
 from ._paired_input import check_paired, repeat_halves
-from ._resampling import resample_similarity
+from ._similarity_estimator import RESAMPLING_CONSTRAINTS, _PairedSimilarity
 
 __all__ = ["cka", "CKA"]
 
@@ -389,7 +387,7 @@ def cka(
 # ---------------------------------------------------------------------------
 
 
-class CKA(BaseEstimator):
+class CKA(_PairedSimilarity):
     """Centred kernel alignment with a paired-bootstrap interval and a permutation p-value.
 
     Parameters
@@ -443,10 +441,7 @@ class CKA(BaseEstimator):
 
     _parameter_constraints = {
         **_CONSTRAINTS,
-        "n_bootstraps": [Integer(0, None)],
-        "n_permutations": [Integer(0, None)],
-        "confidence_level": [Real(0, 1, closed="neither")],
-        "random_state": [RANDOM_STATE],
+        **RESAMPLING_CONSTRAINTS,
     }
 
     def __init__(self, *, kernel: str = "linear", debiased: bool | None = None,
@@ -465,52 +460,3 @@ class CKA(BaseEstimator):
     def _statistic(self, X: np.ndarray, Y: np.ndarray) -> float:
         return _cka_arrays(X, Y, kernel=self.kernel, debiased=self.debiased, sigma=self.sigma,
                            noise_correction=self.noise_correction)
-
-    def fit(self, X: Any, Y: Any) -> CKA:
-        """Compute CKA between ``X`` and ``Y``, its interval and p-value.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_stimuli, n_units_x) or (n_repeats, n_stimuli, n_units_x)
-            First representation.
-        Y : array-like of shape (n_stimuli, n_units_y) or (n_repeats, n_stimuli, n_units_y)
-            Second representation of the same stimuli.
-
-        Returns
-        -------
-        self : CKA
-            The fitted estimator.
-        """
-        validate_params(self.get_params(), self._parameter_constraints, caller="CKA")
-        X, Y = check_paired(X, Y)
-        result = resample_similarity(
-            self._statistic, X, Y, n_bootstraps=self.n_bootstraps,
-            n_permutations=self.n_permutations, confidence_level=self.confidence_level,
-            random_state=self.random_state,
-        )
-        self.value_ = result.value
-        self.ci_ = result.ci
-        self.p_value_ = result.p_value
-        self.bootstrap_ = result.bootstrap
-        self.null_ = result.null
-        self.n_stimuli_ = X.shape[-2]
-        return self
-
-    def score(self, X: Any, Y: Any) -> float:
-        """CKA between ``X`` and ``Y`` with the fitted settings (higher: more similar).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_stimuli, n_units_x) or (n_repeats, n_stimuli, n_units_x)
-            First representation.
-        Y : array-like of shape (n_stimuli, n_units_y) or (n_repeats, n_stimuli, n_units_y)
-            Second representation of the same stimuli.
-
-        Returns
-        -------
-        float
-            The CKA value (no resampling).
-        """
-        check_is_fitted(self, "value_")
-        X, Y = check_paired(X, Y)
-        return self._statistic(X, Y)

@@ -49,13 +49,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
-from .._params import RANDOM_STATE, Integer, Options, Real, validate_params
+from .._params import Integer, Options, validate_params
 from .._validation import as_float_array
 from ._paired_input import as_representation, check_paired
-from ._resampling import resample_similarity
+from ._similarity_estimator import RESAMPLING_CONSTRAINTS, _PairedSimilarity
 
 __all__ = ["rdm", "compare_rdms", "rsa", "RSA"]
 
@@ -97,13 +95,14 @@ def _crossnobis_kernel(X: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
     return (right(total) @ total.T - same) / (R * (R - 1))
 
 
-def _rdm_arrays(X: np.ndarray, metric: str, noise: np.ndarray | None) -> np.ndarray:
+def _rdm_arrays(X: np.ndarray, metric: str, noise: np.ndarray | None, name: str = "X") -> np.ndarray:
     n_units = X.shape[-1]
     if metric == "crossnobis":
         if X.ndim != 3:
             raise ValueError(
-                "rdm: metric='crossnobis' needs repeats: X of shape (n_repeats, n_stimuli, "
-                f"n_units) or a 2-D X with repeats=R; got shape {X.shape} without repeats."
+                f"metric='crossnobis' needs repeats: {name} of shape (n_repeats, n_stimuli, "
+                f"n_units) (or, for rdm, a 2-D X with repeats=R); got shape {X.shape} without "
+                "repeats."
             )
         K = _crossnobis_kernel(X, noise)
         d = np.diag(K)
@@ -352,7 +351,7 @@ def _rsa_arrays(X: np.ndarray, Y: np.ndarray, metric: str, method: str) -> float
                              return_index=True)
         first = np.sort(first)
         X, Y, keep = X[..., first, :], Y[..., first, :], None
-    return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None), method, keep)
+    return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None, "Y"), method, keep)
 
 
 _RSA_CONSTRAINTS = {"metric": [Options(*METRICS)], "method": [Options(*METHODS)]}
@@ -388,10 +387,10 @@ def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman"
     """
     validate_params({"metric": metric, "method": method}, _RSA_CONSTRAINTS, caller="rsa")
     X, Y = check_paired(X, Y)
-    return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None), method)
+    return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None, "Y"), method)
 
 
-class RSA(BaseEstimator):
+class RSA(_PairedSimilarity):
     """RSA similarity with a paired-bootstrap interval and a permutation p-value.
 
     Parameters
@@ -426,6 +425,8 @@ class RSA(BaseEstimator):
         RDM of ``X``.
     rdm_y_ : ndarray of shape (n_stimuli, n_stimuli)
         RDM of ``Y``.
+    n_stimuli_ : int
+        Stimuli in the fitted pair.
 
     See Also
     --------
@@ -444,10 +445,7 @@ class RSA(BaseEstimator):
 
     _parameter_constraints = {
         **_RSA_CONSTRAINTS,
-        "n_bootstraps": [Integer(0, None)],
-        "n_permutations": [Integer(0, None)],
-        "confidence_level": [Real(0, 1, closed="neither")],
-        "random_state": [RANDOM_STATE],
+        **RESAMPLING_CONSTRAINTS,
     }
 
     def __init__(self, *, metric: str = "correlation", method: str = "spearman",
@@ -463,52 +461,6 @@ class RSA(BaseEstimator):
     def _statistic(self, X: np.ndarray, Y: np.ndarray) -> float:
         return _rsa_arrays(X, Y, self.metric, self.method)
 
-    def fit(self, X: Any, Y: Any) -> RSA:
-        """Compute both RDMs, their similarity, its interval and p-value.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_stimuli, n_units_x) or (n_repeats, n_stimuli, n_units_x)
-            First representation.
-        Y : array-like of shape (n_stimuli, n_units_y) or (n_repeats, n_stimuli, n_units_y)
-            Second representation of the same stimuli.
-
-        Returns
-        -------
-        self : RSA
-            The fitted estimator.
-        """
-        validate_params(self.get_params(), self._parameter_constraints, caller="RSA")
-        X, Y = check_paired(X, Y)
+    def _fit_extra(self, X: np.ndarray, Y: np.ndarray) -> None:
         self.rdm_x_ = _rdm_arrays(X, self.metric, None)
-        self.rdm_y_ = _rdm_arrays(Y, self.metric, None)
-        result = resample_similarity(
-            self._statistic, X, Y, n_bootstraps=self.n_bootstraps,
-            n_permutations=self.n_permutations, confidence_level=self.confidence_level,
-            random_state=self.random_state,
-        )
-        self.value_ = result.value
-        self.ci_ = result.ci
-        self.p_value_ = result.p_value
-        self.bootstrap_ = result.bootstrap
-        self.null_ = result.null
-        return self
-
-    def score(self, X: Any, Y: Any) -> float:
-        """RSA similarity of ``X`` and ``Y`` with the fitted settings (higher: more similar).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_stimuli, n_units_x) or (n_repeats, n_stimuli, n_units_x)
-            First representation.
-        Y : array-like of shape (n_stimuli, n_units_y) or (n_repeats, n_stimuli, n_units_y)
-            Second representation of the same stimuli.
-
-        Returns
-        -------
-        float
-            The RDM comparison (no resampling).
-        """
-        check_is_fitted(self, "value_")
-        X, Y = check_paired(X, Y)
-        return self._statistic(X, Y)
+        self.rdm_y_ = _rdm_arrays(Y, self.metric, None, "Y")

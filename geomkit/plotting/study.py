@@ -230,6 +230,24 @@ def _alpha_vs_robustness(ds, palette):
                 "axis. The worst case over every attack, noise and transfer included, is worst_auc in the results."
 
 
+def _model_similarity(ds, palette):
+    import xarray as xr
+
+    from .compare import plot_layer_similarity
+
+    n = ds.sizes["model_a"]
+    fig, (ax,) = _new((1.6 + 1.0 * n, 1.0 + 0.8 * n))
+    sim = xr.Dataset({"value": ds["hidden_cka"], "ci_low": ds["hidden_cka_ci_low"],
+                      "ci_high": ds["hidden_cka_ci_high"]}, attrs={"metric": "debiased linear CKA"})
+    plot_layer_similarity(sim, ax=ax)
+    ax.set_title("Hidden layers, model x model")
+    return fig, "Debiased linear CKA (Nguyen, Raghu & Kornblith 2021) between the hidden layers of every " \
+                "two models on the held-out images (1: the same representation up to rotation and scale; " \
+                "0: unrelated). Below each value: its 95 % paired-bootstrap interval over images. The " \
+                "biased CKA would sit far above 0 even for unrelated layers here, as the layers have about " \
+                "as many units as there are images."
+
+
 def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
     """Draw every study figure from a results Dataset.
 
@@ -270,6 +288,8 @@ def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
         "categoricality": (_categoricality, ["categoricality"]),
         "betti_curves": (_betti, ["betti0", "betti1"]),
         "alpha_vs_robustness": (_alpha_vs_robustness, ["alpha", "pgd_auc"]),
+        # comparing representations
+        "model_similarity": (_model_similarity, ["hidden_cka", "hidden_cka_ci_low", "hidden_cka_ci_high"]),
     }
     figures = {}
     for name, (maker, needs) in makers.items():
