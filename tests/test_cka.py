@@ -215,3 +215,19 @@ def test_bootstrap_interval_covers_the_population_cka():
         est = CKA(debiased=True, n_bootstraps=300, random_state=seed).fit(X, Y)
         hits += est.ci_[0] <= 0.5 <= est.ci_[1]
     assert 0.90 <= hits / 50 <= 0.98
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_feature_route_never_forms_an_n_by_n_matrix(debiased):
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    X, Y = rng.normal(size=(3000, 20)), rng.normal(size=(3000, 30))
+    tracemalloc.start()
+    try:
+        cka(X, Y, debiased=debiased)
+        cka(np.stack([X, X + 0.1]), Y)  # the repeat-split route too
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 3000 * 3000 / 4  # a quarter of one n x n float64 matrix (72 MB)
