@@ -38,7 +38,10 @@ pre-activations in the flat region of the nonlinearity,
 ``eigenvalues`` over ``(model, layer, rank)``; ``robust_accuracy`` over
 ``(model, attack, eps)``; ``betti0`` / ``betti1`` (mean Betti curves of the
 layer's tuning maps) over ``(model, layer, level)``;
-``diagnostic`` (``"pass"`` / ``"warn"``) over ``(model, check)``. Values that
+``diagnostic`` (``"pass"`` / ``"warn"``) over ``(model, check)``;
+``hidden_cka``, ``hidden_cka_ci_low``, ``hidden_cka_ci_high`` (debiased
+linear CKA between two models' hidden layers, with its bootstrap interval)
+over ``(model_a, model_b)``. Values that
 do not apply (the weights of ``input``, the topology of ``input``, whose
 pixels are not mapped) are NaN; ``betti0``, ``betti1`` and ``n_peaks`` say
 what they hold in their attribute ``description``. The attribute ``config``
@@ -500,7 +503,37 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
                                    progress).items():
         result["layers"][layer].update(values)
     result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
+    result["hidden_acts"] = recorded[entry.hidden]  # for the model x model similarity
     return result
+
+
+# --------------------------------------------------------------------------- comparing representations
+def _model_similarity(hidden: dict[str, np.ndarray], cfg: StudyConfig, seed: int,
+                      progress: bool) -> dict[str, Any]:
+    """Debiased linear CKA between every two models' hidden layers on the held-out images.
+
+    With as many hidden units as images the biased CKA of unrelated layers
+    is far above 0, so the debiased estimator (Nguyen et al. 2021) is used;
+    the interval is the paired bootstrap over images (``cfg.n_bootstraps``).
+    A model whose hidden layer is constant (CKA undefined) gets NaN.
+    """
+    import xarray as xr
+
+    from .measures.compare import compare_layers
+
+    models = list(hidden)
+    usable = {m: a for m, a in hidden.items() if np.ptp(a, axis=0).any()}
+    sim = compare_layers(usable, metric="cka", metric_params={"debiased": True},
+                         n_bootstraps=cfg.n_bootstraps, random_state=seed, progress=progress)
+    sim = sim.rename(layer_a="model_a", layer_b="model_b").reindex(model_a=models, model_b=models)
+    description = ("debiased linear CKA (Nguyen et al. 2021) between the hidden layers of two models "
+                   f"on the held-out images; interval: paired bootstrap, {cfg.n_bootstraps} resamples, 95 %")
+    out = {}
+    for var, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+        da = sim[var].astype(float)
+        da.attrs = {"description": description}
+        out[f"hidden_cka{suffix}"] = da
+    return out
 
 
 # --------------------------------------------------------------------------- assembling
@@ -680,6 +713,8 @@ def run(
         "descriptions": {m: zoo[m].description for m in chosen},
     }
     ds = _assemble(results, cfg, attrs)
+    ds = ds.assign(_model_similarity({m: r.pop("hidden_acts") for m, r in results.items()}, cfg, seed,
+                                     progress))
     ds.attrs["wall_time_s"] = round(time.perf_counter() - start, 1)
     ds.attrs["notes"] = "\n".join(notes)
     ds.to_netcdf(out / "results.nc")

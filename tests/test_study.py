@@ -270,3 +270,26 @@ def test_bad_data_path_and_unwritable_out_fail_clearly(tmp_path, capsys):
         study.run(out=tmp_path / "o2", models=["resnet"], progress=False)
     with pytest.raises(TypeError, match="config must be a StudyConfig"):
         study.run(out=tmp_path / "o3", config={"epochs": 1}, progress=False)
+
+
+# comparing representations
+def test_model_similarity_of_hidden_layers_equals_a_recomputation(quick_run):
+    from geomkit.measures import cka
+    from geomkit.probe import extract
+    from geomkit.train import NetClassifier
+
+    out, ds = quick_run
+    assert ds["hidden_cka"].dims == ("model_a", "model_b")
+    assert ds["model_a"].values.tolist() == list(study.ZOO)
+    values = ds["hidden_cka"].values
+    np.testing.assert_allclose(values, values.T, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.diag(values), 1.0, atol=1e-12)
+    assert np.all(ds["hidden_cka_ci_low"].values <= ds["hidden_cka_ci_high"].values)
+    X_eval = _eval_inputs()
+    acts = {}
+    for name in ("mlp", "weight_decay"):
+        module = NetClassifier.load(out / "models" / name).module_
+        acts[name] = extract(module, X_eval, ["act1"], progress=False)["act1"].values
+    expected = cka(acts["mlp"], acts["weight_decay"], debiased=True)
+    assert float(ds["hidden_cka"].sel(model_a="mlp", model_b="weight_decay")) == pytest.approx(expected, abs=1e-6)
+    assert (out / "figures" / "model_similarity.png").is_file()
