@@ -95,7 +95,8 @@ def test_each_layer_is_prepared_once_per_resample(acts, monkeypatch):
     calls.clear()
     compare_layers(a, n_bootstraps=4, progress=False)
     assert len(calls) == 6 + 4 * 6
-    assert calls.count("_subset") == 4  # the 80-unit layer (60 stimuli) resamples its Gram
+    # layers of 12, 30 and 80 units (60 stimuli <= units^2) are held as Grams and resample them
+    assert calls.count("_subset") == 3 * 4
 
 
 def test_round_trips_through_netcdf(acts, tmp_path):

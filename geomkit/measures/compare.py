@@ -32,6 +32,8 @@ from .rsa import METHODS, METRICS, _comparable, _pair, _rdm_arrays
 
 __all__ = ["compare_layers"]
 
+_GRAM_MAX = 2048
+
 
 def _layers(acts: Any, name: str, layers: Any) -> dict[str, np.ndarray]:
     """{layer: (n_stimuli, n_units) float64} from an extract() Dataset or a mapping of arrays."""
@@ -82,7 +84,7 @@ class _Metric:
         if self.metric == "cka":
             if idx is not None and full is not None and full.K is not None and full.linear:
                 return _subset(full, idx)  # a resampled Gram is a sub-matrix of the full one
-            return _prepare(X if idx is None else X[idx], name=name, **self.params)
+            return _prepare(X if idx is None else X[idx], name=name, gram=self._gram(X), **self.params)
         method = self.params["method"]
         keep = None
         if idx is not None and np.unique(idx).size < idx.size:  # a bootstrap draw
@@ -94,6 +96,19 @@ class _Metric:
         if idx is not None:
             X = X[idx]
         return _comparable(_rdm_arrays(X, self.params["metric"], None), method, keep)
+
+    def _gram(self, X: np.ndarray) -> bool | None:
+        """Whether a linear layer is held as its Gram matrix (None: cka's own rule, n <= units).
+
+        With many pairs and resamples the Gram pays off earlier than for one
+        pair: a pair then costs n^2 instead of n * p * q, and a resample is a
+        sub-matrix. Up to _GRAM_MAX stimuli (32 MB per layer) a layer of p
+        units is held as its Gram when n <= p^2.
+        """
+        n, p = X.shape
+        if self.params["kernel"] != "linear" or n > _GRAM_MAX:
+            return None
+        return n <= p * p or None
 
     def pair(self, a: Any, b: Any) -> float:
         if self.metric == "cka":
