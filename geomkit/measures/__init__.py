@@ -1,6 +1,6 @@
 """Array in, numbers out: scikit-learn estimators that need no torch model."""
 
-from .kurtosis import WeightKurtosis, excess_kurtosis, l1_l2_ratio, weight_kurtosis
+from .kurtosis import WeightKurtosis, excess_kurtosis, l1_l2_ratio, pooled_weight_kurtosis, weight_kurtosis
 from .categorization import (
     CategorizationIndex,
     CategorySelectivity,
@@ -37,6 +37,7 @@ __all__: list[str] = [
     "weight_spectra",
     "WeightKurtosis",
     "weight_kurtosis",
+    "pooled_weight_kurtosis",
     "excess_kurtosis",
     "l1_l2_ratio",
     "CategorizationIndex",

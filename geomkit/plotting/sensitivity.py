@@ -157,7 +157,7 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
     return ax
 
 
-def plot_weight_kurtosis(table: Any, *, ax: Any = None):
+def plot_weight_kurtosis(table: Any, *, pooled: Any = None, ax: Any = None, **kwargs: Any):
     """Excess kurtosis of each layer's weights, with the Gaussian / Laplace / uniform references.
 
     Parameters
@@ -165,7 +165,12 @@ def plot_weight_kurtosis(table: Any, *, ax: Any = None):
     table : pandas.DataFrame
         The output of :func:`geomkit.measures.weight_kurtosis` (or rows with
         ``layer`` and ``kurtosis`` columns).
+    pooled : pandas.Series or float, optional
+        :func:`geomkit.measures.pooled_weight_kurtosis` (or its kurtosis),
+        drawn as a grey bar after the layers.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.barplot` (e.g. ``color``, ``alpha``, ``width``).
 
     Returns
     -------
@@ -175,13 +180,15 @@ def plot_weight_kurtosis(table: Any, *, ax: Any = None):
     --------
     >>> import torch
     >>> from geomkit import weight_kurtosis
+    >>> from geomkit.measures import pooled_weight_kurtosis
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> net = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 10))
-    >>> ax = plot_weight_kurtosis(weight_kurtosis(net))
+    >>> ax = plot_weight_kurtosis(weight_kurtosis(net), pooled=pooled_weight_kurtosis(net))
     >>> [t.get_text() for t in ax.get_xticklabels()]
     ['0', '2', 'pooled']
     """
+    import pandas as pd
     import seaborn as sns
 
     if not hasattr(table, "columns") or not {"layer", "kurtosis"} <= set(table.columns):
@@ -189,11 +196,18 @@ def plot_weight_kurtosis(table: Any, *, ax: Any = None):
             "table must be a DataFrame with 'layer' and 'kurtosis' columns (the output of "
             f"weight_kurtosis); got {type(table).__name__}."
         )
-    df = table.copy()
+    df = table[["layer", "kurtosis"]].copy()
     df["layer"] = df["layer"].replace("", "(model)").astype(str)
+    colors = ["C0"] * len(df)
+    if pooled is not None:
+        value = float(pooled) if np.isscalar(pooled) else float(pooled["kurtosis"])
+        df = pd.concat([df, pd.DataFrame({"layer": ["pooled"], "kurtosis": [value]})], ignore_index=True)
+        colors.append("0.55")
     ax = get_ax(ax)
-    colors = ["0.55" if name == "pooled" else "C0" for name in df["layer"]]
-    sns.barplot(data=df, x="layer", y="kurtosis", hue="layer", palette=colors, legend=False, ax=ax)
+    if "color" in kwargs:
+        colors = [kwargs.pop("color")] * len(df)
+    sns.barplot(data=df, x="layer", y="kurtosis", hue="layer", palette=colors, legend=False, ax=ax,
+                **kwargs)
     for value, name, style in ((0.0, "Gaussian (0)", "-"), (3.0, "Laplace (3)", "--"), (-1.2, "uniform (-1.2)", ":")):
         ax.axhline(value, color="k", ls=style, lw=1, label=name)
     ax.set_xlabel("layer")
