@@ -557,6 +557,41 @@ def test_plot_spectrum_draws_the_fitted_numbers():
     plt.close("all")
 
 
+def test_plot_spectrum_colours_floor_and_kwargs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from geomkit.plotting import plot_spectrum
+
+    # Rank 8 in 30 units: ranks 9..30 are rounding residue near 1e-16 lambda_1.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 8)) @ (rng.normal(size=(8, 30)) * np.arange(1, 31) ** -0.5)
+    deficient = PowerLawSpectrum(fit_range=(1, 4)).fit(X)
+    assert deficient.eigenvalues_[deficient.eigenvalues_ > 0].min() < 1e-13 * deficient.eigenvalues_[0]
+    Xb, _ = make_powerlaw_data(500, 50, alpha=2.0, random_state=1)
+    steep = PowerLawSpectrum(fit_range=(2, 20)).fit(Xb)
+    ax = plot_spectrum(deficient, label="a", color="tab:blue", alpha=0.7, linestyle="-.")
+    plot_spectrum(steep, label="b", color="tab:red", ax=ax)
+    eig_a, fit_a, eig_b, fit_b = ax.get_lines()
+    # Each fit line has its series' hue (darker), never one shared black.
+    assert fit_a.get_color() != fit_b.get_color()
+    np.testing.assert_allclose(fit_a.get_color(), 0.6 * np.array(to_rgb("tab:blue")))
+    np.testing.assert_allclose(fit_b.get_color(), 0.6 * np.array(to_rgb("tab:red")))
+    # kwargs reach the eigenvalue line only.
+    assert eig_a.get_alpha() == 0.7 and eig_a.get_linestyle() == "-." and eig_b.get_alpha() is None
+    # The axis stops at 1e-12 lambda_1 of the rank-deficient spectrum (the lower of the two floors), halved.
+    bottom = min(1e-12 * deficient.eigenvalues_[0],
+                 max(steep.eigenvalues_.min(), 1e-12 * steep.eigenvalues_[0])) / 2
+    assert ax.get_ylim()[0] == pytest.approx(bottom, rel=1e-12)
+    ax = plot_spectrum(deficient, floor=0)
+    positive = deficient.eigenvalues_[deficient.eigenvalues_ > 0]
+    assert ax.get_ylim()[0] <= positive.min()
+    plt.close("all")
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "X, match",
