@@ -390,3 +390,36 @@ def test_tuning_map_bad_input():
     two = torch.nn.Sequential(Pair())
     with pytest.raises(ValueError, match=r"layer '0' gave no single tensor output.*'0\[0\]'"):
         tuning_map(two, "0", 0, [0.0, 0.0], [1.0, 0.0], [0.0, 1.0])
+
+
+def test_plot_categorization_by_layer_labels_models_of_different_depth():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from geomkit.plotting import plot_categorization_by_layer
+
+    # Two made-up models: "deep" has 4 layers named by module, "shallow" 3 with other names.
+    deep = pd.DataFrame({"layer": ["input", "fc1", "fc2", "out"], "depth": [0, 1, 2, 3],
+                         "index": [0.1, 0.3, 0.5, 0.8], "ci_low": [0.05, 0.2, 0.4, 0.7],
+                         "ci_high": [0.15, 0.4, 0.6, 0.9]}).assign(model="deep")
+    shallow = pd.DataFrame({"layer": ["input", "hidden", "out"], "depth": [0, 1, 2],
+                            "index": [0.1, 0.6, 0.9], "ci_low": [0.0, 0.5, 0.85],
+                            "ci_high": [0.2, 0.7, 0.95]}).assign(model="shallow")
+    ax = plot_categorization_by_layer(pd.concat([deep, shallow]), hue="model", linewidth=3)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["input", "fc1 / hidden", "fc2 / out", "out"]
+    np.testing.assert_array_equal(ax.get_xticks(), [0, 1, 2, 3])
+    lines = [line for line in ax.get_lines() if len(line.get_xdata())]  # not the legend handles
+    assert len(lines) == 2
+    np.testing.assert_array_equal(lines[0].get_ydata(), deep["index"])
+    np.testing.assert_array_equal(lines[1].get_ydata(), shallow["index"])
+    assert {line.get_linewidth() for line in lines} == {3}
+    # Each band is drawn in its line's colour between the interval bounds.
+    for band, line, rows in zip(ax.collections, lines, (deep, shallow)):
+        np.testing.assert_allclose(band.get_facecolor()[0][:3], matplotlib.colors.to_rgb(line.get_color()))
+        path = band.get_paths()[0].vertices
+        assert path[:, 1].min() == rows["ci_low"].min() and path[:, 1].max() == rows["ci_high"].max()
+    plt.close("all")

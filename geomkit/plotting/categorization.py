@@ -11,7 +11,7 @@ from ._style import get_ax
 __all__ = ["plot_categorization_by_layer", "plot_morph_profile", "plot_selectivity"]
 
 
-def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any = None):
+def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any = None, **kwargs: Any):
     """Categoricality index against depth, with the bootstrap interval as a band.
 
     Parameters
@@ -20,8 +20,12 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
         From :func:`geomkit.probe.categorization_by_layer`; concatenate several
         (with a column naming each model) to compare them via ``hue``.
     hue : str, optional
-        Column separating curves (e.g. ``"model"``).
+        Column separating curves (e.g. ``"model"``). Models of different
+        depths share the depth axis; a tick whose layers have different names
+        in different models shows them all (``"1 / conv1"``).
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.lineplot` (e.g. ``palette``, ``linewidth``).
 
     Returns
     -------
@@ -41,15 +45,19 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
     import seaborn as sns
 
     ax = get_ax(ax)
-    sns.lineplot(data=table, x="depth", y="index", hue=hue, marker="o", errorbar=None, ax=ax)
+    sns.lineplot(data=table, x="depth", y="index", hue=hue, errorbar=None, ax=ax,
+                 **{"marker": "o", **kwargs})
     groups = [(None, table)] if hue is None else list(table.groupby(hue, sort=False))
-    palette = sns.color_palette(n_colors=len(groups))
-    for color, (_, rows) in zip(palette, groups):
+    # The bands take the colours seaborn gave the lines, whatever palette was asked for.
+    # (seaborn also adds empty lines as legend handles: skip those.)
+    drawn = [line for line in ax.get_lines() if len(line.get_xdata())]
+    colors = [line.get_color() for line in drawn[-len(groups):]]
+    for color, (_, rows) in zip(colors, groups):
         if rows["ci_low"].notna().any():
             ax.fill_between(rows["depth"], rows["ci_low"], rows["ci_high"], color=color, alpha=0.2,
                             lw=0)
-    first = table.drop_duplicates("depth").sort_values("depth")
-    ax.set_xticks(first["depth"], first["layer"], rotation=30, ha="right")
+    names = table.groupby("depth", sort=True)["layer"].agg(lambda s: " / ".join(dict.fromkeys(map(str, s))))
+    ax.set_xticks(names.index, names.values, rotation=30, ha="right")
     ax.set_xlabel("layer (input first)")
     ax.set_ylabel("categoricality index (KS statistic)")
     ax.set_ylim(0, 1.02)
