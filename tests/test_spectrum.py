@@ -40,6 +40,12 @@ def quiet(est, *args):
         return est.fit(*args)
 
 
+def quiet_call(fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpectrumWarning)
+        return fn()
+
+
 # ----------------------------------------------------------------------------- accuracy
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 1.5, 2.0, 3.0])
 def test_alpha_recovered_5000_stimuli_1000_units(alpha):
@@ -471,29 +477,87 @@ def test_score_from_covariance_moments_equals_score_from_activations():
 
 # ----------------------------------------------------------------------------- score
 @pytest.mark.parametrize("shape", [(800, 100), (80, 200)], ids=["covariance", "gram"])
-def test_score_on_the_training_data_is_alpha(shape):
+def test_held_out_alpha_on_the_training_data_is_alpha(shape):
     X, _ = make_powerlaw_data(*shape, alpha=1.0, random_state=0)
     est = quiet(PowerLawSpectrum(fit_range=(2, 30)), X)
     # Variance along its own principal axes is the eigenvalue spectrum.
-    assert est.score(X) == pytest.approx(est.alpha_, abs=1e-8)
+    assert est.held_out_alpha(X) == pytest.approx(est.alpha_, abs=1e-8)
 
 
-def test_cross_val_score_gives_held_out_exponents_near_the_truth():
-    from sklearn.model_selection import cross_val_score
+def test_held_out_alphas_of_cross_validation_are_near_the_truth():
+    from sklearn.model_selection import KFold
 
     X, _ = make_powerlaw_data(3000, 200, alpha=1.5, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SpectrumWarning)
-        scores = cross_val_score(PowerLawSpectrum(fit_range=(5, 50)), X, cv=3)
-    assert np.all(np.abs(scores - 1.5) < 0.1)
+    for train, test in KFold(3).split(X):
+        est = quiet(PowerLawSpectrum(fit_range=(5, 50)), X[train])
+        assert abs(est.held_out_alpha(X[test]) - 1.5) < 0.1
 
 
-def test_cvpca_score_on_held_out_noisy_stimuli_is_near_the_truth():
+def test_cvpca_held_out_alpha_on_noisy_stimuli_is_near_the_truth():
     X, _ = _noisy_case()
     est = quiet(PowerLawSpectrum(method="cvpca", n_shuffles=2, random_state=0,
                                  fit_range=(5, 100)), X[0][:2000], X[1][:2000])
-    held_out = est.score(X[0][2000:], X[1][2000:])
+    held_out = est.held_out_alpha(X[0][2000:], X[1][2000:])
     assert abs(held_out - 1.0) < 0.12
+
+
+@pytest.mark.parametrize("weighting", ["1/n", "uniform"])
+def test_score_is_the_held_out_relative_deviation_from_the_fitted_law(weighting):
+    X, _ = make_powerlaw_data(1500, 60, alpha=1.2, random_state=3)
+    train, test = X[:1000], X[1000:]
+    est = quiet(PowerLawSpectrum(fit_range=(3, 25), weighting=weighting), train)
+    # Brute force: numpy's eigenvectors of the training covariance, variance of the
+    # test stimuli (centred on their own mean) along them, relative squared error.
+    _, vectors = np.linalg.eigh(np.cov(train, rowvar=False))
+    U = vectors[:, ::-1][:, :25]
+    lam = np.var((test - test.mean(0)) @ U, axis=0, ddof=1)[2:25]
+    n = np.arange(3, 26)
+    gamma = np.exp(est.intercept_) * n ** -est.alpha_
+    w = 1 / n if weighting == "1/n" else np.ones(n.size)
+    expected = -np.sum(w * (lam / gamma - 1) ** 2) / np.sum(w)
+    assert est.score(test) == pytest.approx(expected, rel=1e-9)
+    assert -0.2 < est.score(test) < 0
+
+
+def test_grid_search_selects_the_range_where_the_law_holds_not_the_largest_exponent():
+    from sklearn.model_selection import GridSearchCV
+
+    # alpha = 1 for ranks 1..40, then a steeper n^-3 tail: one law does not hold across the kink.
+    rng = np.random.default_rng(0)
+    n = np.arange(1, 201, dtype=float)
+    lam = np.where(n <= 40, n ** -1.0, 40.0 ** -1.0 * (n / 40) ** -3.0)
+    Q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
+    X = (rng.normal(size=(6000, 200)) * np.sqrt(lam)) @ Q.T
+    grid = {"fit_range": [(2, 30), (2, 150)]}
+    search = quiet_call(lambda: GridSearchCV(PowerLawSpectrum(), grid, cv=3).fit(X))
+    assert search.best_params_ == {"fit_range": (2, 30)}
+    assert abs(search.best_estimator_.alpha_ - 1.0) < 0.05
+    # The exponent itself would have picked the range across the kink (it is steeper).
+    alphas = [quiet(PowerLawSpectrum(fit_range=r), X).alpha_ for r in grid["fit_range"]]
+    assert alphas[1] > alphas[0] + 0.2
+
+
+@pytest.mark.parametrize("method", ["pca", "cvpca"])
+@pytest.mark.parametrize("shape", [(300, 40), (40, 300)], ids=["covariance", "gram"])
+def test_pickle_keeps_the_axes_not_the_training_data(method, shape):
+    import pickle
+
+    X, _ = make_powerlaw_data(*shape, alpha=1.0, noise=0.2, n_repeats=2, random_state=0)
+    data = X[0] if method == "pca" else X
+    est = quiet(PowerLawSpectrum(method=method, fit_range=(2, 10), n_shuffles=2, random_state=0), data)
+    blob = pickle.dumps(est)
+    assert len(blob) < 0.5 * X[0].nbytes
+    twin = pickle.loads(blob)
+    held = data if method == "pca" else (X[0], X[1])
+    args = (held,) if method == "pca" else held
+    assert twin.score(*args) == pytest.approx(est.score(*args), rel=1e-12, abs=1e-15)
+    assert twin.held_out_alpha(*args) == pytest.approx(est.held_out_alpha(*args), rel=1e-12)
+    # Refitting on other data replaces the axes of the first fit.
+    other = make_powerlaw_data(*shape, alpha=2.0, noise=0.2, n_repeats=2, random_state=1)[0]
+    fresh = quiet(PowerLawSpectrum(method=method, fit_range=(2, 10), n_shuffles=2, random_state=0),
+                  other[0] if method == "pca" else other)
+    twin.fit(other[0] if method == "pca" else other)
+    assert twin.score(*args) == pytest.approx(fresh.score(*args), rel=1e-12, abs=1e-15)
 
 
 # ----------------------------------------------------------------------------- results

@@ -379,7 +379,9 @@ class PowerLawSpectrum(BaseEstimator):
     and are then skipped.
 
     The estimator keeps a reference to the training data (no copy) so that
-    :meth:`score` can compute principal axes only when asked.
+    :meth:`score` can compute principal axes only when asked. A pickled
+    estimator holds the axes instead (``k`` columns, ``k`` the last fitted
+    rank), never the training data.
 
     Examples
     --------
@@ -477,6 +479,7 @@ class PowerLawSpectrum(BaseEstimator):
         self
         """
         self._check_params()
+        self.__dict__.pop("_axes_cache", None)  # axes of an earlier fit
         rng = _rng(self.random_state)
         if isinstance(X, Moments):
             return self._fit_moments(X)
@@ -633,6 +636,11 @@ class PowerLawSpectrum(BaseEstimator):
         cached = getattr(self, "_axes_cache", None)
         if cached is not None and cached.shape[1] >= k:
             return cached[:, :k]
+        if not hasattr(self, "_basis"):
+            raise ValueError(
+                "this PowerLawSpectrum was unpickled after a fit on Gram-matrix Moments, which "
+                "hold no unit-space principal axes; refit it to score."
+            )
         kind, source = self._basis
         if kind == "moments":
             if source.covariance is None:
@@ -667,7 +675,62 @@ class PowerLawSpectrum(BaseEstimator):
             axes[cols] = data(cols).T @ V
         return axes
 
+    def _held_out_variances(self, X: Any, y: Any) -> np.ndarray:
+        """Variances (pca) or cross-repeat covariances (cvpca) of X along the training axes 1..k."""
+        check_is_fitted(self)
+        if self.method == "pca":
+            Xt = self._validate_2d(X, reset=False)
+            U = self._axes()
+            proj = np.subtract(Xt, column_mean(Xt), dtype=np.float64) @ U
+            return np.einsum("ij,ij->j", proj, proj) / (Xt.shape[0] - 1)
+        A, B = self._validate_repeats(X, y, reset=False)
+        U = self._axes()
+        pa = np.subtract(A, column_mean(A), dtype=np.float64) @ U
+        pb = np.subtract(B, column_mean(B), dtype=np.float64) @ U
+        return np.einsum("ij,ij->j", pa, pb) / (A.shape[0] - 1)
+
     def score(self, X: Any, y: Any = None) -> float:
+        """Held-out goodness of fit of the power law (0 is a perfect fit; higher is better).
+
+        The variance of X along the training principal axes ``u_n`` is
+        compared with the fitted law ``gamma_n = exp(intercept_) n^-alpha_``
+        over the fitted ranks ``n = lo .. hi``::
+
+            score = - sum_n w_n (lambda_n / gamma_n - 1)^2 / sum_n w_n
+
+        with the fit's weights ``w_n`` (``1/n`` or 1). ``lambda_n`` is X's
+        variance along ``u_n`` (``"pca"``: the training covariance's
+        eigenvectors, X centred on its own mean), or, for ``"cvpca"``, the
+        cross-repeat covariance ``(x1 . u_n)(x2 . u_n)`` of the held-out
+        stimuli along the principal axes of the training repeats' average (so
+        trial noise does not enter; a negative held-out signal variance counts
+        as a large misfit, not an error). It is a relative squared error,
+        scale free, and finite for any input, so ``GridSearchCV`` and
+        ``cross_val_score`` maximise how well the fitted power law describes
+        unseen stimuli (e.g. to choose ``fit_range``), never the exponent
+        itself. :meth:`held_out_alpha` gives the exponent of the held-out
+        spectrum.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stimuli, n_units), or (2, n_stimuli, n_units) for cvPCA
+        y : array-like, optional
+            cvPCA: the second repeat, as in :meth:`fit`; otherwise ignored.
+
+        Returns
+        -------
+        float
+            At most 0; minus the weighted mean squared relative deviation of
+            the held-out variances from the fitted law.
+        """
+        lam = self._held_out_variances(X, y)
+        lo, hi = self._range
+        ranks = np.arange(lo, hi + 1, dtype=np.float64)
+        gamma = np.exp(self.intercept_ - self.alpha_ * np.log(ranks))
+        w = 1.0 / ranks if self.weighting == "1/n" else np.ones_like(ranks)
+        return float(-np.sum(w * (lam[lo - 1 : hi] / gamma - 1.0) ** 2) / np.sum(w))
+
+    def held_out_alpha(self, X: Any, y: Any = None) -> float:
         """Exponent of X's spectrum along the fitted principal axes (cross-validated).
 
         The variance of X (centred on its own mean) along the training
@@ -680,9 +743,8 @@ class PowerLawSpectrum(BaseEstimator):
         covariance ``(x1 . u_n)(x2 . u_n)`` of the held-out stimuli, each
         repeat centred on its own mean. On new stimuli this is an
         out-of-sample exponent, not inflated by fitting the axes to the same
-        data, so ``cross_val_score(PowerLawSpectrum(), X)`` returns held-out
-        exponents. Note that higher is not "better": do not use it to select
-        hyper-parameters by maximizing.
+        data. Higher is not "better": :meth:`score` is the goodness of fit
+        that model selection maximises.
 
         Parameters
         ----------
@@ -694,24 +756,30 @@ class PowerLawSpectrum(BaseEstimator):
         -------
         float
             The rank exponent of the held-out spectrum.
+
+        Examples
+        --------
+        >>> from geomkit.datasets import make_powerlaw_data
+        >>> X, _ = make_powerlaw_data(4000, 200, alpha=1.5, random_state=0)
+        >>> est = PowerLawSpectrum(fit_range=(5, 50)).fit(X[:2000])
+        >>> bool(abs(est.held_out_alpha(X[2000:]) - 1.5) < 0.1)
+        True
         """
-        check_is_fitted(self)
-        if self.method == "pca":
-            Xt = self._validate_2d(X, reset=False)
-            U = self._axes()
-            n = Xt.shape[0]
-            proj = np.subtract(Xt, column_mean(Xt), dtype=np.float64) @ U
-            lam = np.einsum("ij,ij->j", proj, proj) / (n - 1)
-        else:
-            A, B = self._validate_repeats(X, y, reset=False)
-            U = self._axes()
-            n = A.shape[0]
-            pa = np.subtract(A, column_mean(A), dtype=np.float64) @ U
-            pb = np.subtract(B, column_mean(B), dtype=np.float64) @ U
-            lam = np.einsum("ij,ij->j", pa, pb) / (n - 1)
+        lam = self._held_out_variances(X, y)
         fit = fit_spectrum(lam, self._range, self.weighting, self.fitter, clip=False,
                            n_usable=lam.size)
         return float(fit.alpha)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the training data: the principal axes that score needs replace it."""
+        state = self.__dict__.copy()
+        if "_basis" in state:
+            try:
+                state["_axes_cache"] = self._axes()
+            except ValueError:  # Gram-matrix Moments: no unit-space axes to keep
+                state["_axes_cache"] = None
+            del state["_basis"]
+        return state
 
     # -- results ----------------------------------------------------------------------
     def to_xarray(self):
