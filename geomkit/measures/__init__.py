@@ -17,6 +17,7 @@ from .spectrum import (
     smoothness_threshold,
 )
 from .weight_spectra import weight_spectra
+from .repeats import split_half
 from .topology import (
     LevelSetTopology,
     betti_curves,
@@ -35,6 +36,7 @@ __all__: list[str] = [
     "power_law_exponent",
     "smoothness_threshold",
     "weight_spectra",
+    "split_half",
     "WeightKurtosis",
     "weight_kurtosis",
     "pooled_weight_kurtosis",
