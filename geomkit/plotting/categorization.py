@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_categorization_by_layer", "plot_morph_profile", "plot_selectivity"]
 
@@ -64,7 +64,7 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
     return ax
 
 
-def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
+def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None, **kwargs: Any):
     """Distance between consecutive steps per layer, and the end-class probabilities.
 
     Parameters
@@ -77,6 +77,9 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
         Divide each layer's curve by its mean, so that layers of different
         scales share an axis and the height of the boundary peak compares.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.lineplot` for the layers' distance curves
+        (e.g. ``palette``, ``linewidth``); not to the probability curves.
 
     Returns
     -------
@@ -98,6 +101,7 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
     """
     import pandas as pd
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     ax = get_ax(ax, figsize=(5.6, 3.8))
     if "pair" in profile.dims:
@@ -119,8 +123,9 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
         "position": np.tile(x_mid, len(layers)),
         "distance": dist_values.reshape(-1),
     })
-    sns.lineplot(data=frame, x="position", y="distance", hue="layer",
-                 palette=sns.color_palette("rocket_r", n_colors=len(layers)), lw=2, ax=ax)
+    style = {"palette": sns.color_palette("rocket_r", n_colors=len(layers)), "linewidth": 2}
+    sns.lineplot(data=frame, x="position", y="distance", hue="layer", ax=ax,
+                 **with_defaults(style, kwargs, Line2D))
     ax.set_xlabel("position along the continuum, relative to the boundary (lambda)")
     ax.set_ylabel("step-to-step distance" + (" / layer mean" if normalize else ""))
     ax.axvline(0.0, color="0.6", lw=1, ls=":")
@@ -135,7 +140,7 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
     return ax
 
 
-def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None):
+def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None, **kwargs: Any):
     """Heatmap of d' (units x classes), units sorted by preferred class then selectivity.
 
     Parameters
@@ -146,6 +151,9 @@ def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None):
     max_units : int, default=60
         Show the most selective units only (largest max d').
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.heatmap` (e.g. ``cmap``, ``linewidths``);
+        they replace its defaults (diverging ``"RdBu_r"`` centred on 0).
 
     Returns
     -------
@@ -175,9 +183,10 @@ def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None):
     finite = values[np.isfinite(values)]
     vmax = float(np.nanpercentile(np.abs(finite), 99)) if finite.size else 1.0
     ax = get_ax(ax, figsize=(0.5 * d.sizes["class"] + 2.5, 4.5))
-    sns.heatmap(shown, cmap="RdBu_r", center=0, vmin=-vmax, vmax=vmax, ax=ax,
-                cbar_kws={"label": f"d' (selective if >= {threshold:g})"},
-                yticklabels=len(keep) <= 30)
+    style = {"cmap": "RdBu_r", "center": 0, "vmin": -vmax, "vmax": vmax,
+             "cbar_kws": {"label": f"d' (selective if >= {threshold:g})"}, "yticklabels": len(keep) <= 30}
+    # no alias resolution: heatmap's own `linewidths` parameter must stay spelled so
+    sns.heatmap(shown, ax=ax, **with_defaults(style, kwargs))
     ax.set_xlabel("class")
     ax.set_ylabel(f"unit ({len(keep)} most selective, by preferred class)")
     return ax

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_flatness", "plot_flatness_spectrum", "plot_weight_kurtosis"]
 
@@ -47,6 +47,7 @@ def plot_flatness(
     x: str = "layer",
     hue: str | None = None,
     ax: Any = None,
+    **kwargs: Any,
 ):
     """Distributions over stimuli of a flatness summary, one per layer (or per ``x`` value).
 
@@ -63,6 +64,10 @@ def plot_flatness(
     hue : str, optional
         Column splitting each group (e.g. ``"label"`` or ``"network"``).
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to the seaborn function of ``kind`` (:func:`seaborn.violinplot`,
+        :func:`~seaborn.boxplot` or :func:`~seaborn.stripplot`), e.g.
+        ``palette``, ``linewidth``; ``cut`` replaces the violins' default 0.
 
     Returns
     -------
@@ -97,8 +102,8 @@ def plot_flatness(
     df = df.replace([np.inf, -np.inf], np.nan).dropna(subset=[quantity])
     ax = get_ax(ax)
     plot = {"violin": sns.violinplot, "box": sns.boxplot, "strip": sns.stripplot}[kind]
-    extra = {"cut": 0} if kind == "violin" else {}
-    plot(data=df, x=x, y=quantity, hue=hue, ax=ax, **extra)
+    defaults = {"cut": 0} if kind == "violin" else {}
+    plot(data=df, x=x, y=quantity, hue=hue, ax=ax, **with_defaults(defaults, kwargs))
     if quantity == "trace":
         ax.set_yscale("log")
     ax.set_xlabel(x)
@@ -111,7 +116,8 @@ def plot_flatness(
     return ax
 
 
-def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None = None, ax: Any = None):
+def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None = None, ax: Any = None,
+                           **kwargs: Any):
     """Eigenvalue spectrum of the metric per layer: median over stimuli and interquartile band.
 
     Parameters
@@ -122,6 +128,10 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
     label : str, optional
         Legend prefix, e.g. the network's name when several are overlaid.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.plot` for each layer's median
+        line (e.g. ``linewidth``, ``marker``); a ``color`` given here also
+        colours the bands.
 
     Returns
     -------
@@ -137,6 +147,8 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
     >>> ax.get_yscale(), [t.get_text() for t in ax.get_legend().get_texts()]
     ('log', ['1', 'output'])
     """
+    from matplotlib.lines import Line2D
+
     ds = _dataset(result)
     names = list(ds["layer"].values) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     ax = get_ax(ax)
@@ -146,7 +158,8 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
         ranks = ds["rank"].values[keep]
         lo, med, hi = np.nanpercentile(np.where(lam[:, keep] > 0, lam[:, keep], np.nan), [25, 50, 75], axis=0)
         text = str(name) if label is None else (label if len(names) == 1 else f"{label}: {name}")
-        (line,) = ax.plot(ranks, med, marker="o", ms=3, label=text)
+        (line,) = ax.plot(ranks, med, label=text,
+                          **with_defaults({"marker": "o", "markersize": 3}, kwargs, Line2D))
         ax.fill_between(ranks, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("rank n of the eigenvalue")

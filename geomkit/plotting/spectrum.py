@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_spectrum", "plot_weight_spectra"]
 
@@ -139,7 +139,7 @@ def plot_spectrum(
     return ax
 
 
-def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
+def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None, **kwargs: Any):
     """Empirical CCDF of each layer's W'W eigenvalues with its fitted power-law tail.
 
     Parameters
@@ -149,6 +149,10 @@ def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
     ax : matplotlib Axes, optional
     layers : list of str, optional
         Rows to draw (default: all with a fit).
+    **kwargs
+        Passed to :func:`seaborn.lineplot` for each layer's CCDF (e.g.
+        ``linewidth``, ``alpha``); a ``color`` given here colours every layer
+        and its tail fit.
 
     Returns
     -------
@@ -168,6 +172,7 @@ def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
     """
     import pandas as pd
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     if not isinstance(table, pd.DataFrame) or "eigenvalues" not in table:
         raise TypeError(
@@ -182,8 +187,9 @@ def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
         if lam.size == 0:
             continue
         ccdf = np.arange(1, lam.size + 1) / lam.size  # fraction of eigenvalues >= lambda
-        sns.lineplot(x=lam, y=ccdf, ax=ax, color=color, drawstyle="steps-post", estimator=None,
-                     label=f"{row.layer} ({row.shape})")
+        style = with_defaults({"color": color, "drawstyle": "steps-post"}, kwargs, Line2D)
+        color = style["color"]
+        sns.lineplot(x=lam, y=ccdf, ax=ax, estimator=None, label=f"{row.layer} ({row.shape})", **style)
         if np.isfinite(row.alpha):
             x = np.geomspace(row.xmin, lam[0], 50)
             tail = row.n_tail / lam.size * (x / row.xmin) ** (1.0 - row.alpha)
