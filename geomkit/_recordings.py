@@ -306,7 +306,7 @@ def _nwb_counts(nwbfile, stimulus_column: str, source: str) -> xr.DataArray:
     stimuli = np.asarray(trials[stimulus_column][:])
     labels, inverse, counts = np.unique(stimuli, return_inverse=True, return_counts=True)
     if counts.min() != counts.max():
-        few = labels[np.argmin(counts)]
+        few = labels[np.argmin(counts)].item()
         raise ValueError(
             f"{source}: repeats of unequal shape: stimulus {few!r} has {counts.min()} trial(s) "
             f"while another has {counts.max()}; every stimulus needs the same number of trials."
