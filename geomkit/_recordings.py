@@ -269,7 +269,9 @@ def _load_zarr(path, variable, dims, source):
     names = [k for k, _ in group.arrays()]
     name = _pick(names, variable, source)
     arr = group[name]
-    dims = dims or _dims_attr(arr.attrs)
+    # zarr v3 keeps dimension names in the metadata (xarray writes them there), v2 in attrs
+    named = getattr(getattr(arr, "metadata", None), "dimension_names", None)
+    dims = dims or _dims_attr(arr.attrs) or (tuple(named) if named else None)
     return _canonical(arr[...], dims, {d: group[d][...] for d in DIMS if d in names}, source)
 
 

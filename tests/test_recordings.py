@@ -114,7 +114,8 @@ def test_zarr_round_trip(tmp_path, rec):
     arr.attrs["dims"] = list(DIMS)
     _check(load_recording(tmp_path / "r.zarr"), rec)
     # an xarray-written store (dims in _ARRAY_DIMENSIONS)
-    rec.drop_vars(["signal"]).to_dataset(name="responses").to_zarr(tmp_path / "x.zarr", consolidated=False)
+    swapped = rec.drop_vars(["signal"]).transpose("unit", "repeat", "stimulus")
+    swapped.to_dataset(name="responses").to_zarr(tmp_path / "x.zarr", consolidated=False)
     _check(load_recording(tmp_path / "x.zarr"), rec)
 
 

@@ -202,8 +202,8 @@ def shape_distance(
         Regularisation in [0, 1]: 1 is the Procrustes (rotation-only) distance,
         0 the CCA distance (any invertible linear map), in between partial whitening.
     metric : {"angular", "euclidean"}, default="angular"
-        ``"angular"``: the angle theta in [0, pi]; ``"euclidean"``: the chord
-        ``sqrt(2 - 2 cos theta)`` in [0, 2] between the unit-norm aligned data.
+        ``"angular"``: the angle theta in [0, pi/2]; ``"euclidean"``: the chord
+        ``sqrt(2 - 2 cos theta)`` in [0, sqrt 2] between the unit-norm aligned data.
     dim_mismatch : {"pad", "pca"}, default="pad"
         Unequal unit counts: zero-pad the smaller side, or keep the larger
         side's leading principal components.
