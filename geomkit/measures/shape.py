@@ -81,6 +81,11 @@ def _side_map(C: np.ndarray, alpha: float, k: int, dim_mismatch: str) -> np.ndar
     if dim_mismatch == "pca" and p > k:
         lam, V = lam[:k], V[:, :k]
     scale = lam.mean()
+    if not scale > 0:
+        raise ValueError(
+            "a representation's (repeat-split) signal covariance has no positive eigenvalue: "
+            "there is no reliable signal to compare."
+        )
     d = (1.0 - alpha) * lam / scale + alpha
     # Directions the data does not span (alpha = 0) carry no data: leave them at zero.
     keep = d > 1e-12 * d.max()
