@@ -208,8 +208,9 @@ class EncodingModel(BaseEstimator):
             raise ValueError(f"EncodingModel: alphas must be positive floats; got {self.alphas!r}.")
         X, Y = check_pair(X, Y, min_stimuli=max(3, self.cv))
         Xm, Ym = trial_mean(X), trial_mean(Y)
-        rng = check_random_state(self.random_state)
-        folds = KFold(self.cv, shuffle=True, random_state=int(rng.integers(2**31 - 1)))
+        fold_seed, self._ceiling_seed = (int(s) for s in check_random_state(
+            self.random_state).integers(2**31 - 1, size=2))
+        folds = KFold(self.cv, shuffle=True, random_state=fold_seed)
         pred = np.empty_like(Ym)
         base = self._regressor(Xm.shape[1])
         for train, test in folds.split(Xm):
@@ -217,7 +218,7 @@ class EncodingModel(BaseEstimator):
         self.predictions_ = pred
         r = pearson_per_unit(pred, Ym)
         if Y.ndim == 3 and Y.shape[0] >= 2:
-            ceiling = noise_ceiling(Y, n_splits=self.n_splits, random_state=rng)
+            ceiling = noise_ceiling(Y, n_splits=self.n_splits, random_state=self._ceiling_seed)
         else:
             ceiling = np.full(Ym.shape[1], np.nan)
         self.results_ = _results(r, ceiling, Y)
@@ -346,9 +347,9 @@ def encoding_similarity(
     """
     m = EncodingModel(model=model, cv=cv, random_state=random_state).fit(X, Y)
     Y = check_representation(Y, "Y")
-    seed = int(check_random_state(random_state).integers(2**31 - 1))
+    # the fit's ceiling splits, so that the value equals m.score_
     return with_intervals(
-        lambda P, Yr: _median_normalized(P, Yr, m.n_splits, seed), m.predictions_, Y,
+        lambda P, Yr: _median_normalized(P, Yr, m.n_splits, m._ceiling_seed), m.predictions_, Y,
         n_bootstraps=n_bootstraps, n_permutations=n_permutations,
         confidence_level=confidence_level, random_state=random_state,
     )
