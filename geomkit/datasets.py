@@ -5,6 +5,10 @@
 - :func:`load_mnist`: the standard MNIST IDX files from a folder of the user's.
 - :func:`make_powerlaw_data`: Gaussian responses whose covariance spectrum is
   exactly ``n ** -alpha`` — the ground truth of the spectrum tests.
+- :func:`make_recording`: a synthetic recording (repeats x stimuli x units) with
+  a known spectrum, noise level and linear relation to a representation.
+- :func:`load_recording`: recorded responses from NWB, NumPy, HDF5, zarr or
+  netCDF files, as a (repeat, stimulus, unit) DataArray.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import numpy as np
 
 from ._validation import check_float, check_int
 
+# comparing representations
+from ._recordings import load_recording, make_recording
+
 __all__ = [
     "load_digits",
     "load_mnist5k",
@@ -27,6 +34,9 @@ __all__ = [
     "make_powerlaw_data",
     "load_dataset",
     "available_datasets",
+    # comparing representations
+    "make_recording",
+    "load_recording",
 ]
 
 

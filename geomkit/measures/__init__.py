@@ -27,6 +27,11 @@ from .topology import (
     persistence_diagrams,
 )
 
+# comparing representations
+from .shape import ShapeMetric, shape_distance
+from .cca import canonical_correlations, cca_similarity
+from .encoding import EncodingModel, encoding_similarity, noise_ceiling, pearson_per_unit
+
 __all__: list[str] = [
     "PowerLawSpectrum",
     "PowerLawFit",
@@ -52,4 +57,13 @@ __all__: list[str] = [
     "betti_curves",
     "contour_signature",
     "peak_count",
+    # comparing representations
+    "ShapeMetric",
+    "shape_distance",
+    "cca_similarity",
+    "canonical_correlations",
+    "EncodingModel",
+    "encoding_similarity",
+    "noise_ceiling",
+    "pearson_per_unit",
 ]
