@@ -31,13 +31,16 @@ import torch
 import torch.nn as nn
 
 from .._backend import resolve_device
+from .._params import RANDOM_STATE, validate_params
 from .._validation import as_float_array, check_float, check_int, check_option
 
 __all__ = ["KrotovHopfield", "SoftHebb", "CompetitiveLayer"]
 
 
-def _seed_from(random_state: Any) -> int:
-    """An int seed from None / int / numpy RandomState or Generator."""
+def _seed_from(random_state: Any, caller: str = "geomkit.train") -> int:
+    """An int seed from None / int / numpy RandomState or Generator; anything else raises."""
+    validate_params({"random_state": random_state}, {"random_state": [RANDOM_STATE]},
+                    caller=caller)
     if random_state is None:
         return int(np.random.SeedSequence().generate_state(1)[0])
     if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
