@@ -150,7 +150,7 @@ def weight_kurtosis(model: Any, *, layers: Any = None, include_bias: bool = Fals
     import pandas as pd
 
     if isinstance(model, dict):
-        arrays = {str(k): (type(v).__name__, [to_numpy(v)]) for k, v in model.items()}
+        arrays = {str(k): (type(v).__name__, [to_numpy(v, f"model[{k!r}]")]) for k, v in model.items()}
     elif hasattr(model, "named_modules"):
         arrays = {}
         for name, module in _weight_modules(model).items():
@@ -158,7 +158,7 @@ def weight_kurtosis(model: Any, *, layers: Any = None, include_bias: bool = Fals
             bias = getattr(module, "_parameters", {}).get("bias")
             if include_bias and bias is not None:
                 tensors.append(bias)
-            arrays[name] = (type(module).__name__, [to_numpy(t) for t in tensors])
+            arrays[name] = (type(module).__name__, [to_numpy(t, f"weights of layer {name!r}") for t in tensors])
     else:
         raise TypeError(
             "model must be a torch.nn.Module or a dict of named weight arrays; got "

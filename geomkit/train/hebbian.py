@@ -87,7 +87,7 @@ class CompetitiveLayer(nn.Module):
         self.radius = check_float(radius, "radius", low=0.0, low_inclusive=False)
         self.norm_p = check_float(norm_p, "norm_p", low=1.0)
         self.random_state = random_state
-        gen = torch.Generator().manual_seed(_seed_from(random_state))
+        gen = torch.Generator().manual_seed(_seed_from(random_state, type(self).__name__))
         weight = torch.randn(self.n_hidden, self.n_features, generator=gen) * init_std
         self.register_buffer("weight", weight.to(resolve_device(device)))
         self.history_: pd.DataFrame | None = None
@@ -170,7 +170,8 @@ class CompetitiveLayer(nn.Module):
         lr = self.lr if lr is None else check_float(lr, "lr", low=0.0, low_inclusive=False)
         schedule = check_option(schedule or self._default_schedule, "schedule", ("linear", "constant"))
         X = self._as_input(X)
-        seed = _seed_from(self.random_state if random_state is None else random_state)
+        seed = _seed_from(self.random_state if random_state is None else random_state,
+                          type(self).__name__)
         gen = torch.Generator().manual_seed(seed)
         ever_won = torch.zeros(self.n_hidden, dtype=torch.bool, device=self.weight.device)
         rows = []
