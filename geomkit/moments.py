@@ -79,7 +79,8 @@ class Moments:  # numpydoc ignore=PR01
         Parameters
         ----------
         device : None, str or torch.device, optional
-            Where to compute the eigendecomposition (torch); ``None``: numpy on the CPU.
+            Where to compute the eigendecomposition (torch); ``None``: numpy on
+            the CPU, where the moments are (see :ref:`devices`).
 
         Returns
         -------

@@ -151,7 +151,7 @@ def weight_spectra(
         layers to measure; default: all.
     device : None, str or torch.device
         Where the eigenvalues are computed; ``None``: the model's device (the
-        CPU for a dict). On
+        CPU for a dict; see :ref:`devices`). On
         the CPU, ``solver="eigh"`` runs in numpy; elsewhere (e.g. ``"cuda"``)
         in torch.
     dtype : {"float64", "float32"}, default="float64"

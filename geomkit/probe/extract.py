@@ -306,7 +306,8 @@ def extract(
     device : None, str or torch.device
         Where to run; ``None`` is where the model is. Inputs are moved there,
         and so is the model, for the run only: afterwards its parameters,
-        gradients and buffers are back where they were, bitwise.
+        gradients and buffers are back where they were, bitwise (see
+        :ref:`devices`).
     dtype : numpy dtype, default=np.float32
         Storage dtype of the activations.
     eval_mode : bool, default=True

@@ -653,7 +653,8 @@ def jacobian(
     chunk_size : int, optional
         Inputs per vectorized call. Default: as many as fit in about 256 MiB.
     device : None, str or torch.device
-        Where to compute; ``None`` is where the model is. The model is not moved.
+        Where to compute; ``None`` is where the model is (see :ref:`devices`).
+        The model is not moved.
     dtype : None or floating dtype, optional
         Compute dtype (e.g. ``torch.float64`` for saturated nets); the model's
         parameters are cast in a copy. ``None``: the model's own dtype.
