@@ -275,7 +275,7 @@ def categoricality_index(
         Category labels (at least 2 classes, each with at least 2 items).
     n_pairs : int, default=1000
         Within- and between-category pairs drawn (each), at least
-        :data:`MIN_PAIRS` (10).
+        10 (``MIN_PAIRS``).
     metric : str or callable, default="cosine"
         See :func:`paired_distances`.
     random_state : None, int, numpy.random.Generator or RandomState
@@ -312,7 +312,7 @@ class CategorizationIndex(BaseEstimator):
     ----------
     n_pairs : int, default=1000
         Within-category and between-category pairs drawn (each), at least
-        :data:`MIN_PAIRS` (10): fewer cannot give a meaningful index.
+        10 (``MIN_PAIRS``): fewer cannot give a meaningful index.
     metric : str or callable, default="cosine"
         Distance between two representations (see :func:`paired_distances`).
         A metric that returns NaN for a pair raises a ``ValueError``.
