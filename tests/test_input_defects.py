@@ -310,15 +310,22 @@ def test_metric_returning_nan_is_refused():
 def test_old_parameter_names_warn_and_give_the_same_numbers():
     X, y = _data()
     new = CategorizationIndex(n_bootstraps=50, confidence_level=0.9, random_state=0).fit(X, y)
-    with pytest.warns(DeprecationWarning, match="n_bootstrap= is deprecated"):
+    with pytest.warns(DeprecationWarning) as record:
         old = CategorizationIndex(n_bootstrap=50, confidence=0.9, random_state=0).fit(X, y)
+    assert sorted(str(w.message) for w in record) == [
+        "CategorizationIndex: confidence= is deprecated and will be removed in the next release; "
+        "use confidence_level= instead.",
+        "CategorizationIndex: n_bootstrap= is deprecated and will be removed in the next release; "
+        "use n_bootstraps= instead."]
+    assert all(w.filename == __file__ for w in record)  # points at the caller's line
     assert old.ci_ == new.ci_ and old.index_ == new.index_
     with pytest.raises(TypeError, match="got both n_bootstrap= and n_bootstraps="):
         CategorizationIndex(n_bootstrap=50, n_bootstraps=20).fit(X, y)
     net = torch.nn.Sequential(torch.nn.Linear(6, 3))
     Xf = X.astype(np.float32)
-    with pytest.warns(DeprecationWarning, match="confidence= is deprecated"):
+    with pytest.warns(DeprecationWarning) as record:
         t_old = categorization_by_layer(net, Xf, y, n_bootstrap=20, confidence=0.8, progress=False)
+    assert len(record) == 2 and all(w.filename == __file__ for w in record)
     t_new = categorization_by_layer(net, Xf, y, n_bootstraps=20, confidence_level=0.8, progress=False)
     assert t_old.equals(t_new)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
