@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._params import RANDOM_STATE, check_random_state, validate_params
 from ._validation import check_float, check_int
 
 # comparing representations
@@ -48,6 +49,8 @@ def _finish(
     test_size: float | int | None,
     random_state: Any,
 ):
+    # Named before any work (not drawn from: a RandomState must reach train_test_split unadvanced).
+    validate_params({"random_state": random_state}, {"random_state": [RANDOM_STATE]}, caller="geomkit.datasets")
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     if not flatten:
@@ -327,7 +330,7 @@ def make_powerlaw_data(
         Standard deviation of the independent trial noise.
     n_repeats : int, default=1
         Number of repeats of each stimulus; the same signal, new noise.
-    random_state : int, Generator or None
+    random_state : None, int, numpy Generator or RandomState
         Seed.
 
     Returns
@@ -348,7 +351,7 @@ def make_powerlaw_data(
     alpha = check_float(alpha, "alpha", low=0.0, low_inclusive=False)
     noise = check_float(noise, "noise", low=0.0)
     n_repeats = check_int(n_repeats, "n_repeats", low=1)
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     eigenvalues = np.arange(1, n_units + 1, dtype=np.float64) ** -alpha
     # A Haar-random orthogonal basis: QR of a Gaussian matrix with the signs of R's diagonal fixed.
     Q, R = np.linalg.qr(rng.standard_normal((n_units, n_units)))

@@ -114,7 +114,8 @@ def test_conv_coordinates_and_netcdf_round_trip(tmp_path, rng):
     # Unit coordinates address the conv map: value at (channel, y, x) is the map's value there.
     for unit in (0, 17, 47):
         c, y, x = (int(conv[coord][unit]) for coord in ("channel", "y", "x"))
-        np.testing.assert_allclose(conv.values[:, unit], direct[:, c, y, x], rtol=1e-6)
+        # one batch of 9 in both: the same conv on the same shape, equal bit for bit
+        np.testing.assert_array_equal(conv.values[:, unit], direct[:, c, y, x])
     np.testing.assert_array_equal(ds["label"].values, labels)
     path = tmp_path / "acts.nc"
     ds.to_netcdf(path)
@@ -245,7 +246,8 @@ def test_device_argument_runs_there_and_leaves_the_model_where_it_was(rng):
     ds = extract(model, X, ["3"], device="cpu", progress=False)
     np.testing.assert_array_equal(ds["3"].values, ref["3"].values)
     with torch.no_grad():
-        np.testing.assert_allclose(ds["3"].values, model[:4](torch.from_numpy(X)).numpy(), rtol=1e-6)
+        # one batch of 20 in both (batch_size 256): equal bit for bit
+        np.testing.assert_array_equal(ds["3"].values, model[:4](torch.from_numpy(X)).numpy())
     assert model[0].weight is weight and weight.data_ptr() == ptr and weight.device.type == "cpu"
 
 
@@ -286,8 +288,8 @@ def test_a_layer_that_never_runs_is_an_error(rng):
             func(model, X, ["used", "unused"], progress=False)
         _assert_unchanged(model, snap)
     with torch.no_grad():
-        np.testing.assert_allclose(
-            extract(model, X, ["used"], progress=False)["used"].values, model(torch.from_numpy(X)).numpy(), rtol=1e-6
+        np.testing.assert_array_equal(  # one batch of 5 in both: bit for bit
+            extract(model, X, ["used"], progress=False)["used"].values, model(torch.from_numpy(X)).numpy()
         )
 
 
@@ -308,7 +310,7 @@ def test_whole_model_and_a_submodule_named_output_collide(rng):
     # Each alone is recorded under "output": the model's output is twice its submodule's.
     whole = extract(model, X, [""], progress=False)["output"].values
     sub = extract(model, X, ["output"], progress=False)["output"].values
-    np.testing.assert_allclose(whole, 2.0 * sub, rtol=1e-6)
+    np.testing.assert_array_equal(whole, 2.0 * sub)  # same batch; doubling is exact in float32
 
 
 def test_two_modules_producing_one_record_key_is_an_error():

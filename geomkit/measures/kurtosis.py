@@ -121,7 +121,7 @@ def _weight_modules(model: Any) -> dict[str, Any]:
 def _layer_weights(model: Any, layers: Any, include_bias: bool) -> dict[str, tuple[str, np.ndarray]]:
     """Each selected layer's module type and its weights (with the bias if asked), flat, float64."""
     if isinstance(model, dict):
-        arrays = {str(k): (type(v).__name__, [to_numpy(v)]) for k, v in model.items()}
+        arrays = {str(k): (type(v).__name__, [to_numpy(v, f"model[{k!r}]")]) for k, v in model.items()}
     elif hasattr(model, "named_modules"):
         arrays = {}
         for name, module in _weight_modules(model).items():
@@ -129,7 +129,7 @@ def _layer_weights(model: Any, layers: Any, include_bias: bool) -> dict[str, tup
             bias = getattr(module, "_parameters", {}).get("bias")
             if include_bias and bias is not None:
                 tensors.append(bias)
-            arrays[name] = (type(module).__name__, [to_numpy(t) for t in tensors])
+            arrays[name] = (type(module).__name__, [to_numpy(t, f"weights of layer {name!r}") for t in tensors])
     else:
         raise TypeError(
             "model must be a torch.nn.Module or a dict of named weight arrays; got "

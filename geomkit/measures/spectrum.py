@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._backend import check_device, eigh, eigvalsh
+from .._params import RANDOM_STATE, Boolean, Integer, Options, Real, check_random_state, validate_params
 from .._validation import as_float_array, check_float, check_int, check_option, host_array, to_numpy
 from ..moments import Moments
 from ._powerlaw import (
@@ -95,7 +96,8 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     X : array-like of shape (n_stimuli, n_units)
         Responses; numpy, torch or xarray; float32 is accumulated in float64.
     device : None, str or torch.device
-        Run the products and the eigendecomposition with torch there (e.g. "cuda").
+        Run the products and the eigendecomposition with torch there (e.g.
+        "cuda"); ``None``: numpy on the CPU (see :ref:`devices`).
 
     Returns
     -------
@@ -133,9 +135,11 @@ def cvpca_spectrum(
         The second repeat, when ``X`` holds only the first.
     n_shuffles : int, default=10
         Random swaps of the repeats for half of the stimuli, averaged.
-    random_state : int, numpy Generator or None
+    random_state : None, int, numpy Generator or RandomState
+        Seeds the repeat swaps; anything else raises naming ``random_state``.
     device : None, str or torch.device
-        Run the eigendecompositions with torch there.
+        Run the eigendecompositions with torch there; ``None``: numpy on the
+        CPU (see :ref:`devices`).
 
     Returns
     -------
@@ -155,10 +159,11 @@ def cvpca_spectrum(
     (True, True)
     """
     n_shuffles = check_int(n_shuffles, "n_shuffles", low=1)
+    rng = _rng(random_state)
     check_device(device)
     A, B = _split_repeats(_as_data(X, "X", ndim=(2, 3), min_samples=3), Y)
     problem = CVPCAProblem(A, B, device=device)
-    signal, _ = problem.spectrum(n_shuffles, _rng(random_state))
+    signal, _ = problem.spectrum(n_shuffles, rng)
     return signal, problem.noise_eigenvalues()
 
 
@@ -175,7 +180,11 @@ def power_law_exponent(
     Parameters
     ----------
     eigenvalues : array-like of shape (n,)
-        Eigenvalues, descending (rank 1 first).
+        Eigenvalues by rank, rank 1 first (descending). Position ``n`` is
+        rank ``n``: values out of order are fitted as given (a cvPCA signal
+        spectrum along fixed axes need not be monotone), except an ascending
+        spectrum, the order of ``np.linalg.eigvalsh``, which is reversed with a
+        :class:`SpectrumWarning`.
     fit_range : (int, int), default=(11, 500)
         First and last rank, 1-based and inclusive (Stringer et al.; others use
         6..100). The last rank is clipped to about half the usable eigenvalues
@@ -207,7 +216,7 @@ def power_law_exponent(
     >>> round(fit.alpha, 6), fit.fit_range
     (1.5, (11, 500))
     """
-    lam = as_float_array(eigenvalues, "eigenvalues", ndim=1, min_samples=3)
+    lam = _descending(as_float_array(eigenvalues, "eigenvalues", ndim=1, min_samples=3))
     check_option(weighting, "weighting", _WEIGHTINGS)
     check_option(fitter, "fitter", _FITTERS)
     if n_units is not None:
@@ -249,9 +258,21 @@ def smoothness_threshold(d: float) -> float:
 # Input helpers
 # ---------------------------------------------------------------------------------------
 def _rng(random_state: Any) -> np.random.Generator:
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    return np.random.default_rng(random_state)
+    return check_random_state(random_state)
+
+
+def _descending(lam: np.ndarray) -> np.ndarray:
+    """An ascending spectrum (what ``np.linalg.eigvalsh`` returns) reversed, with a warning."""
+    if lam.size > 1 and lam[-1] > lam[0] and np.all(np.diff(lam) >= 0):
+        warnings.warn(
+            "eigenvalues are in ascending order (as np.linalg.eigvalsh returns them); they "
+            "were reversed so that rank 1 is the largest. Pass them descending "
+            "(eigenvalues[::-1]) to silence this warning.",
+            SpectrumWarning,
+            stacklevel=3,
+        )
+        return lam[::-1].copy()
+    return lam
 
 
 def _as_data(X: Any, name: str, *, ndim, min_samples: int) -> np.ndarray:
@@ -324,12 +345,13 @@ class PowerLawSpectrum(BaseEstimator):
         Bootstrap resamples of the stimuli for ``alpha_ci_`` (0: no interval).
         Each costs about one fit.
     confidence_level : float, default=0.95
-        Of the interval ``alpha_ci_``.
-    random_state : int, numpy Generator / RandomState or None
+        Of the interval ``alpha_ci_``; strictly between 0 and 1.
+    random_state : None, int, numpy Generator or RandomState
         Seeds the cvPCA shuffles and the bootstrap.
     device : None, str or torch.device
         Run the products and eigendecompositions with torch on this device
-        (e.g. ``"cuda"``); ``None``: numpy and scipy on the CPU. A string torch cannot
+        (e.g. ``"cuda"``); ``None``: numpy and scipy on the CPU (see
+        :ref:`devices`). A string torch cannot
         parse, or a CUDA device this machine does not have, raises a
         ``ValueError`` in ``fit``.
     progress : bool, default=False
@@ -422,15 +444,21 @@ class PowerLawSpectrum(BaseEstimator):
         tags.target_tags.required = False
         return tags
 
+    _parameter_constraints: dict = {
+        "method": [Options(*_METHODS)],
+        "weighting": [Options(*_WEIGHTINGS)],
+        "fitter": [Options(*_FITTERS)],
+        "n_shuffles": [Integer(1, None)],
+        "n_bootstraps": [Integer(0, None)],
+        "confidence_level": [Real(0, 1, closed="neither")],
+        "random_state": [RANDOM_STATE],
+        "progress": [Boolean()],
+    }
+
     # -- validation -------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_option(self.method, "method", _METHODS)
-        check_option(self.weighting, "weighting", _WEIGHTINGS)
-        check_option(self.fitter, "fitter", _FITTERS)
-        check_int(self.n_shuffles, "n_shuffles", low=1)
-        check_int(self.n_bootstraps, "n_bootstraps", low=0)
-        check_float(self.confidence_level, "confidence_level", low=0.0, high=1.0,
-                    low_inclusive=False)
+        validate_params(self.get_params(deep=False), self._parameter_constraints,
+                        caller=type(self).__name__)
         resolve_fit_range(self.fit_range, 10**9, clip=False)  # type / order checks only
         # Before any work: an unusable device would otherwise fail deep inside the products.
         check_device(self.device)

@@ -66,6 +66,12 @@ def _weight_layers(model: Any, layers: Any) -> list[tuple[str, str, Any]]:
         kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
         found = [(name, type(m).__name__, m.weight) for name, m in model.named_modules()
                  if isinstance(m, kinds) and getattr(m, "weight", None) is not None]
+        complex_ = [name for name, _, W in found if W.is_complex()]
+        if complex_:
+            raise TypeError(
+                f"the weights of layer(s) {complex_} are complex; weight spectra are defined "
+                "here for real weights. Pass a dict of .real (or .abs()) arrays explicitly."
+            )
     if not found:
         # As weight_kurtosis: an empty table would hide a wrong model or a typo.
         raise ValueError(
@@ -145,7 +151,7 @@ def weight_spectra(
         layers to measure; default: all.
     device : None, str or torch.device
         Where the eigenvalues are computed; ``None``: the model's device (the
-        CPU for a dict). On
+        CPU for a dict; see :ref:`devices`). On
         the CPU, ``solver="eigh"`` runs in numpy; elsewhere (e.g. ``"cuda"``)
         in torch.
     dtype : {"float64", "float32"}, default="float64"

@@ -37,7 +37,7 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
     >>> from geomkit.probe import categorization_by_layer
     >>> net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     >>> x, y = torch.randn(60, 6), torch.arange(60) % 3
-    >>> table = categorization_by_layer(net, x, y, n_bootstrap=20, progress=False)
+    >>> table = categorization_by_layer(net, x, y, n_bootstraps=20, progress=False)
     >>> ax = plot_categorization_by_layer(table)
     >>> [t.get_text() for t in ax.get_xticklabels()]
     ['input', '0', '1', '2']

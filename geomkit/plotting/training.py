@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._params import check_random_state
 from ._style import get_ax, with_defaults
 
 __all__ = ["plot_training_history", "plot_hebbian_convergence", "plot_receptive_fields",
@@ -156,7 +157,7 @@ def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28),
     if W.shape[1] != h * w:
         raise ValueError(f"weights have {W.shape[1]} features; image_shape {image_shape} needs {h * w}.")
     if units is None:
-        rng = np.random.default_rng(random_state)
+        rng = check_random_state(random_state)
         chosen = rng.choice(W.shape[0], size=min(n, W.shape[0]), replace=False)
     else:
         chosen = np.asarray(units, dtype=int).ravel()

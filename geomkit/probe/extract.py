@@ -251,6 +251,7 @@ def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batc
             model.eval()
         with Recorder(model, layers, to_cpu=False) as rec, torch.no_grad():
             first = True
+            n_batches = n_rows = 0
             for x, y in _progress(iter_batches(inputs, batch_size), total, progress, desc):
                 rec.clear()
                 xin = _to_model_input(x, dev, dtype)
@@ -266,16 +267,31 @@ def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batc
                         f"{type(model).__name__} rejected an input batch of shape {shape}; "
                         f"check the input shape it expects: {err}"
                     ) from err
-                if first:
-                    silent = [name for name in rec.layers if name not in rec.called]
-                    if silent:
-                        raise ValueError(
-                            f"layer(s) {silent} of {type(model).__name__} did not run during the "
-                            "forward pass of the first batch, so they recorded nothing; record "
-                            "modules that the model's forward actually calls."
-                        )
-                    first = False
-                on_batch({k: v[0] for k, v in rec.records.items()}, y)
+                silent = [name for name in rec.layers if name not in rec.called]
+                if silent and first:
+                    raise ValueError(
+                        f"layer(s) {silent} of {type(model).__name__} did not run during the "
+                        "forward pass of the first batch, so they recorded nothing; record "
+                        "modules that the model's forward actually calls."
+                    )
+                if silent:
+                    # Their activations would cover only some stimuli: refuse, never misalign.
+                    raise ValueError(
+                        f"layer(s) {silent} of {type(model).__name__} ran on earlier batches but "
+                        f"not on batch #{n_batches} (counting from 0, after {n_rows} stimuli), so "
+                        "they would hold fewer stimuli than the inputs; record only modules "
+                        "that run on every forward pass."
+                    )
+                first = False
+                records = {k: v[0] for k, v in rec.records.items()}
+                n_batches += 1
+                n_rows += next((int(t.shape[0]) for t in records.values()), 0)
+                on_batch(records, y)
+            if first:
+                raise ValueError(
+                    "inputs are empty: they gave no batch to run (an array with 0 rows, or an "
+                    "empty DataLoader / iterable), so there is nothing to record."
+                )
     finally:
         put_back()
         state.restore()
@@ -339,7 +355,8 @@ def extract(
     device : None, str or torch.device
         Where to run; ``None`` is where the model is. Inputs are moved there,
         and so is the model, for the run only: afterwards its parameters,
-        gradients and buffers are back where they were, bitwise.
+        gradients and buffers are back where they were, bitwise (see
+        :ref:`devices`).
     dtype : numpy dtype, default=np.float32
         Storage dtype of the activations.
     eval_mode : bool, default=True

@@ -43,6 +43,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._backend import resolve_device
+from .._params import DEPRECATED, renamed_parameter
 from .._validation import check_float, check_int, check_option
 from ..probe.recorder import Recorder
 from .hebbian import KrotovHopfield, SoftHebb, _epoch_bar, _seed_from, build_layer
@@ -87,9 +88,10 @@ def train_module(
     epochs: int = 20,
     lr: float = 1e-3,
     batch_size: int = 128,
-    seed: int = 0,
+    random_state: Any = 0,
     progress: bool = False,
     desc: str = "training",
+    seed: Any = DEPRECATED,
 ) -> pd.DataFrame:
     """Train ``module`` in place with Adam on cross-entropy + regularizer terms.
 
@@ -112,12 +114,14 @@ def train_module(
     batch_size : int, default=128
         The n samples are split into ``ceil(n / batch_size)`` batches of nearly
         equal size.
-    seed : int, default=0
+    random_state : None, int, numpy Generator or RandomState, default=0
         Seeds the shuffling order.
     progress : bool, default=False
         Show a tqdm bar over epochs.
     desc : str, default="training"
         Label of the progress bar.
+    seed : deprecated
+        Old name of ``random_state`` (one more release, with a ``DeprecationWarning``).
 
     Returns
     -------
@@ -144,7 +148,9 @@ def train_module(
     """
     regs = list(regularizers)
     names = _term_names(regs)
-    gen = torch.Generator().manual_seed(seed)
+    random_state = renamed_parameter("seed", seed, "random_state", random_state,
+                                     caller="train_module", new_default=0)
+    gen = torch.Generator().manual_seed(_seed_from(random_state, "train_module"))
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     n = X.shape[0]
@@ -575,7 +581,7 @@ class NetClassifier(_TorchClassifier):
         lr = check_float(self.lr, "lr", low=0.0, low_inclusive=False)
         check_option(self.activation, "activation", ("relu", "tanh", "sigmoid"))
         regs = [copy.deepcopy(r) for r in as_regularizer_list(self.regularizers)]
-        seed = _seed_from(self.random_state)
+        seed = _seed_from(self.random_state, type(self).__name__)
         given = self.module is not None
         n_classes = np.unique(y).size
         device = self._device(self.module if isinstance(self.module, nn.Module) else None)
@@ -588,7 +594,7 @@ class NetClassifier(_TorchClassifier):
             self.regularizers_ = regs
             try:
                 self.history_ = train_module(module, Xt, yt, regularizers=regs, epochs=epochs, lr=lr,
-                                             batch_size=batch_size, seed=seed, progress=self.progress,
+                                             batch_size=batch_size, random_state=seed, progress=self.progress,
                                              desc=type(self).__name__)
             except TrainingDiverged as err:
                 self.module_, self.history_ = module.eval(), err.history
@@ -796,7 +802,7 @@ class HebbianClassifier(_TorchClassifier):
         n_hidden = check_int(self.n_hidden, "n_hidden", low=1)
         if self.layer_params is not None and not isinstance(self.layer_params, dict):
             raise TypeError(f"layer_params must be a dict or None; got {type(self.layer_params).__name__}.")
-        seed = _seed_from(self.random_state)
+        seed = _seed_from(self.random_state, type(self).__name__)
         device = self._device()
         targets = self._prepare_targets(y, None)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -822,7 +828,7 @@ class HebbianClassifier(_TorchClassifier):
                 self.history_ = train_module(net.out, feats, yt, epochs=check_int(self.epochs, "epochs", low=1),
                                              lr=check_float(self.lr, "lr", low=0.0, low_inclusive=False),
                                              batch_size=check_int(self.batch_size, "batch_size", low=1),
-                                             seed=seed, progress=self.progress, desc="readout")
+                                             random_state=seed, progress=self.progress, desc="readout")
             except TrainingDiverged as err:
                 # train_module restored the readout of the last good epoch
                 self.module_, self.history_ = net.eval(), err.history
