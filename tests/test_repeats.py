@@ -47,7 +47,9 @@ def test_dataarray_dims_are_read_by_name_and_bad_input_is_named():
         split_half(X[0])
     with pytest.raises(ValueError, match="NaN"):
         split_half(np.where(X > 1, np.nan, X))
-    with pytest.raises(TypeError, match="real numbers"):
+    with pytest.raises(TypeError, match="responses must be real-valued"):
         split_half(X + 1j)
+    with pytest.raises(TypeError, match="real numbers; got dtype <U1"):
+        split_half(np.full((2, 3, 2), "a"))
     with pytest.raises(ValueError, match="random_state"):
         split_half(X, random_state=-1)
