@@ -56,6 +56,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._progress import progress_bar
+
 __all__ = ["run", "ZOO", "StudyConfig"]
 
 
@@ -151,11 +153,7 @@ class StudyConfig:  # numpydoc ignore=PR01
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total)
+    return progress_bar(iterable, progress=progress, desc=desc, total=total)
 
 
 # --------------------------------------------------------------------------- the zoo

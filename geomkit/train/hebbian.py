@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from .._backend import resolve_device
+from .._progress import progress_bar
 from .._validation import as_float_array, check_float, check_int, check_option
 
 __all__ = ["KrotovHopfield", "SoftHebb", "CompetitiveLayer"]
@@ -211,11 +212,7 @@ class CompetitiveLayer(nn.Module):
 
 
 def _epoch_bar(epochs: int, progress: bool, desc: str):
-    if not progress:
-        return range(epochs)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(epochs), desc=desc, unit="epoch")
+    return progress_bar(range(epochs), progress=progress, desc=desc, unit="epoch")
 
 
 class KrotovHopfield(CompetitiveLayer):
