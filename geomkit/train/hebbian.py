@@ -85,9 +85,14 @@ class CompetitiveLayer(nn.Module):
         self.radius = check_float(radius, "radius", low=0.0, low_inclusive=False)
         self.norm_p = check_float(norm_p, "norm_p", low=1.0)
         self.random_state = random_state
-        gen = torch.Generator().manual_seed(_seed_from(random_state))
-        weight = torch.randn(self.n_hidden, self.n_features, generator=gen) * init_std
-        self.register_buffer("weight", weight.to(resolve_device(device)))
+        if torch.get_default_device().type == "meta":
+            # built only to read its shapes (the checkpoint loader's size check): no values, no memory
+            weight = torch.empty(self.n_hidden, self.n_features)
+        else:
+            gen = torch.Generator().manual_seed(_seed_from(random_state))
+            weight = (torch.randn(self.n_hidden, self.n_features, generator=gen) * init_std).to(
+                resolve_device(device))
+        self.register_buffer("weight", weight)
         self.history_: pd.DataFrame | None = None
 
     # -- inference -------------------------------------------------------------
