@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -66,17 +67,25 @@ def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _setup_logging(quiet: bool) -> None:
-    """The study's notes (the ``geomkit`` loggers) as ``[geomkit] ...`` lines on stderr."""
+@contextlib.contextmanager
+def _study_logging(quiet: bool):
+    """While the study runs: its notes (logger ``geomkit.study``, INFO) and every geomkit warning as
+    ``[geomkit] ...`` lines on stderr; as it was afterwards (``main`` may be called in-process)."""
     import logging
 
-    logger = logging.getLogger("geomkit")
-    if not any(getattr(h, "_geomkit_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[geomkit] %(message)s"))
-        handler._geomkit_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    root, notes = logging.getLogger("geomkit"), logging.getLogger("geomkit.study")
+    saved = root.level, notes.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[geomkit] %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    notes.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        notes.setLevel(saved[1])
 
 
 def _device_problem(device: str | None) -> str | None:
@@ -118,20 +127,20 @@ def _study(args: argparse.Namespace) -> int:
     problem = _device_problem(args.device)
     if problem:
         return _fail(problem)
-    _setup_logging(args.quiet)
     from geomkit import study
 
     try:
-        study.run(
-            data=args.data,
-            out=args.out,
-            quick=args.quick,
-            device=args.device,
-            seed=args.seed,
-            retrain=args.retrain,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-        )
+        with _study_logging(args.quiet):
+            study.run(
+                data=args.data,
+                out=args.out,
+                quick=args.quick,
+                device=args.device,
+                seed=args.seed,
+                retrain=args.retrain,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+            )
     except (OSError, ValueError) as err:  # files and input named in the message; bugs still show a traceback
         return _fail(_describe(err))
     print(f"report: {os.path.join(args.out, 'report.html')}")
