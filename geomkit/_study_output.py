@@ -122,13 +122,19 @@ class StudyOutput:
 
     @property
     def staged_models(self) -> Path:
-        """The checkpoints this run trains (and those an interrupted run left)."""
+        """The checkpoints this run trains (and those an interrupted run left); created by the first save."""
         return self.staging / "models"
+
+    def staged(self, name: str) -> Path:
+        """Where to write the output ``name`` (the staging folder is made on first use, so a run that
+        fails before it writes anything leaves no folder behind)."""
+        self.staging.mkdir(exist_ok=True)
+        return self.staging / name
 
     def commit(self) -> None:
         """Move the staged outputs into ``out`` (checkpoints first, the marker last) and drop the staging folder."""
         replaced = self.staging / ".replaced"
-        replaced.mkdir(exist_ok=True)
+        replaced.mkdir(parents=True, exist_ok=True)
         self.models.mkdir(exist_ok=True)
         if self.staged_models.is_dir():
             staged = sorted(self.staged_models.iterdir(), key=lambda p: p.name.endswith(".study.json"))
@@ -162,7 +168,7 @@ def _replace(new: Path, target: Path, old_to: Path) -> None:
 
 
 def prepare_output(out: str | os.PathLike, *, overwrite: bool = False) -> tuple[StudyOutput, list[str]]:
-    """Check ``out`` (:func:`check_output`), create it and an empty staging folder.
+    """Check ``out`` (:func:`check_output`) and create it; clean the staging folder an interrupted run left.
 
     Returns the :class:`StudyOutput` and the names of the checkpoints an interrupted run left in the
     staging folder (kept, for reuse; everything else there is stale and removed).
@@ -171,11 +177,10 @@ def prepare_output(out: str | os.PathLike, *, overwrite: bool = False) -> tuple[
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     staging = _staging_path(out) if _unwritable(out.parent) is None else out / _INSIDE
-    staging.mkdir(exist_ok=True)
-    for item in staging.iterdir():
-        if item.name != "models":
-            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-    (staging / "models").mkdir(exist_ok=True)
-    left = sorted(p.name[: -len(".study.json")] for p in (staging / "models").glob("*.study.json"))
-    (staging / "figures").mkdir(exist_ok=True)
+    left: list[str] = []
+    if staging.is_dir():  # an interrupted run's: keep its checkpoints, drop its half-written outputs
+        for item in staging.iterdir():
+            if item.name != "models":
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+        left = sorted(p.name[: -len(".study.json")] for p in (staging / "models").glob("*.study.json"))
     return StudyOutput(out, staging), left

@@ -143,6 +143,10 @@ def _study(args: argparse.Namespace) -> int:
             )
     except (OSError, ValueError) as err:  # files and input named in the message; bugs still show a traceback
         return _fail(_describe(err))
+    except KeyboardInterrupt:
+        print(f"geomkit: interrupted; {args.out} is as it was (the checkpoints trained so far are reused "
+              "by the next run)", file=sys.stderr)
+        return 130
     print(f"report: {os.path.join(args.out, 'report.html')}")
     return 0
 

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write_text
+
 __all__ = ["build_report", "load_results", "claims_table", "summary_table", "diagnostics_table"]
 
 
@@ -72,10 +74,10 @@ def _read_netcdf(path: Path):
 
 def _check_study_results(ds: Any, path: Path) -> None:
     """Refuse a netCDF file that `geomkit study` did not write (or that lost variables on the way)."""
-    if "geomkit_version" not in ds.attrs or "model" not in ds.dims:
+    if "model" not in ds.dims or "accuracy" not in ds:
         found = ", ".join(list(ds.data_vars)[:8]) or "none"
         raise ValueError(f"{str(path)!r} is a netCDF file but not the results of `geomkit study` (no "
-                         f"'geomkit_version' attribute or 'model' dimension; its variables: {found}).")
+                         f"'model' dimension or 'accuracy' variable; its variables: {found}).")
     missing = [v for v in _STUDY_VARIABLES if v not in ds]
     if missing:
         raise ValueError(f"{str(path)!r} is a study's results without the variables {missing}; "
@@ -438,5 +440,5 @@ whether the claim holds on this data. Verdicts use the thresholds stated in the 
 <p class="meta">Rebuild this page without recomputing: <code>geomkit report results.nc</code>.</p>
 </body></html>
 """
-    out.write_text(page, encoding="utf-8")
+    atomic_write_text(out, page)  # a page cut short never replaces the old one
     return out

@@ -748,9 +748,9 @@ def run(
     ds.attrs["wall_time_s"] = round(time.perf_counter() - start, 1)
     ds.attrs["notes"] = "\n".join(notes)
     # everything goes to the staging folder first and moves into `out` once complete (_study_output)
-    ds.to_netcdf(output.staging / "results.nc")
-    summary_table(ds).to_csv(output.staging / "summary.csv", index=False)
-    build_report(ds, output.staging / "report.html", figures_dir=output.staging / "figures")
+    ds.to_netcdf(output.staged("results.nc"))
+    summary_table(ds).to_csv(output.staged("summary.csv"), index=False)
+    build_report(ds, output.staged("report.html"), figures_dir=output.staged("figures"))
     output.commit()
     out = output.out
     log(f"wrote {out / 'results.nc'}, {out / 'summary.csv'}, {out / 'figures'}/*.png and {out / 'report.html'} "

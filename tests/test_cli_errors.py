@@ -59,6 +59,7 @@ def test_bad_idx_files_are_one_line(tmp_path, capsys, content, gz, problem):
     with pytest.raises(ValueError, match="truncated|header announces|gzip"):
         read_idx(folder / name)
     assert not (tmp_path / "out" / "results.nc").exists()
+    assert not list(tmp_path.glob(".*geomkit-partial"))  # a run that failed before writing leaves no staging
 
 
 def test_idx_reader_ground_truth(tmp_path):
@@ -83,7 +84,8 @@ def _netcdf_files(tmp_path):
 @pytest.mark.parametrize("name, problem", [
     ("text.nc", "cannot read {} as a study's results: it is not a netCDF file."),
     ("truncated.nc", "cannot read {} as a study's results: it is damaged or truncated"),
-    ("foreign.nc", "{} is a netCDF file but not the results of `geomkit study` (no 'geomkit_version' attribute"),
+    ("foreign.nc", "{} is a netCDF file but not the results of `geomkit study` (no 'model' dimension or "
+                   "'accuracy' variable; its variables: a)."),
     ("partial.nc", "{} is a study's results without the variables ['alpha', 'eigenvalues', 'robust_accuracy']"),
     ("missing.nc", "results file {} does not exist; run `geomkit study` first."),
 ])
@@ -253,7 +255,7 @@ def _snapshot(out):
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def test_interrupted_rerun_leaves_out_unchanged_and_is_resumed(cli_run, monkeypatch, caplog):
+def test_interrupted_rerun_leaves_out_unchanged_and_is_resumed(cli_run, monkeypatch, caplog, capsys):
     out, code, _ = cli_run
     assert code == 0
     before = _snapshot(out)
@@ -264,6 +266,11 @@ def test_interrupted_rerun_leaves_out_unchanged_and_is_resumed(cli_run, monkeypa
     with pytest.raises(KeyboardInterrupt):
         study.run(data="digits", out=out, models=["mlp"], config=dataclasses.replace(TINY, epochs=2),
                   progress=False)
+    # the command line says so in one line, exit status 130 (as a shell reports SIGINT)
+    monkeypatch.setattr(study, "run", interrupt)
+    assert main(["study", "--out", str(out), "--quiet"]) == 130
+    assert capsys.readouterr().err == (f"geomkit: interrupted; {out} is as it was (the checkpoints trained so "
+                                       "far are reused by the next run)\n")
     # Ctrl-C after retraining: the old report still sits beside the old checkpoint, nothing half-written
     assert _snapshot(out) == before
     staged = out.parent / f".{out.name}.geomkit-partial" / "models"
