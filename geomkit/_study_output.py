@@ -131,24 +131,30 @@ class StudyOutput:
         self.staging.mkdir(exist_ok=True)
         return self.staging / name
 
-    def commit(self) -> None:
-        """Move the staged outputs into ``out`` (checkpoints first, the marker last) and drop the staging folder."""
+    def commit(self, models: list[str]) -> None:
+        """Move the staged outputs into ``out`` (checkpoints first, the marker last).
+
+        Only the checkpoints of ``models`` (those of this run's report) move; others an interrupted
+        run left keep waiting in the staging folder, which is removed once nothing is left in it.
+        """
         replaced = self.staging / ".replaced"
         replaced.mkdir(parents=True, exist_ok=True)
         self.models.mkdir(exist_ok=True)
-        if self.staged_models.is_dir():
-            staged = sorted(self.staged_models.iterdir(), key=lambda p: p.name.endswith(".study.json"))
-            for item in staged:  # model folders before their stamps
-                if item.is_dir():
-                    (self.models / f"{item.name}.study.json").unlink(missing_ok=True)
-                _replace(item, self.models / item.name, replaced / f"models-{item.name}")
+        for name in models:
+            folder, stamp = self.staged_models / name, self.staged_models / f"{name}.study.json"
+            if folder.is_dir() and stamp.is_file():
+                (self.models / stamp.name).unlink(missing_ok=True)  # no stamp beside half-moved files
+                _replace(folder, self.models / name, replaced / f"models-{name}")
+                _replace(stamp, self.models / stamp.name, replaced / f"models-{stamp.name}")
         for name in OUTPUTS[1:]:
             if (self.staging / name).exists():
                 _replace(self.staging / name, self.out / name, replaced / name)
         atomic_write_text(self.out / MARKER, json.dumps({
             "written_by": "geomkit study", "completed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=1))
-        shutil.rmtree(self.staging, ignore_errors=True)
+        shutil.rmtree(replaced, ignore_errors=True)
+        if not any(self.staged_models.glob("*.study.json")):
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _move(src: Path, dst: Path) -> None:

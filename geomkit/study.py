@@ -751,7 +751,7 @@ def run(
     ds.to_netcdf(output.staged("results.nc"))
     summary_table(ds).to_csv(output.staged("summary.csv"), index=False)
     build_report(ds, output.staged("report.html"), figures_dir=output.staged("figures"))
-    output.commit()
+    output.commit(chosen)
     out = output.out
     log(f"wrote {out / 'results.nc'}, {out / 'summary.csv'}, {out / 'figures'}/*.png and {out / 'report.html'} "
         f"in {ds.attrs['wall_time_s']:.0f} s")

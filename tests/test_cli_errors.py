@@ -294,3 +294,32 @@ def json_epochs(out):
     import json
 
     return json.loads((out / "models" / "mlp.study.json").read_text())["params"]["epochs"]
+
+
+def test_commit_moves_this_runs_checkpoints_and_keeps_the_others_waiting(tmp_path):
+    out = tmp_path / "out"
+    (out / "models" / "a").mkdir(parents=True)
+    (out / "models" / "a" / "w").write_text("old a")
+    (out / "models" / "a.study.json").write_text("old stamp")
+    (out / "results.nc").write_text("old results")
+    output, left = _study_output.prepare_output(out)
+    assert left == [] and not output.staging.exists()
+    for name in ("a", "b"):  # b: left by an interrupted run, not part of this run's report
+        (output.staged_models / name).mkdir(parents=True)
+        (output.staged_models / name / "w").write_text(f"new {name}")
+        (output.staged_models / f"{name}.study.json").write_text(f"new stamp {name}")
+    output.staged("results.nc").write_text("new results")
+    output.commit(["a"])
+    assert (out / "models" / "a" / "w").read_text() == "new a"
+    assert (out / "models" / "a.study.json").read_text() == "new stamp a"
+    assert (out / "results.nc").read_text() == "new results"
+    assert not (out / "models" / "b").exists()
+    assert sorted(p.name for p in output.staging.rglob("*")) == ["b", "b.study.json", "models", "w"]
+    # the next run finds b and commits it with its report; then the staging folder is gone
+    output, left = _study_output.prepare_output(out)
+    assert left == ["b"]
+    output.staged("results.nc").write_text("newer results")
+    output.commit(["a", "b"])
+    assert (out / "models" / "b" / "w").read_text() == "new b"
+    assert (out / "models" / "a" / "w").read_text() == "new a"  # not staged this time: kept
+    assert not output.staging.exists()
