@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -166,21 +168,64 @@ def _find_idx(folder: Path, stem: str) -> Path:
     )
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (gzipped or not) into a numpy array of its stored dtype and shape."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
+def _read_maybe_gzipped(path: Path) -> bytes:
+    """The file's bytes, decompressed if they are gzip data (whatever the file is named)."""
+    with open(path, "rb") as fh:
         data = fh.read()
+    if data[:2] != b"\x1f\x8b":
+        if path.suffix == ".gz":
+            raise ValueError(f"{str(path)!r} is named .gz but is not gzip data.")
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile, a truncated stream, a corrupt one
+        raise ValueError(f"{str(path)!r} is a damaged or truncated gzip file ({err}).") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array of its stored dtype and shape.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An IDX file, gzip-compressed or not.
+
+    Returns
+    -------
+    numpy.ndarray
+        Of the shape the header announces, in native byte order.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: a damaged gzip stream, a bad magic number, a header
+        shorter than its dimension count says, or a payload whose size does
+        not match the header's shape.
+
+    Examples
+    --------
+    >>> import gzip, struct, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels-idx1-ubyte.gz"
+    >>> _ = path.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 3) + bytes([7, 2, 1])))
+    >>> read_idx(path)
+    array([7, 2, 1], dtype=uint8)
+    """
+    path = Path(path)
+    data = _read_maybe_gzipped(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number).")
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if data[2] not in dtypes:
         raise ValueError(f"{str(path)!r}: unknown IDX data type code {data[2]:#x}.")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(
+            f"{str(path)!r}: truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} header bytes, "
+            f"the file holds {len(data)} bytes."
+        )
     shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     dtype = np.dtype(dtypes[data[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow for a crafted header
     payload = data[4 + 4 * ndim :]
     if len(payload) != expected:
         raise ValueError(

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._backend import check_device, eigh, eigvalsh
 from .._params import RANDOM_STATE, Boolean, Integer, Options, Real, check_random_state, validate_params
+from .._progress import progress_bar
 from .._validation import as_float_array, check_float, check_int, check_option, host_array, to_numpy
 from ..moments import Moments
 from ._powerlaw import (
@@ -591,11 +592,9 @@ class PowerLawSpectrum(BaseEstimator):
         self.alpha_bias_ = math.nan
         if not self.n_bootstraps:
             return
-        from tqdm.auto import tqdm
-
         n = self.n_stimuli_
         alphas = []
-        for _ in tqdm(range(self.n_bootstraps), desc="bootstrap", disable=not self.progress):
+        for _ in progress_bar(range(self.n_bootstraps), desc="bootstrap", progress=self.progress):
             idx = rng.integers(0, n, size=n)
             if self.method == "pca":
                 lam_b = problem.resample(idx)

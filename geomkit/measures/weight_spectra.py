@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import resolve_device
+from .._progress import progress_bar
 from .._validation import check_option, to_numpy
 from ._powerlaw import clauset_fit, usable_count
 
@@ -205,7 +206,6 @@ def weight_spectra(
     """
     import pandas as pd
     import torch
-    from tqdm.auto import tqdm
 
     check_option(dtype, "dtype", ("float64", "float32"))
     check_option(solver, "solver", ("eigh", "svd"))
@@ -216,8 +216,8 @@ def weight_spectra(
     dev = resolve_device(device, model if isinstance(model, torch.nn.Module) else None)
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
     rows = []
-    for name, kind, weight in tqdm(_weight_layers(model, layers), desc="weight spectra",
-                                   disable=not progress):
+    for name, kind, weight in progress_bar(_weight_layers(model, layers), desc="weight spectra",
+                                           progress=progress):
         with torch.no_grad():
             W = weight.detach()
             weight_shape = tuple(int(k) for k in W.shape)

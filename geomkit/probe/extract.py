@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import resolve_device
+from .._progress import progress_bar
 from ..moments import MomentAccumulator, Moments
 from .recorder import ModelState, Recorder
 
@@ -170,11 +171,7 @@ def _model_float_dtype(model: Any):
 
 
 def _progress(iterable, total, progress: bool, desc: str):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
+    return progress_bar(iterable, progress=progress, total=total, desc=desc, unit="batch", leave=False)
 
 
 # Words of torch's messages for inputs of the wrong shape ("mat1 and mat2 shapes cannot be

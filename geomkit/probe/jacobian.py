@@ -38,6 +38,7 @@ import numpy as np
 
 from .._backend import resolve_device
 from .._params import check_random_state
+from .._progress import progress_bar
 from .._validation import check_int, check_option, to_numpy
 from .recorder import ModelState, resolve_layers
 
@@ -453,11 +454,7 @@ def _auto_chunk_size(n: int, n_out: int, n_in: int, itemsize: int) -> int:
 
 
 def _progress(iterable, total: int, progress: bool, desc: str):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="chunk", leave=False)
+    return progress_bar(iterable, progress=progress, total=total, desc=desc, unit="chunk", leave=False)
 
 
 def _chunks(
