@@ -42,3 +42,38 @@ def home(obj, name: str | None = None) -> str | None:
         if name in getattr(mod, "__all__", ()) and getattr(mod, name, None) is obj:
             return f"{candidate}.{name}"
     return None
+
+
+def public_aliases(obj, name: str) -> list[str]:
+    """Every dotted name under which users import ``obj``: its home and each package re-export.
+
+    The tutorials write ``from geomkit.probe import extract``; sphinx-gallery records the
+    name as written, so the API entry of ``geomkit.probe.extract.extract`` must ask for
+    ``geomkit.probe.extract`` too to list the tutorials that use it.
+    """
+    short = name.rsplit(".", 1)[-1]
+    names = [name]
+    for module in public_modules():
+        mod = importlib.import_module(module)
+        if short in getattr(mod, "__all__", ()) and getattr(mod, short, None) is obj:
+            names.append(f"{module}.{short}")
+    return list(dict.fromkeys(names))
+
+
+def minigallery_lines(obj, name: str, backreferences: str) -> list[str]:
+    """reST lines that list the tutorials using ``obj`` (none when no tutorial does).
+
+    ``backreferences`` is sphinx-gallery's ``backreferences_dir``: it holds one
+    ``<dotted name>.examples`` file per name the tutorials use, empty when unused.
+    """
+    import os
+
+    def is_used(alias: str) -> bool:
+        path = os.path.join(backreferences, f"{alias}.examples")
+        return os.path.isfile(path) and os.path.getsize(path) > 0
+
+    used = [alias for alias in public_aliases(obj, name) if is_used(alias)]
+    if not used:
+        return []
+    short = name.rsplit(".", 1)[-1]
+    return ["", f".. rubric:: Examples using ``{short}``", "", f".. minigallery:: {' '.join(used)}", ""]

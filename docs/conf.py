@@ -67,6 +67,10 @@ sphinx_gallery_conf = {
     "within_subsection_order": "gallery_order.StoryOrder",
     "download_all_examples": False,
     "remove_config_comments": True,
+    # "Examples using X" under each API entry: sphinx-gallery records which names each
+    # tutorial uses; _add_minigallery appends the list to the entry's docstring.
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("geomkit",),
 }
 
 
@@ -141,7 +145,7 @@ def _write_reexports(folder: Path) -> None:
         _write_if_changed(folder / f"reexports_{package}.rst", text if rows else "")
 
 
-from api_homes import home  # noqa: E402  (needs the sys.path entry above)
+from api_homes import home, minigallery_lines  # noqa: E402  (needs the sys.path entry above)
 
 _GENERATED = Path(__file__).parent / "generated"
 _write_cli_help(_GENERATED / "cli_help.txt")
@@ -187,6 +191,13 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+def _add_minigallery(app, what, name, obj, options, lines):
+    if what in ("function", "class") and name.startswith("geomkit."):
+        backreferences = os.path.join(app.srcdir, sphinx_gallery_conf["backreferences_dir"])
+        lines.extend(minigallery_lines(obj, name, backreferences))
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _add_minigallery)
     app.connect("missing-reference", _resolve_reexport)
     app.connect("autodoc-skip-member", _skip_member)

@@ -48,7 +48,7 @@ def make_net():
 
 net = make_net()
 hidden = ["1", "3"]  # the two ReLU layers
-before = categorization_by_layer(net, X, y, layers=hidden, n_bootstrap=200, progress=False)
+before = categorization_by_layer(net, X, y, layers=hidden, n_bootstraps=200, progress=False)
 
 optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
 for _ in range(60 if SMALL else 150):
@@ -56,7 +56,7 @@ for _ in range(60 if SMALL else 150):
     torch.nn.functional.cross_entropy(net(X), y).backward()
     optimizer.step()
 print(f"training accuracy: {(net(X).argmax(1) == y).float().mean():.3f}")
-after = categorization_by_layer(net, X, y, layers=hidden, n_bootstrap=200, progress=False)
+after = categorization_by_layer(net, X, y, layers=hidden, n_bootstraps=200, progress=False)
 
 # %%
 # The categoricality index per layer

@@ -106,8 +106,9 @@ plt.show()
 # A synthetic population of 40 "neurons" that reads out ``act2`` of the first
 # net linearly, recorded in 4 repeats with independent Gaussian noise. Its
 # noise-free CKA with ``act2`` is known (the CKA with the signal itself). CKA
-# of the repeat mean is deflated by the noise; the repeat-split estimate (the
-# default for an ``(n_repeats, n_stimuli, n_units)`` array) is not.
+# of the repeat mean is deflated by the noise; the repeat-split estimate
+# (``noise_correction="split"``, for an ``(n_repeats, n_stimuli, n_units)``
+# array) is not.
 rng = np.random.default_rng(0)
 layer = acts["relu_seed0"]["act2"].values.astype(np.float64)
 signal = layer @ rng.normal(size=(layer.shape[1], 40))
@@ -115,8 +116,9 @@ noise_sd = 1.5 * signal.std()
 recording = signal + noise_sd * rng.normal(size=(4, *signal.shape))
 
 noise_free = cka(layer, signal, debiased=True)
-averaged = cka(recording, layer, debiased=True, noise_correction=False)
-corrected = CKA(n_bootstraps=N_BOOT, n_permutations=N_BOOT - 1, random_state=0).fit(recording, layer)
+averaged = cka(recording, layer, debiased=True, noise_correction="none")
+corrected = CKA(noise_correction="split", n_bootstraps=N_BOOT, n_permutations=N_BOOT - 1,
+                random_state=0).fit(recording, layer)
 print(f"noise-free CKA      {noise_free:.3f}")
 print(f"repeats averaged    {averaged:.3f}")
 print(f"noise-corrected     {corrected.value_:.3f}  95% CI [{corrected.ci_[0]:.3f}, "

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from geomkit import WeightKurtosis, weight_kurtosis
+from geomkit.measures import pooled_weight_kurtosis
 from geomkit.datasets import load_digits
 from geomkit.plotting import plot_weight_kurtosis
 
@@ -54,6 +55,7 @@ X, y = load_digits()
 torch.manual_seed(0)
 net = nn.Sequential(nn.Linear(64, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 10))
 before = weight_kurtosis(net).assign(network="initial")
+pooled_before = pooled_weight_kurtosis(net)
 opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=0.0)
 Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
 for epoch in range(5 if SMALL else 30):
@@ -62,15 +64,17 @@ for epoch in range(5 if SMALL else 30):
         nn.functional.cross_entropy(net(Xt[idx]), yt[idx]).backward()
         opt.step()
 after = weight_kurtosis(net).assign(network="trained")
+pooled_after = pooled_weight_kurtosis(net)
 print(pd.concat([before, after])[["network", "layer", "n_weights", "kurtosis", "l1_l2_normalized"]].round(3))
+print(f"pooled over layers: {pooled_before['kurtosis']:.3f} initial, {pooled_after['kurtosis']:.3f} trained")
 
 # Name the Linear modules ("0", "2", "4") by their shapes on the axis.
-names = {"0": "fc1\n64→200", "2": "fc2\n200→200", "4": "fc3\n200→10", "pooled": "pooled"}
+names = {"0": "fc1\n64→200", "2": "fc2\n200→200", "4": "fc3\n200→10"}
 before["layer"], after["layer"] = before["layer"].map(names), after["layer"].map(names)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-plot_weight_kurtosis(before, ax=axes[0])
+plot_weight_kurtosis(before, pooled=pooled_before, ax=axes[0])
 axes[0].set_title("at initialization (uniform weights)")
-plot_weight_kurtosis(after, ax=axes[1])
+plot_weight_kurtosis(after, pooled=pooled_after, ax=axes[1])
 axes[1].set_title("after training on the digits")
 
 # %%

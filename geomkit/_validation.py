@@ -31,9 +31,23 @@ def to_numpy(x: Any, name: str = "X") -> np.ndarray:
     them exactly), xarray DataArrays, pandas objects and nested sequences. An
     :class:`xarray.Dataset` raises a ``TypeError`` (``name`` is used in the
     message): it holds several arrays, one must be picked.
+
+    A DataArray is read by its dimension names where they are geomkit's:
+    dims that are all among ``"repeat"``, ``"stimulus"``, ``"unit"`` (or
+    ``"<layer>__unit"``) are put in that order, so ``("unit", "stimulus")``
+    is transposed; those names out of order next to other dims raise a
+    ``ValueError``; other dims are read by position. Complex data raise a
+    ``TypeError``; a masked array with masked entries raises a ``ValueError``
+    (masks are not honoured, so they are never silently ignored).
     """
+    if isinstance(x, np.ma.MaskedArray):
+        return _check_real(_unmasked(x, name), name)
     if isinstance(x, np.ndarray):
-        return x
+        return _check_real(x, name)
+    return _check_real(_convert(x, name), name)
+
+
+def _convert(x: Any, name: str) -> np.ndarray:
     module = type(x).__module__
     if module.startswith("torch"):
         import torch
@@ -49,10 +63,73 @@ def to_numpy(x: Any, name: str = "X") -> np.ndarray:
             "extract() Dataset). Accepted: numpy arrays, torch tensors, xarray DataArrays."
         )
     if module.startswith("xarray") and hasattr(x, "values"):
-        return np.asarray(x.values)
+        return np.asarray(_by_dim_names(x, name).values)
     if module.startswith("pandas") and hasattr(x, "to_numpy"):
         return x.to_numpy()
     return np.asarray(x)
+
+
+# geomkit's layout of activations, by dimension name (DESIGN: "repeat" first, then
+# "stimulus", then "unit"; extract() names a layer's unit dim "<layer>__unit").
+_CANONICAL_DIMS = ("repeat", "stimulus", "unit")
+
+
+def _role(dim: Any) -> str | None:
+    name = str(dim)
+    if name.endswith("__unit"):
+        return "unit"
+    return name if name in _CANONICAL_DIMS else None
+
+
+def _by_dim_names(da: Any, name: str) -> Any:
+    """Order a DataArray's axes by their names: ("repeat", "stimulus", "unit").
+
+    A DataArray whose dims are all known names is transposed to that order,
+    so ("unit", "stimulus") is read as stimuli x units. Known names in the
+    wrong order next to other dims are ambiguous and raise; DataArrays with
+    none or one known name (tuning maps ("unit", "y", "x")) are read by
+    position, as numpy arrays are.
+    """
+    dims = tuple(da.dims)
+    roles = [_role(d) for d in dims]
+    known = [r for r in roles if r is not None]
+    if len(set(known)) != len(known):
+        raise ValueError(
+            f"{name} is a DataArray with dims {dims}: two dims name the same axis role; "
+            f"rename them so that each of {_CANONICAL_DIMS} appears at most once."
+        )
+    in_order = known == sorted(known, key=_CANONICAL_DIMS.index)
+    if in_order:
+        return da
+    if all(r is not None for r in roles):
+        return da.transpose(*sorted(dims, key=lambda d: _CANONICAL_DIMS.index(_role(d))))
+    raise ValueError(
+        f"{name} is a DataArray with dims {dims}, whose named axes are out of geomkit's order "
+        f"{_CANONICAL_DIMS} and whose other dims cannot be placed by name. Transpose it "
+        f"({name}.transpose(...)) so that the named dims come in that order."
+    )
+
+
+def _unmasked(x: np.ma.MaskedArray, name: str) -> np.ndarray:
+    """The data of a masked array with nothing masked; masked entries raise."""
+    n_masked = int(np.ma.count_masked(x))
+    if n_masked:
+        raise ValueError(
+            f"{name} is a masked array with {n_masked} masked entr{'y' if n_masked == 1 else 'ies'} "
+            f"of {x.size}; geomkit does not honour masks (a masked entry would be used as if "
+            f"valid). Drop them ({name}.compressed(), or the rows / units that hold them) or "
+            f"fill them ({name}.filled(value)) first."
+        )
+    return np.asarray(x.data)
+
+
+def _check_real(arr: np.ndarray, name: str) -> np.ndarray:
+    if np.iscomplexobj(arr):
+        raise TypeError(
+            f"{name} must be real-valued; got complex dtype {arr.dtype}. Take .real or "
+            "np.abs explicitly if that is what you mean."
+        )
+    return arr
 
 
 def host_array(x: Any) -> Any:
@@ -63,7 +140,7 @@ def host_array(x: Any) -> Any:
     everything else (numpy, pandas, which keeps its column names, lists) is
     returned unchanged.
     """
-    if type(x).__module__.startswith(("torch", "xarray")):
+    if type(x).__module__.startswith(("torch", "xarray")) or isinstance(x, np.ma.MaskedArray):
         return to_numpy(x)
     return x
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -50,24 +51,62 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"geomkit: error: {message}", file=sys.stderr)
+    """Print ``geomkit: error: <message>`` as one line on stderr; return the exit status 2.
+
+    Every expected failure (bad input, unreadable or foreign files, unwritable folders, a device this
+    machine lacks) ends this way, never with a traceback.
+    """
+    print(f"geomkit: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
 
 
-def _check_out_dir(out: str) -> str | None:
-    """None if ``out`` can be created and written, else the reason it cannot."""
-    import os
-    from pathlib import Path
+def _describe(err: BaseException) -> str:
+    """One line for an expected error: an OSError by its file and reason, anything else by its message."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return str(err) or type(err).__name__
 
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        return f"--out {out!r} exists and is not a folder"
+
+@contextlib.contextmanager
+def _study_logging(quiet: bool):
+    """While the study runs: its notes (logger ``geomkit.study``, INFO) and every geomkit warning as
+    ``[geomkit] ...`` lines on stderr; as it was afterwards (``main`` may be called in-process)."""
+    import logging
+
+    root, notes = logging.getLogger("geomkit"), logging.getLogger("geomkit.study")
+    saved = root.level, notes.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[geomkit] %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    notes.setLevel(logging.WARNING if quiet else logging.INFO)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        return f"--out {out!r} cannot be created: {err.strerror or err}"
-    if not os.access(path, os.W_OK | os.X_OK):
-        return f"--out {out!r} is not writable"
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        notes.setLevel(saved[1])
+
+
+def _device_problem(device: str | None) -> str | None:
+    """None if torch can run on ``device`` here, else the one-line reason."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        return f"--device {device!r} is not a torch device; use cpu, cuda, cuda:N or mps"
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            return (f"--device {device!r}: no CUDA device is available here (torch {torch.__version__}); "
+                    "use --device cpu, or leave --device out")
+        if dev.index is not None and dev.index >= n:
+            return f"--device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}"
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        return f"--device {device!r}: the MPS backend is not available here; use --device cpu"
     return None
 
 
@@ -79,23 +118,35 @@ def _study(args: argparse.Namespace) -> int:
             f"--data {args.data!r} is neither 'mnist5k', 'digits' nor an existing folder of MNIST "
             "IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, ...)"
         )
-    problem = _check_out_dir(args.out)
+    from geomkit._study_output import check_output
+
+    try:  # before any work: a refused folder must not cost a minute of training
+        check_output(args.out, overwrite=args.overwrite)
+    except (OSError, ValueError) as err:
+        return _fail(f"--out: {_describe(err)}")
+    problem = _device_problem(args.device)
     if problem:
         return _fail(problem)
     from geomkit import study
 
     try:
-        study.run(
-            data=args.data,
-            out=args.out,
-            quick=args.quick,
-            device=args.device,
-            seed=args.seed,
-            retrain=args.retrain,
-            progress=not args.no_progress,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        return _fail(str(err))
+        with _study_logging(args.quiet):
+            study.run(
+                data=args.data,
+                out=args.out,
+                quick=args.quick,
+                device=args.device,
+                seed=args.seed,
+                retrain=args.retrain,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+            )
+    except (OSError, ValueError) as err:  # files and input named in the message; bugs still show a traceback
+        return _fail(_describe(err))
+    except KeyboardInterrupt:
+        print(f"geomkit: interrupted; {args.out} is as it was (the checkpoints trained so far are reused "
+              "by the next run)", file=sys.stderr)
+        return 130
     print(f"report: {os.path.join(args.out, 'report.html')}")
     return 0
 
@@ -105,8 +156,8 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         page = build_report(args.results, args.out, figures_dir=args.figures)
-    except FileNotFoundError as err:
-        return _fail(str(err))
+    except (OSError, ValueError) as err:
+        return _fail(_describe(err))
     print(f"report: {page}")
     return 0
 
@@ -137,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the model zoo, measure everything and write a report",
         description="Train the model zoo on a stratified split, measure every model on held-out data "
         "and write DIR/results.nc, DIR/summary.csv, DIR/figures/*.png and DIR/report.html. "
-        "Checkpoints in DIR/models/ are reused on a re-run unless --retrain.",
+        "Checkpoints in DIR/models/ are reused on a re-run unless --retrain. The outputs are moved "
+        "into DIR only when complete: an interrupted run leaves DIR as it was. Notes go to stderr.",
     )
     p_study.add_argument("--data", default="mnist5k",
                          help="'mnist5k' (bundled, default), 'digits', or a folder of MNIST IDX files")
@@ -146,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_study.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
     p_study.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p_study.add_argument("--retrain", action="store_true", help="ignore saved checkpoints")
-    p_study.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_study.add_argument("--overwrite", action="store_true",
+                         help="write into a non-empty --out that a study did not write (its files named "
+                              "like the outputs are replaced); refused without it")
+    p_study.add_argument("--no-progress", action="store_true", help="no progress bars (also: TQDM_DISABLE=1)")
+    p_study.add_argument("-q", "--quiet", action="store_true", help="no notes, only warnings and errors")
     p_study.set_defaults(func=_study)
     p_report = sub.add_parser("report", help="rebuild the HTML report from a results.nc")
     p_report.add_argument("results", help="path to a study's results.nc")
@@ -170,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: 0 on success, 2 for bad input (a ``--data`` that is
-        no data set, an unwritable ``--out``, a missing results file), with a
-        message on stderr.
+        no data set or holds damaged files, an unwritable or foreign
+        ``--out``, a ``--device`` this machine lacks, a missing, damaged or
+        foreign results file), with one line on stderr naming the file or
+        option and the problem.
 
     Examples
     --------

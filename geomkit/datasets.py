@@ -5,20 +5,30 @@
 - :func:`load_mnist`: the standard MNIST IDX files from a folder of the user's.
 - :func:`make_powerlaw_data`: Gaussian responses whose covariance spectrum is
   exactly ``n ** -alpha`` — the ground truth of the spectrum tests.
+- :func:`make_recording`: a synthetic recording (repeats x stimuli x units) with
+  a known spectrum, noise level and linear relation to a representation.
+- :func:`load_recording`: recorded responses from NWB, NumPy, HDF5, zarr or
+  netCDF files, as a (repeat, stimulus, unit) DataArray.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._params import RANDOM_STATE, check_random_state, validate_params
 from ._validation import check_float, check_int
+
+# comparing representations
+from ._recordings import load_recording, make_recording
 
 __all__ = [
     "load_digits",
@@ -27,6 +37,9 @@ __all__ = [
     "make_powerlaw_data",
     "load_dataset",
     "available_datasets",
+    # comparing representations
+    "make_recording",
+    "load_recording",
 ]
 
 
@@ -38,6 +51,8 @@ def _finish(
     test_size: float | int | None,
     random_state: Any,
 ):
+    # Named before any work (not drawn from: a RandomState must reach train_test_split unadvanced).
+    validate_params({"random_state": random_state}, {"random_state": [RANDOM_STATE]}, caller="geomkit.datasets")
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     if not flatten:
@@ -153,21 +168,64 @@ def _find_idx(folder: Path, stem: str) -> Path:
     )
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (gzipped or not) into a numpy array of its stored dtype and shape."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
+def _read_maybe_gzipped(path: Path) -> bytes:
+    """The file's bytes, decompressed if they are gzip data (whatever the file is named)."""
+    with open(path, "rb") as fh:
         data = fh.read()
+    if data[:2] != b"\x1f\x8b":
+        if path.suffix == ".gz":
+            raise ValueError(f"{str(path)!r} is named .gz but is not gzip data.")
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile, a truncated stream, a corrupt one
+        raise ValueError(f"{str(path)!r} is a damaged or truncated gzip file ({err}).") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array of its stored dtype and shape.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An IDX file, gzip-compressed or not.
+
+    Returns
+    -------
+    numpy.ndarray
+        Of the shape the header announces, in native byte order.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: a damaged gzip stream, a bad magic number, a header
+        shorter than its dimension count says, or a payload whose size does
+        not match the header's shape.
+
+    Examples
+    --------
+    >>> import gzip, struct, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels-idx1-ubyte.gz"
+    >>> _ = path.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 3) + bytes([7, 2, 1])))
+    >>> read_idx(path)
+    array([7, 2, 1], dtype=uint8)
+    """
+    path = Path(path)
+    data = _read_maybe_gzipped(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number).")
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if data[2] not in dtypes:
         raise ValueError(f"{str(path)!r}: unknown IDX data type code {data[2]:#x}.")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(
+            f"{str(path)!r}: truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} header bytes, "
+            f"the file holds {len(data)} bytes."
+        )
     shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     dtype = np.dtype(dtypes[data[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow for a crafted header
     payload = data[4 + 4 * ndim :]
     if len(payload) != expected:
         raise ValueError(
@@ -317,7 +375,7 @@ def make_powerlaw_data(
         Standard deviation of the independent trial noise.
     n_repeats : int, default=1
         Number of repeats of each stimulus; the same signal, new noise.
-    random_state : int, Generator or None
+    random_state : None, int, numpy Generator or RandomState
         Seed.
 
     Returns
@@ -338,7 +396,7 @@ def make_powerlaw_data(
     alpha = check_float(alpha, "alpha", low=0.0, low_inclusive=False)
     noise = check_float(noise, "noise", low=0.0)
     n_repeats = check_int(n_repeats, "n_repeats", low=1)
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     eigenvalues = np.arange(1, n_units + 1, dtype=np.float64) ** -alpha
     # A Haar-random orthogonal basis: QR of a Gaussian matrix with the signs of R's diagonal fixed.
     Q, R = np.linalg.qr(rng.standard_normal((n_units, n_units)))

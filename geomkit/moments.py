@@ -13,13 +13,14 @@ which is still smaller than the n_units x n_units covariance it replaces.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ._backend import eigvalsh
-from ._validation import check_option
+from ._validation import check_int, check_option, to_numpy
 
 __all__ = ["Moments", "MomentAccumulator", "moments_from_array"]
 
@@ -78,7 +79,8 @@ class Moments:  # numpydoc ignore=PR01
         Parameters
         ----------
         device : None, str or torch.device, optional
-            Where to compute the eigendecomposition (torch); ``None``: numpy on the CPU.
+            Where to compute the eigendecomposition (torch); ``None``: numpy on
+            the CPU, where the moments are (see :ref:`devices`).
 
         Returns
         -------
@@ -148,8 +150,22 @@ class MomentAccumulator:
         rows (in their own precision, at least float32) and forms the
         (n_samples, n_samples) Gram matrix at the end.
     device : None, str or torch.device
-        Where to accumulate (torch). ``None``: the device of the first batch
-        if it is a tensor, else the CPU.
+        Where to accumulate (torch). ``None``: where the data already are —
+        the device of the first batch if it is a tensor, else the CPU (see
+        :ref:`devices`).
+    max_bytes : int, optional
+        Largest covariance (``method="covariance"``) to allocate, in bytes.
+        The running (n_units, n_units) float64 matrix and the update's
+        temporary of the same size are checked against it on the first
+        batch, before anything is allocated. Default: the memory available
+        now (free physical memory on the CPU, free memory of a CUDA device).
+
+    Raises
+    ------
+    MemoryError
+        From :meth:`update`, when the covariance would not fit: 20 000 units
+        need 2 x 3.2 GB. The message suggests ``method="gram"``, whose size
+        grows with the number of stimuli instead.
 
     Examples
     --------
@@ -164,10 +180,13 @@ class MomentAccumulator:
     True
     """
 
-    def __init__(self, method: str = "covariance", device: Any = None):
+    def __init__(self, method: str = "covariance", device: Any = None, *,
+                 max_bytes: int | None = None):
         self.method = check_option(method, "method", ("covariance", "gram"))
         self.device = device
+        self.max_bytes = None if max_bytes is None else check_int(max_bytes, "max_bytes", low=1)
         self._n = 0
+        self._n_batches = 0
         self._mean = None
         self._m2 = None
         self._rows: list = []
@@ -178,20 +197,54 @@ class MomentAccumulator:
         Parameters
         ----------
         batch : ndarray or torch.Tensor of shape (batch, n_units) or (batch, ...)
-            Any float dtype; trailing axes are flattened into units. An empty
-            batch is ignored.
+            Real numbers (any float, integer or bool dtype); trailing axes are
+            flattened into units. An empty batch is ignored.
+
+        Raises
+        ------
+        TypeError
+            For complex or non-numeric data.
+        ValueError
+            For a 1-D batch (ambiguous: one stimulus or one unit?), NaN or
+            infinite values, a masked array with masked entries, or a unit
+            count that differs from earlier batches.
+        MemoryError
+            When the covariance would not fit in ``max_bytes`` (see above).
         """
         import torch
 
         if isinstance(batch, torch.Tensor):
             t = batch.detach()
             device = self.device if self.device is not None else t.device
+            if t.is_complex():
+                raise TypeError(
+                    f"batch must be real-valued; got complex dtype {t.dtype}. Take .real or "
+                    ".abs() explicitly if that is what you mean."
+                )
         else:
-            t = torch.as_tensor(np.asarray(batch))
+            arr = to_numpy(batch, "batch")  # refuses complex and masked entries, orders DataArrays
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                raise TypeError(f"batch must be numeric; got dtype {arr.dtype}.")
+            t = torch.as_tensor(arr)
             device = self.device if self.device is not None else "cpu"
+        if t.ndim < 2:
+            raise ValueError(
+                f"batch must have shape (batch, n_units) or (batch, ...); got shape "
+                f"{tuple(t.shape)}. For one stimulus pass batch[None, :], for one unit "
+                "batch[:, None]."
+            )
         t = t.reshape(t.shape[0], -1)
         if t.shape[0] == 0:
             return
+        if t.device.type != "meta" and not bool(torch.isfinite(t).all()):  # meta holds no values
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(
+                f"batch contains {n_bad} NaN or infinite value(s) (batch #{self._n_batches} "
+                "fed to the accumulator, counting from 0); geomkit does not impute: remove or replace them first."
+            )
+        if self._mean is None and self.method == "covariance":
+            self._check_memory(t.shape[1], device)
+        self._n_batches += 1
         if self._mean is not None and t.shape[1] != self._mean.shape[0]:
             raise ValueError(
                 f"batch has {t.shape[1]} units but earlier batches had {self._mean.shape[0]}."
@@ -218,6 +271,21 @@ class MomentAccumulator:
             self._m2 += torch.outer(delta, delta) * (n_a * n_b / n)
         self._mean = self._mean + delta * (n_b / n)
         self._n = n
+
+    def _check_memory(self, n_units: int, device: Any) -> None:
+        """Refuse a covariance that would not fit, before allocating it."""
+        need = 2 * n_units * n_units * 8  # the running matrix and the update's product
+        limit, where = self.max_bytes, "max_bytes"
+        if limit is None:
+            limit, where = _available_bytes(device)
+        if limit is not None and need > limit:
+            raise MemoryError(
+                f"MomentAccumulator(method='covariance'): {n_units} units need a "
+                f"({n_units}, {n_units}) float64 covariance and an update of the same size, "
+                f"{_size(need)}, more than the {_size(limit)} of {where}. "
+                "Use method='gram' (an (n_stimuli, n_stimuli) matrix; layer_moments(..., "
+                "method='gram')), fewer units, or pass max_bytes to override."
+            )
 
     def finalize(self, layer: str | None = None) -> Moments:
         """Return the accumulated :class:`Moments` (float64 numpy arrays).
@@ -248,7 +316,26 @@ class MomentAccumulator:
         return Moments(self._n, mean, gram=(gram + gram.T) / 2, layer=layer)
 
 
-def moments_from_array(X: Any, method: str = "auto", device: Any = None) -> Moments:
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def _available_bytes(device: Any) -> tuple[int | None, str]:
+    """Free memory where the accumulation happens (None if it cannot be told)."""
+    import torch
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free), f"free memory on {dev}"
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "available memory"
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return None, "available memory"
+
+
+def moments_from_array(X: Any, method: str = "auto", device: Any = None, *,
+                       max_bytes: int | None = None) -> Moments:
     """Moments of an in-memory array of shape (n_samples, n_units).
 
     ``method="auto"`` picks the Gram matrix when units outnumber stimuli and
@@ -262,6 +349,8 @@ def moments_from_array(X: Any, method: str = "auto", device: Any = None) -> Mome
         The second moment to form, as in :class:`MomentAccumulator`.
     device : None, str or torch.device, optional
         Where to accumulate, as in :class:`MomentAccumulator`.
+    max_bytes : int, optional
+        Largest covariance to allocate, as in :class:`MomentAccumulator`.
 
     Returns
     -------
@@ -275,9 +364,19 @@ def moments_from_array(X: Any, method: str = "auto", device: Any = None) -> Mome
     >>> m.kind, m.gram.shape
     ('gram', (5, 5))
     """
+    import torch
+
+    check_option(method, "method", ("auto", "covariance", "gram"))
+    if not isinstance(X, torch.Tensor):
+        X = to_numpy(X, "X")
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be 2-D (n_samples, n_units); got shape {tuple(X.shape)}. For one "
+            "stimulus pass X[None, :], for one unit X[:, None]."
+        )
     n, d = X.shape
     if method == "auto":
         method = "gram" if d > n else "covariance"
-    acc = MomentAccumulator(method=method, device=device)
+    acc = MomentAccumulator(method=method, device=device, max_bytes=max_bytes)
     acc.update(X)
     return acc.finalize()

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write_text
+
 __all__ = ["build_report", "load_results", "claims_table", "summary_table", "diagnostics_table"]
 
 
@@ -32,14 +34,54 @@ def load_results(path: str | os.PathLike):
     -------
     xarray.Dataset
         Loaded, so the file is closed again.
-    """
-    import xarray as xr
 
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        Naming the file, if it is no netCDF file, is truncated or damaged, or
+        is a netCDF file that ``geomkit study`` did not write.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file {str(path)!r} does not exist; run `geomkit study` first.")
-    with xr.open_dataset(path) as ds:
-        return ds.load()
+    ds = _read_netcdf(path)
+    _check_study_results(ds, path)
+    return ds
+
+
+# what every results.nc of `geomkit study` holds, and what the report cannot do without
+_STUDY_VARIABLES = ("accuracy", "alpha", "eigenvalues", "robust_accuracy")
+
+
+def _read_netcdf(path: Path):
+    """The whole file as a Dataset, or a ValueError naming the file and what is wrong with it."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError, EOFError) as err:
+        # xarray says "did not find a match in any of xarray's currently installed IO backends" for a
+        # file that is no netCDF, netCDF4 says "HDF error" for a truncated one: neither names the file
+        reason = "it is not a netCDF file" if "IO backends" in str(err) else (
+            f"it is damaged or truncated ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+        raise ValueError(f"cannot read {str(path)!r} as a study's results: {reason}.") from None
+
+
+def _check_study_results(ds: Any, path: Path) -> None:
+    """Refuse a netCDF file that `geomkit study` did not write (or that lost variables on the way)."""
+    if "model" not in ds.dims or "accuracy" not in ds:
+        found = ", ".join(list(ds.data_vars)[:8]) or "none"
+        raise ValueError(f"{str(path)!r} is a netCDF file but not the results of `geomkit study` (no "
+                         f"'model' dimension or 'accuracy' variable; its variables: {found}).")
+    missing = [v for v in _STUDY_VARIABLES if v not in ds]
+    if missing:
+        raise ValueError(f"{str(path)!r} is a study's results without the variables {missing}; "
+                         "it cannot be reported (rerun `geomkit study`).")
 
 
 def _value(ds: Any, var: str, **sel: Any) -> float:
@@ -398,5 +440,5 @@ whether the claim holds on this data. Verdicts use the thresholds stated in the 
 <p class="meta">Rebuild this page without recomputing: <code>geomkit report results.nc</code>.</p>
 </body></html>
 """
-    out.write_text(page, encoding="utf-8")
+    atomic_write_text(out, page)  # a page cut short never replaces the old one
     return out

@@ -584,7 +584,7 @@ class FisherFlatness(_FlatnessBase):
     chunk_size : int, optional
         Inputs per vectorized call (bounded memory).
     device : None, str or torch.device
-        Where to compute; ``None`` is where the model is.
+        Where to compute; ``None`` is where the model is (see :ref:`devices`).
     eval_mode : bool, default=True
         Differentiate in eval mode (mode restored afterwards).
     progress : bool, default=True

@@ -51,6 +51,7 @@ holds the :class:`StudyConfig` as JSON.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -59,7 +60,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._atomic import atomic_write_text
+from ._progress import progress_bar
+from ._study_output import prepare_output
+
 __all__ = ["run", "ZOO", "StudyConfig"]
+
+_logger = logging.getLogger(__name__)  # "geomkit.study": the run's notes
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,7 @@ class StudyConfig:  # numpydoc ignore=PR01
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total)
+    return progress_bar(iterable, progress=progress, desc=desc, total=total)
 
 
 # --------------------------------------------------------------------------- the zoo
@@ -278,33 +281,64 @@ def _stamp(clf: Any, cfg: StudyConfig, X: np.ndarray, seed: int, data_hash: str)
             "params": _model_params(clf)}
 
 
+def _stamp_path(folder: Path, name: str) -> Path:
+    """``folder/<name>.study.json`` (not ``with_suffix``, which read ``spectral_a2.5`` as ``spectral_a2`` + ``.5``)."""
+    return folder / f"{name}.study.json"
+
+
+def _read_stamp(stamp: Path) -> dict[str, Any]:
+    """A checkpoint's stamp, or ``{}`` when it is missing, unreadable or not a JSON object."""
+    try:
+        found = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _load_checkpoint(clf: Any, path: Path, device: Any, log: Callable[..., None], name: str):
+    """The estimator saved in ``path``, or None (with a warning naming the file and the problem)."""
+    try:
+        return type(clf).load(path, device=device)
+    except (OSError, ValueError) as err:  # load() turns every damaged or tampered file into one of these
+        log(f"{name}: the checkpoint in {path} is unusable ({err}); retraining", logging.WARNING)
+        return None
+
+
+def _save_checkpoint(clf: Any, path: Path, stamp: Path, wanted: dict[str, Any]) -> None:
+    """Save ``clf`` and then its stamp; without a complete save there is no (matching) stamp."""
+    stamp.unlink(missing_ok=True)  # an interrupted save must not leave the old stamp beside new files
+    clf.save(path)
+    atomic_write_text(stamp, json.dumps(wanted, indent=1))
+
+
 def _train_or_load(name: str, entry: ZooEntry, cfg: StudyConfig, X, y, models_dir: Path, seed: int,
-                   device: Any, retrain: bool, progress: bool, log: Callable[[str], None],
-                   data_hash: str):
-    path = models_dir / name
-    stamp = path.with_suffix(".study.json")
+                   device: Any, retrain: bool, progress: bool, log: Callable[..., None],
+                   data_hash: str, reuse_dirs: tuple[Path, ...] = ()):
+    """Reuse the checkpoint of ``name`` whose stamp matches (in ``models_dir``, then ``reuse_dirs``),
+    else train and save it in ``models_dir``. ``log(message, level=logging.INFO)`` takes the notes."""
     clf = entry.build(cfg, int(X.shape[1]), seed, device, progress)
     wanted = _stamp(clf, cfg, X, seed, data_hash)
     if retrain:
         log(f"{name}: retraining (--retrain)")
-    elif stamp.is_file():
-        try:
-            found = json.loads(stamp.read_text())
-        except (OSError, ValueError):
-            found = {}
-        if found == wanted:
-            try:
-                loaded = type(clf).load(path, device=device)
-                log(f"{name}: reusing the checkpoint in {path} (pass --retrain to train again)")
-                return loaded, True
-            except (FileNotFoundError, ValueError, RuntimeError) as err:
-                log(f"{name}: checkpoint in {path} unusable ({err}); retraining")
-        else:
-            changed = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
-            log(f"{name}: the checkpoint in {path} was made with other {', '.join(changed)}; retraining")
+    else:
+        mismatch = None
+        for folder in (models_dir, *reuse_dirs):
+            stamp = _stamp_path(folder, name)
+            if not stamp.is_file():
+                continue
+            found = _read_stamp(stamp)
+            if found == wanted:
+                loaded = _load_checkpoint(clf, folder / name, device, log, name)
+                if loaded is not None:
+                    log(f"{name}: reusing the checkpoint in {folder / name} (pass --retrain to train again)")
+                    return loaded, True
+            elif mismatch is None:
+                changed = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
+                mismatch = f"{name}: the checkpoint in {folder / name} was made with other {', '.join(changed)}; retraining"
+        if mismatch is not None:
+            log(mismatch)
     clf.fit(X, y)
-    clf.save(path)
-    stamp.write_text(json.dumps(wanted, indent=1))
+    _save_checkpoint(clf, models_dir / name, _stamp_path(models_dir, name), wanted)
     return clf, False
 
 
@@ -585,6 +619,17 @@ def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[
 
 
 # --------------------------------------------------------------------------- the job
+def _study_device(device: Any):
+    """The device to run on: ``None`` means CUDA if available, else the CPU; one this machine lacks is refused."""
+    import torch
+
+    from ._backend import check_device
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(check_device(device, "device"))
+
+
 def _subsample(X: np.ndarray, y: np.ndarray, n: int | None, seed: int):
     if n is None or n >= len(X):
         return X, y
@@ -605,6 +650,7 @@ def run(
     models: list[str] | None = None,
     progress: bool = True,
     config: StudyConfig | None = None,
+    overwrite: bool = False,
 ):
     """Train the model zoo, measure every model and write the report.
 
@@ -627,17 +673,38 @@ def run(
     models : list of str, optional
         A subset of :data:`ZOO` (default: all).
     progress : bool, default=True
-        Progress bars for each stage.
+        Progress bars for each stage (the ``TQDM_DISABLE`` environment
+        variable also turns them off). The run's notes go to the
+        ``geomkit.study`` logger (INFO; a checkpoint that cannot be used:
+        WARNING) and into the results' attribute ``notes``.
     config : StudyConfig, optional
         Sizes of the run (epochs, units, inputs, attack budget); overrides
         ``quick``. Start from ``StudyConfig.make(quick)`` and change fields
         with :func:`dataclasses.replace`.
+    overwrite : bool, default=False
+        Write into an ``out`` that is not empty and was not written by a
+        study (its files with the output names are replaced). Without it such
+        a folder is refused before any work.
 
     Returns
     -------
     xarray.Dataset
         The results (see the module docstring for its variables), also saved
         as ``out/results.nc``.
+
+    Raises
+    ------
+    ValueError
+        For a ``device`` this machine does not have, or an ``out`` that is a
+        file or a foreign non-empty folder; checked before any work.
+    PermissionError
+        If ``out`` (or its ``models/``) is not writable; checked before any work.
+
+    Notes
+    -----
+    The outputs are written to a staging folder beside ``out`` and moved in
+    when all of them are complete: an interrupted run leaves ``out`` as it
+    was, and the checkpoints it finished are reused by the next run.
     """
     import platform
     from datetime import datetime, timezone
@@ -660,19 +727,17 @@ def run(
     unknown = [m for m in chosen if m not in zoo]
     if unknown:
         raise ValueError(f"models {unknown} are not in the zoo; choose from {list(ZOO)}.")
-    out = Path(out)
-    models_dir = out / "models"
-    figures_dir = out / "figures"
-    for folder in (out, models_dir, figures_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _study_device(device)
+    output, resumed = prepare_output(out, overwrite=overwrite)  # before any work: a refusal costs nothing
     notes: list[str] = []
 
-    def log(message: str) -> None:
+    def log(message: str, level: int = logging.INFO) -> None:
         notes.append(message)
-        if progress:
-            print(f"[geomkit study] {message}", flush=True)
+        _logger.log(level, message)
+
+    if resumed and not retrain:
+        log(f"an interrupted run left the checkpoints of {', '.join(resumed)} in {output.staged_models}; "
+            "they are reused where their stamps match")
 
     X_train, X_test, y_train, y_test = load_dataset(data, test_size=0.2, random_state=seed)
     X_train, y_train = _subsample(X_train, y_train, cfg.n_train, seed)
@@ -692,8 +757,8 @@ def run(
     for name in _progress(chosen, "study: models", progress):
         entry = zoo[name]
         t0 = time.perf_counter()
-        clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train, models_dir, seed, device,
-                                         retrain, progress, log, data_hash)
+        clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train, output.staged_models, seed,
+                                         device, retrain, progress, log, data_hash, reuse_dirs=(output.models,))
         if was_reused:
             reused.append(name)
         t1 = time.perf_counter()
@@ -717,9 +782,12 @@ def run(
                                      progress))
     ds.attrs["wall_time_s"] = round(time.perf_counter() - start, 1)
     ds.attrs["notes"] = "\n".join(notes)
-    ds.to_netcdf(out / "results.nc")
-    summary_table(ds).to_csv(out / "summary.csv", index=False)
-    build_report(ds, out / "report.html", figures_dir=figures_dir)
-    log(f"wrote {out / 'results.nc'}, {out / 'summary.csv'}, {figures_dir}/*.png and {out / 'report.html'} "
+    # everything goes to the staging folder first and moves into `out` once complete (_study_output)
+    ds.to_netcdf(output.staged("results.nc"))
+    summary_table(ds).to_csv(output.staged("summary.csv"), index=False)
+    build_report(ds, output.staged("report.html"), figures_dir=output.staged("figures"))
+    output.commit(chosen)
+    out = output.out
+    log(f"wrote {out / 'results.nc'}, {out / 'summary.csv'}, {out / 'figures'}/*.png and {out / 'report.html'} "
         f"in {ds.attrs['wall_time_s']:.0f} s")
     return ds

@@ -34,7 +34,7 @@ def gaussian_classes(n_per_class=60, n_classes=4, dim=30, separation=20.0, seed=
 
 def test_well_separated_classes_give_index_near_one():
     X, y = gaussian_classes()
-    est = CategorizationIndex(n_bootstrap=200, random_state=0).fit(X, y)
+    est = CategorizationIndex(n_bootstraps=200, random_state=0).fit(X, y)
     assert est.index_ >= 0.99
     assert est.pvalue_ < 1e-100
     assert est.ci_[0] >= 0.98
@@ -51,7 +51,7 @@ def test_shuffled_labels_give_index_near_zero():
 
 def test_index_equals_scipy_ks_on_the_same_pairs():
     X, y = gaussian_classes(separation=0.6, seed=3)  # a partial overlap: index far from 0 and 1
-    est = CategorizationIndex(n_bootstrap=0, random_state=7).fit(X, y)
+    est = CategorizationIndex(n_bootstraps=0, random_state=7).fit(X, y)
     within = np.array([distance.cosine(X[i], X[j]) for i, j in est.within_pairs_])
     between = np.array([distance.cosine(X[i], X[j]) for i, j in est.between_pairs_])
     np.testing.assert_allclose(est.within_distances_, within, rtol=1e-10, atol=1e-12)
@@ -89,8 +89,8 @@ def test_ks_statistics_equal_scipy_with_ties():
 
 def test_bootstrap_interval_narrows_like_one_over_sqrt_pairs():
     X, y = gaussian_classes(n_per_class=200, separation=0.5, seed=5)
-    w1000 = np.diff(CategorizationIndex(n_pairs=1000, n_bootstrap=400, random_state=0).fit(X, y).ci_)[0]
-    w4000 = np.diff(CategorizationIndex(n_pairs=4000, n_bootstrap=400, random_state=0).fit(X, y).ci_)[0]
+    w1000 = np.diff(CategorizationIndex(n_pairs=1000, n_bootstraps=400, random_state=0).fit(X, y).ci_)[0]
+    w4000 = np.diff(CategorizationIndex(n_pairs=4000, n_bootstraps=400, random_state=0).fit(X, y).ci_)[0]
     assert w4000 / w1000 == pytest.approx(0.5, abs=0.12)
 
 
@@ -123,7 +123,7 @@ def test_bad_labels_are_named():
         CategorizationIndex().fit(X, [0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match="metric must be"):
         categoricality_index(X, [0, 0, 0, 1, 1, 1], metric="no_such_metric")
-    with pytest.raises(ValueError, match="n_pairs must be >= 1"):
+    with pytest.raises(ValueError, match=r"CategorizationIndex: n_pairs must be an integer >= 10; got 0\."):
         CategorizationIndex(n_pairs=0).fit(X, [0, 0, 0, 1, 1, 1])
 
 
@@ -192,9 +192,9 @@ def test_torch_and_xarray_inputs_equal_numpy():
     X_t = torch.tensor(X, requires_grad=True)  # np.asarray of it raises in numpy
     y_t = torch.tensor(y)
     X_da = xr.DataArray(X, dims=("stimulus", "unit"))
-    ref = CategorizationIndex(n_bootstrap=30, random_state=0).fit(X, y)
+    ref = CategorizationIndex(n_bootstraps=30, random_state=0).fit(X, y)
     for Xi, yi in ((X_t, y_t), (X_da, y)):
-        est = CategorizationIndex(n_bootstrap=30, random_state=0).fit(Xi, yi)
+        est = CategorizationIndex(n_bootstraps=30, random_state=0).fit(Xi, yi)
         assert (est.index_, est.pvalue_, est.ci_) == (ref.index_, ref.pvalue_, ref.ci_)
         assert est.score(Xi, yi) == ref.score(X, y)
     sel_ref = CategorySelectivity().fit(X, y)
@@ -203,7 +203,7 @@ def test_torch_and_xarray_inputs_equal_numpy():
         np.testing.assert_array_equal(sel.d_prime_.values, sel_ref.d_prime_.values)
         assert sel.score(Xi, yi) == sel_ref.score(X, y) == sel_ref.selective_fraction_
     if torch.cuda.is_available():
-        est = CategorizationIndex(n_bootstrap=30, random_state=0).fit(X_t.cuda(), y_t.cuda())
+        est = CategorizationIndex(n_bootstraps=30, random_state=0).fit(X_t.cuda(), y_t.cuda())
         assert est.index_ == ref.index_
         sel = CategorySelectivity().fit(X_t.cuda(), y_t.cuda())
         np.testing.assert_array_equal(sel.d_prime_.values, sel_ref.d_prime_.values)
@@ -232,6 +232,6 @@ def test_plot_selectivity_draws_d_prime_of_the_most_selective_units():
     plt.close(ax.figure)
 
 
-@parametrize_with_checks([CategorizationIndex(n_bootstrap=20), CategorySelectivity()])
+@parametrize_with_checks([CategorizationIndex(n_bootstraps=20), CategorySelectivity()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -135,8 +135,8 @@ def test_noise_correction_recovers_the_noise_free_cka():
     corrected, naive = [], []
     for _ in range(40):
         X = S + 3.0 * rng.normal(size=(4, n, p))
-        corrected.append(cka(X, Y))
-        naive.append(cka(X, Y, noise_correction=False, debiased=True))
+        corrected.append(cka(X, Y, noise_correction="split"))
+        naive.append(cka(X, Y, noise_correction="none", debiased=True))
     se = np.std(corrected) / np.sqrt(len(corrected))
     assert abs(np.mean(corrected) - truth) < 4 * se + 1e-3
     assert truth - np.mean(naive) > 0.04  # the averaged repeats lose ~0.06 here
@@ -154,8 +154,8 @@ def test_noise_correction_on_both_sides_with_shared_trial_noise():
         shared = 2.0 * rng.normal(size=(4, n, p))
         X = S + shared + rng.normal(size=(4, n, p))
         Y = T + shared + rng.normal(size=(4, n, p))
-        corrected.append(cka(X, Y))
-        naive.append(cka(X, Y, debiased=True, noise_correction=False))
+        corrected.append(cka(X, Y, noise_correction="split"))
+        naive.append(cka(X, Y, debiased=True, noise_correction="none"))
     se = np.std(corrected) / np.sqrt(len(corrected))
     assert abs(np.mean(corrected) - truth) < 4 * se + 1e-3
     assert abs(np.mean(naive) - truth) > 0.1  # averaged repeats: 0.38 against 0.69
@@ -177,19 +177,26 @@ def test_estimator_matches_function_and_resamples():
     assert CKA(n_permutations=49, random_state=0).fit(X, rng.normal(size=(120, 4))).p_value_ > 0.05
 
 
+def _noise(*shape):
+    return np.random.default_rng(0).normal(size=shape)
+
+
 @pytest.mark.parametrize("call,error,match", [
-    (lambda: cka(np.ones((5, 3)), np.ones((6, 3))), ValueError, "same number of stimuli"),
+    (lambda: cka(_noise(5, 3), _noise(6, 3)), ValueError, "same stimuli"),
     (lambda: cka(np.ones((2, 3)), np.ones((2, 3))), ValueError, "at least 3"),
     (lambda: cka(np.full((5, 3), np.inf), np.ones((5, 3))), ValueError, "infinite"),
     (lambda: cka(np.ones((5, 3)), np.random.default_rng(0).normal(size=(5, 3))), ValueError,
      "X has zero variance"),
     (lambda: cka(np.random.default_rng(0).normal(size=(5, 3)), np.full((5, 9), 2.0)), ValueError,
      "Y has zero variance"),
-    (lambda: cka([np.ones((5, 3)), np.ones((4, 3))], np.ones((5, 3))), ValueError, "unequal shapes"),
-    (lambda: cka(np.ones((1, 5, 3)), np.ones((5, 3))), ValueError, "at least 2 repeats"),
-    (lambda: cka(np.random.default_rng(0).normal(size=(2, 9, 3)), np.eye(9), debiased=False),
+    (lambda: cka([np.ones((5, 3)), np.ones((4, 3))], np.ones((5, 3))), ValueError, "unequal shape"),
+    (lambda: cka(np.random.default_rng(0).normal(size=(1, 5, 3)), np.eye(5), noise_correction="split"),
+     ValueError, "needs repeats on at least one side"),
+    (lambda: cka(np.random.default_rng(0).normal(size=(2, 9, 3)), np.eye(9), debiased=False,
+                 noise_correction="split"),
      ValueError, "needs the debiased"),
-    (lambda: cka(np.random.default_rng(0).normal(size=(2, 9, 3)), np.eye(9), kernel="rbf"),
+    (lambda: cka(np.random.default_rng(0).normal(size=(2, 9, 3)), np.eye(9), kernel="rbf",
+                 noise_correction="split"),
      ValueError, "kernel='linear' only"),
     (lambda: cka(np.eye(3), np.eye(3), debiased=True), ValueError, "at least 4 stimuli"),
     (lambda: cka(np.eye(5), np.eye(5), kernel="poly"), ValueError, "kernel must be one of"),
@@ -226,7 +233,7 @@ def test_feature_route_never_forms_an_n_by_n_matrix(debiased):
     tracemalloc.start()
     try:
         cka(X, Y, debiased=debiased)
-        cka(np.stack([X, X + 0.1]), Y)  # the repeat-split route too
+        cka(np.stack([X, X + 0.1]), Y, noise_correction="split")  # the repeat-split route too
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

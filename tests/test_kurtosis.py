@@ -8,7 +8,13 @@ from scipy import stats
 from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from geomkit.measures.kurtosis import WeightKurtosis, excess_kurtosis, l1_l2_ratio, weight_kurtosis
+from geomkit.measures.kurtosis import (
+    WeightKurtosis,
+    excess_kurtosis,
+    l1_l2_ratio,
+    pooled_weight_kurtosis,
+    weight_kurtosis,
+)
 
 # Excess kurtosis and E|w| / sqrt(E w^2) of the three reference laws.
 LAWS = {
@@ -50,8 +56,8 @@ def test_per_layer_rows_and_pooled_value():
         nn.Linear(4 * 6 * 6, 20), nn.ReLU(), nn.Linear(20, 3),
     )
     table = weight_kurtosis(net)
-    assert list(table["layer"]) == ["0", "4", "6", "pooled"]  # batch norm scales are not weights
-    assert list(table["module"][:3]) == ["Conv2d", "Linear", "Linear"]
+    assert list(table["layer"]) == ["0", "4", "6"]  # batch norm scales are not weights
+    assert list(table["module"]) == ["Conv2d", "Linear", "Linear"]
     weights = [net[i].weight.detach().double().numpy().ravel() for i in (0, 4, 6)]
     for row, w in zip(table.itertuples(), weights):
         assert row.n_weights == w.size
@@ -59,13 +65,17 @@ def test_per_layer_rows_and_pooled_value():
         assert row.l1_l2_ratio == pytest.approx(np.abs(w).sum() / np.linalg.norm(w), rel=1e-12)
         assert row.l1_l2_normalized == pytest.approx(row.l1_l2_ratio / np.sqrt(w.size), rel=1e-12)
     pooled = np.concatenate(weights)
-    assert table.iloc[-1]["kurtosis"] == pytest.approx(stats.kurtosis(pooled), rel=1e-12)
+    summary = pooled_weight_kurtosis(net)
+    assert summary["kurtosis"] == pytest.approx(stats.kurtosis(pooled), rel=1e-12)
+    assert summary["n_weights"] == pooled.size and summary["layers"] == "0,4,6"
+    assert summary["l1_l2_ratio"] == pytest.approx(np.abs(pooled).sum() / np.linalg.norm(pooled), rel=1e-12)
     with_bias = weight_kurtosis(net, layers=["4"], include_bias=True)
     w4 = np.concatenate([weights[1], net[4].bias.detach().double().numpy()])
     assert with_bias.iloc[0]["n_weights"] == w4.size == 144 * 20 + 20
     assert with_bias.iloc[0]["kurtosis"] == pytest.approx(stats.kurtosis(w4), rel=1e-12)
-    from_dict = weight_kurtosis({"a": weights[0], "b": weights[2]})
-    assert from_dict.iloc[-1]["kurtosis"] == pytest.approx(stats.kurtosis(np.concatenate([weights[0], weights[2]])))
+    from_dict = pooled_weight_kurtosis({"a": weights[0], "b": weights[2]})
+    assert from_dict["kurtosis"] == pytest.approx(stats.kurtosis(np.concatenate([weights[0], weights[2]])))
+    assert list(weight_kurtosis({"a": weights[0], "b": weights[2]})["layer"]) == ["a", "b"]
 
 
 def test_closed_form_small_cases():

@@ -53,14 +53,14 @@ def test_categorization_by_layer_equals_the_estimator_on_each_layer():
     net.train()  # must be left in train mode
     x = torch.randn(90, 6, generator=torch.Generator().manual_seed(1))
     y = np.arange(90) % 3
-    table = categorization_by_layer(net, x, y, n_bootstrap=50, random_state=3, progress=False)
+    table = categorization_by_layer(net, x, y, n_bootstraps=50, random_state=3, progress=False)
     seed = int(np.random.default_rng(3).integers(2**32))  # one seed for all layers
     ds = extract(net, x, progress=False)
     spaces = {"input": x.numpy(), **{k: layer_activations(ds, k).values for k in ds.data_vars}}
     assert table["layer"].tolist() == list(spaces)
     assert table["depth"].tolist() == list(range(len(spaces)))
     for row in table.itertuples():
-        est = CategorizationIndex(n_bootstrap=50, random_state=seed).fit(spaces[row.layer], y)
+        est = CategorizationIndex(n_bootstraps=50, random_state=seed).fit(spaces[row.layer], y)
         assert row.index == est.index_
         assert (row.ci_low, row.ci_high) == est.ci_
         assert row.n_units == spaces[row.layer].shape[1]
@@ -72,11 +72,11 @@ def test_categorization_by_layer_reads_labels_from_a_dataloader():
     x = torch.randn(60, 6, generator=torch.Generator().manual_seed(2))
     y = torch.arange(60) % 3
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
-    from_loader = categorization_by_layer(net, loader, n_bootstrap=0, progress=False)
-    from_arrays = categorization_by_layer(net, x, y, n_bootstrap=0, progress=False)
+    from_loader = categorization_by_layer(net, loader, n_bootstraps=0, progress=False)
+    from_arrays = categorization_by_layer(net, x, y, n_bootstraps=0, progress=False)
     np.testing.assert_array_equal(from_loader["index"], from_arrays["index"])
     with pytest.raises(ValueError, match="labels are needed"):
-        categorization_by_layer(net, x, n_bootstrap=0, progress=False)
+        categorization_by_layer(net, x, n_bootstraps=0, progress=False)
 
 
 def test_shuffled_dataloader_keeps_inputs_and_labels_paired():
@@ -86,14 +86,14 @@ def test_shuffled_dataloader_keeps_inputs_and_labels_paired():
     x = torch.randn(80, 6, generator=gen) + 6.0 * torch.nn.functional.one_hot(y, 6).float()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16,
                                          shuffle=True, generator=torch.Generator().manual_seed(0))
-    table = categorization_by_layer(mlp(), loader, n_bootstrap=0, random_state=7, progress=False)
+    table = categorization_by_layer(mlp(), loader, n_bootstraps=0, random_state=7, progress=False)
     # The seed is that of the table; the pairs depend on the order of the labels, so the
     # reference is computed in the order the loader yielded (same generator state).
     order = torch.cat([yb for _, yb in torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.arange(80), y), batch_size=16, shuffle=True,
         generator=torch.Generator().manual_seed(0))]).numpy()
     seed = int(np.random.default_rng(7).integers(2**32))
-    est = CategorizationIndex(n_bootstrap=0, random_state=seed).fit(x.numpy()[order],
+    est = CategorizationIndex(n_bootstraps=0, random_state=seed).fit(x.numpy()[order],
                                                                     y.numpy()[order])
     row = table.set_index("layer").loc["input"]
     assert row["index"] == est.index_
@@ -105,8 +105,8 @@ def test_categorization_by_layer_reads_a_one_shot_iterable_once():
     x = torch.randn(48, 6, generator=torch.Generator().manual_seed(3))
     y = torch.arange(48) % 3
     batches = ((x[i : i + 10], y[i : i + 10]) for i in range(0, 48, 10))  # a generator
-    from_gen = categorization_by_layer(net, batches, n_bootstrap=0, progress=False)
-    from_arrays = categorization_by_layer(net, x, y, n_bootstrap=0, progress=False)
+    from_gen = categorization_by_layer(net, batches, n_bootstraps=0, progress=False)
+    from_arrays = categorization_by_layer(net, x, y, n_bootstraps=0, progress=False)
     np.testing.assert_array_equal(from_gen["index"], from_arrays["index"])
 
 
@@ -125,7 +125,7 @@ def test_training_makes_hidden_layers_more_categorical_than_the_input():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
-    table = categorization_by_layer(net, x, y, layers=["1", "3"], n_bootstrap=0, progress=False)
+    table = categorization_by_layer(net, x, y, layers=["1", "3"], n_bootstraps=0, progress=False)
     index = dict(zip(table["layer"], table["index"]))
     assert index["input"] < 0.7
     assert index["1"] > index["input"] + 0.05
@@ -390,3 +390,36 @@ def test_tuning_map_bad_input():
     two = torch.nn.Sequential(Pair())
     with pytest.raises(ValueError, match=r"layer '0' gave no single tensor output.*'0\[0\]'"):
         tuning_map(two, "0", 0, [0.0, 0.0], [1.0, 0.0], [0.0, 1.0])
+
+
+def test_plot_categorization_by_layer_labels_models_of_different_depth():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from geomkit.plotting import plot_categorization_by_layer
+
+    # Two made-up models: "deep" has 4 layers named by module, "shallow" 3 with other names.
+    deep = pd.DataFrame({"layer": ["input", "fc1", "fc2", "out"], "depth": [0, 1, 2, 3],
+                         "index": [0.1, 0.3, 0.5, 0.8], "ci_low": [0.05, 0.2, 0.4, 0.7],
+                         "ci_high": [0.15, 0.4, 0.6, 0.9]}).assign(model="deep")
+    shallow = pd.DataFrame({"layer": ["input", "hidden", "out"], "depth": [0, 1, 2],
+                            "index": [0.1, 0.6, 0.9], "ci_low": [0.0, 0.5, 0.85],
+                            "ci_high": [0.2, 0.7, 0.95]}).assign(model="shallow")
+    ax = plot_categorization_by_layer(pd.concat([deep, shallow]), hue="model", linewidth=3)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["input", "fc1 / hidden", "fc2 / out", "out"]
+    np.testing.assert_array_equal(ax.get_xticks(), [0, 1, 2, 3])
+    lines = [line for line in ax.get_lines() if len(line.get_xdata())]  # not the legend handles
+    assert len(lines) == 2
+    np.testing.assert_array_equal(lines[0].get_ydata(), deep["index"])
+    np.testing.assert_array_equal(lines[1].get_ydata(), shallow["index"])
+    assert {line.get_linewidth() for line in lines} == {3}
+    # Each band is drawn in its line's colour between the interval bounds.
+    for band, line, rows in zip(ax.collections, lines, (deep, shallow)):
+        np.testing.assert_allclose(band.get_facecolor()[0][:3], matplotlib.colors.to_rgb(line.get_color()))
+        path = band.get_paths()[0].vertices
+        assert path[:, 1].min() == rows["ci_low"].min() and path[:, 1].max() == rows["ci_high"].max()
+    plt.close("all")

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from geomkit.probe import Recorder, extract, layer_activations, layer_moments, resolve_layers
+from geomkit.probe import Recorder, extract, layer_activations, layer_moments, resolve_layers, unstack_units
 
 
 def _mlp():
@@ -114,7 +114,8 @@ def test_conv_coordinates_and_netcdf_round_trip(tmp_path, rng):
     # Unit coordinates address the conv map: value at (channel, y, x) is the map's value there.
     for unit in (0, 17, 47):
         c, y, x = (int(conv[coord][unit]) for coord in ("channel", "y", "x"))
-        np.testing.assert_allclose(conv.values[:, unit], direct[:, c, y, x], rtol=1e-6)
+        # one batch of 9 in both: the same conv on the same shape, equal bit for bit
+        np.testing.assert_array_equal(conv.values[:, unit], direct[:, c, y, x])
     np.testing.assert_array_equal(ds["label"].values, labels)
     path = tmp_path / "acts.nc"
     ds.to_netcdf(path)
@@ -245,7 +246,8 @@ def test_device_argument_runs_there_and_leaves_the_model_where_it_was(rng):
     ds = extract(model, X, ["3"], device="cpu", progress=False)
     np.testing.assert_array_equal(ds["3"].values, ref["3"].values)
     with torch.no_grad():
-        np.testing.assert_allclose(ds["3"].values, model[:4](torch.from_numpy(X)).numpy(), rtol=1e-6)
+        # one batch of 20 in both (batch_size 256): equal bit for bit
+        np.testing.assert_array_equal(ds["3"].values, model[:4](torch.from_numpy(X)).numpy())
     assert model[0].weight is weight and weight.data_ptr() == ptr and weight.device.type == "cpu"
 
 
@@ -286,8 +288,8 @@ def test_a_layer_that_never_runs_is_an_error(rng):
             func(model, X, ["used", "unused"], progress=False)
         _assert_unchanged(model, snap)
     with torch.no_grad():
-        np.testing.assert_allclose(
-            extract(model, X, ["used"], progress=False)["used"].values, model(torch.from_numpy(X)).numpy(), rtol=1e-6
+        np.testing.assert_array_equal(  # one batch of 5 in both: bit for bit
+            extract(model, X, ["used"], progress=False)["used"].values, model(torch.from_numpy(X)).numpy()
         )
 
 
@@ -308,7 +310,7 @@ def test_whole_model_and_a_submodule_named_output_collide(rng):
     # Each alone is recorded under "output": the model's output is twice its submodule's.
     whole = extract(model, X, [""], progress=False)["output"].values
     sub = extract(model, X, ["output"], progress=False)["output"].values
-    np.testing.assert_allclose(whole, 2.0 * sub, rtol=1e-6)
+    np.testing.assert_array_equal(whole, 2.0 * sub)  # same batch; doubling is exact in float32
 
 
 def test_two_modules_producing_one_record_key_is_an_error():
@@ -386,3 +388,59 @@ def test_covariance_route_holds_no_activation_rows(rng, monkeypatch):
     assert held["covariance", 60] == held["covariance", 600] == 4 + 16
     # The Gram route keeps every row (so the count above can see rows when there are some).
     assert held["gram", 600] - held["gram", 60] == 540 * 4
+
+
+class _TinyTransformer(nn.Module):
+    """Token ids and an attention mask as keyword inputs, like a HuggingFace model."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(20, 8)
+        self.block = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True, dropout=0.0)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, input_ids, attention_mask):
+        h = self.block(self.embed(input_ids), src_key_padding_mask=attention_mask == 0)
+        return self.head(h[:, 0])
+
+
+def test_dict_batches_are_keyword_inputs_and_tokens_get_a_token_axis():
+    model = _TinyTransformer()
+    ids = torch.randint(0, 20, (6, 5), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(6, 5, dtype=torch.long)
+    mask[4:, 3:] = 0
+    batches = [{"input_ids": ids[:4], "attention_mask": mask[:4], "labels": torch.tensor([0, 1, 2, 0])},
+               {"input_ids": ids[4:], "attention_mask": mask[4:], "labels": torch.tensor([1, 2])}]
+    ds = extract(model, batches, ["embed", "block", "head"], progress=False)
+    np.testing.assert_array_equal(ds["label"].values, [0, 1, 2, 0, 1, 2])
+    assert ds["embed"].attrs["feature_shape"] == "5,8"
+    emb = layer_activations(ds, "embed")
+    assert {"token", "feature"} <= set(emb.coords)
+    with torch.no_grad():
+        ref = [model.block(model.embed(b["input_ids"]), src_key_padding_mask=b["attention_mask"] == 0)
+               for b in batches]
+    block = unstack_units(layer_activations(ds, "block"))
+    assert block.dims == ("stimulus", "token", "feature") and block.shape == (6, 5, 8)
+    np.testing.assert_array_equal(block.values, torch.cat(ref).numpy())
+    np.testing.assert_array_equal(unstack_units(emb).values, model.embed(ids).detach().numpy())
+    # Without labels in the dicts the label coordinate is absent; without model inputs: an error.
+    plain = extract(model, [{"input_ids": ids, "attention_mask": mask}], ["head"], progress=False)
+    assert "label" not in plain.coords and plain["head"].shape == (6, 3)
+    with pytest.raises(ValueError, match="needs model inputs besides its labels"):
+        extract(model, [{"labels": torch.tensor([0])}], ["head"], progress=False)
+
+
+def test_unstack_units_restores_conv_maps():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU())
+    x = torch.randn(4, 2, 7, 6)
+    ds = extract(net, x, ["0"], progress=False)
+    maps = unstack_units(layer_activations(ds, "0"))
+    assert maps.dims == ("stimulus", "channel", "y", "x") and maps.shape == (4, 3, 5, 4)
+    with torch.no_grad():
+        np.testing.assert_array_equal(maps.values, net[0](x).numpy())
+    dense = layer_activations(extract(nn.Sequential(nn.Linear(3, 2)), torch.randn(4, 3), progress=False), "0")
+    assert unstack_units(dense) is dense
+    with pytest.raises(TypeError, match="'unit' dim"):
+        unstack_units(ds)

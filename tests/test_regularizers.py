@@ -260,7 +260,7 @@ def test_jacobian_projection_estimate_is_unbiased(layer):
     h = net.hidden1(x)
     outputs["act1"] = net.act1(h)
     logits = net.out(outputs["act1"])
-    reg = JacobianRegularizer(strength=1.0, n_proj=1000, layer=layer)
+    reg = JacobianRegularizer(strength=1.0, n_projections=1000, layer=layer)
     value = float(reg.term(BatchContext(net, x, logits, outputs)))
     assert value == pytest.approx(exact_jacobian_sq(net, x.detach(), layer), rel=0.05)
 

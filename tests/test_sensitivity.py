@@ -325,7 +325,7 @@ def test_plots_draw_the_computed_numbers():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from geomkit.measures.kurtosis import weight_kurtosis
+    from geomkit.measures.kurtosis import pooled_weight_kurtosis, weight_kurtosis
     from geomkit.plotting import plot_flatness, plot_flatness_spectrum, plot_weight_kurtosis
 
     net = mlp()
@@ -341,6 +341,11 @@ def test_plots_draw_the_computed_numbers():
     ax = plot_weight_kurtosis(table)
     heights = [p.get_height() for p in ax.patches]
     np.testing.assert_allclose(heights, table["kurtosis"])
+    pooled = pooled_weight_kurtosis(net)
+    ax = plot_weight_kurtosis(table, pooled=pooled, alpha=0.5)
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], [*table["kurtosis"], pooled["kurtosis"]])
+    assert [p.get_alpha() for p in ax.patches] == [0.5] * (len(table) + 1)  # kwargs reach seaborn
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "pooled"
     with pytest.raises(ValueError, match="hue='network'"):
         plot_flatness(est, hue="network")
     plt.close("all")

@@ -377,3 +377,18 @@ def test_full_size_batch_equals_gudhi(sigma):
         for dim, got in ((0, h0), (1, h1)):
             ref = [(-b, -d) for k, (b, d) in pairs if k == dim and d > b]
             np.testing.assert_allclose(rows(got), rows(ref), rtol=1e-12)
+
+
+def test_feature_names_and_pandas_output_match_the_signature():
+    import pandas as pd
+
+    y, x = np.mgrid[:16, :16]
+    maps = np.stack([np.exp(-((x - c) ** 2 + (y - 8) ** 2) / 10) for c in (4, 8, 12)])
+    topo = LevelSetTopology(n_levels=11).fit(maps)
+    names = topo.get_feature_names_out()
+    assert names.tolist() == [f"loop_level{k:02d}" for k in range(11)] + [f"line_level{k:02d}" for k in range(11)]
+    frame = topo.set_output(transform="pandas").transform(maps)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == names.tolist()
+    # Column "loop_level<k>" holds the loop count at level k of signatures_ (one bump: one loop).
+    np.testing.assert_array_equal(frame.filter(like="loop_").values, topo.signatures_.sel(kind="loop").values)
+    np.testing.assert_array_equal(frame.filter(like="line_").values, topo.signatures_.sel(kind="line").values)

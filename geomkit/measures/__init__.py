@@ -1,6 +1,6 @@
 """Array in, numbers out: scikit-learn estimators that need no torch model."""
 
-from .kurtosis import WeightKurtosis, excess_kurtosis, l1_l2_ratio, weight_kurtosis
+from .kurtosis import WeightKurtosis, excess_kurtosis, l1_l2_ratio, pooled_weight_kurtosis, weight_kurtosis
 from .categorization import (
     CategorizationIndex,
     CategorySelectivity,
@@ -17,6 +17,7 @@ from .spectrum import (
     smoothness_threshold,
 )
 from .weight_spectra import weight_spectra
+from .repeats import split_half
 from .topology import (
     LevelSetTopology,
     betti_curves,
@@ -29,6 +30,9 @@ from .topology import (
 from .cka import CKA, cka
 from .rsa import RSA, compare_rdms, rdm, rsa
 from .compare import compare_layers
+from .shape import ShapeMetric, shape_distance
+from .cca import canonical_correlations, cca_similarity
+from .encoding import EncodingModel, encoding_similarity, noise_ceiling, pearson_per_unit
 
 __all__: list[str] = [
     "PowerLawSpectrum",
@@ -39,8 +43,10 @@ __all__: list[str] = [
     "power_law_exponent",
     "smoothness_threshold",
     "weight_spectra",
+    "split_half",
     "WeightKurtosis",
     "weight_kurtosis",
+    "pooled_weight_kurtosis",
     "excess_kurtosis",
     "l1_l2_ratio",
     "CategorizationIndex",
@@ -61,4 +67,12 @@ __all__: list[str] = [
     "rdm",
     "compare_rdms",
     "compare_layers",
+    "ShapeMetric",
+    "shape_distance",
+    "cca_similarity",
+    "canonical_correlations",
+    "EncodingModel",
+    "encoding_similarity",
+    "noise_ceiling",
+    "pearson_per_unit",
 ]

@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._params import RANDOM_STATE, Integer, Real, validate_params
-from ._paired_input import check_paired
+from ._repeats import check_pair
 from ._resampling import resample_similarity
 
 __all__ = ["RESAMPLING_CONSTRAINTS"]
@@ -55,7 +55,7 @@ class _PairedSimilarity(BaseEstimator):
             The fitted estimator.
         """
         validate_params(self.get_params(), self._parameter_constraints, caller=type(self).__name__)
-        X, Y = check_paired(X, Y)
+        X, Y = check_pair(X, Y)
         self._fit_extra(X, Y)
         result = resample_similarity(
             self._statistic, X, Y, n_bootstraps=self.n_bootstraps,
@@ -86,5 +86,5 @@ class _PairedSimilarity(BaseEstimator):
             The similarity (no resampling).
         """
         check_is_fitted(self, "value_")
-        X, Y = check_paired(X, Y)
+        X, Y = check_pair(X, Y)
         return self._statistic(X, Y)

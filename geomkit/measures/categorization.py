@@ -33,7 +33,22 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._params import (
+    DEPRECATED,
+    RANDOM_STATE,
+    Integer,
+    Options,
+    Real,
+    check_random_state,
+    renamed_parameter,
+    validate_params,
+)
 from .._validation import check_float, check_int, host_array, to_numpy
+
+MIN_PAIRS = 10
+"""Fewest pairs of each kind :class:`CategorizationIndex` accepts: the KS statistic of
+n against n distances moves in steps of 1/n, so with 1 pair it is 0 or 1 and its
+bootstrap interval a single point (a confident-looking number that measures nothing)."""
 
 __all__ = [
     "CategorizationIndex",
@@ -95,10 +110,10 @@ def sample_category_pairs(y: Any, n_pairs: int = 1000, random_state: Any = None)
     >>> within.shape, between.shape
     ((4, 2), (4, 2))
     """
-    y = to_numpy(y)
+    y = to_numpy(y, "y")
     n_pairs = check_int(n_pairs, "n_pairs", low=1)
+    rng = check_random_state(random_state)
     _, codes, counts = _class_index(y)
-    rng = np.random.default_rng(random_state)
     n_classes = counts.size
     members = np.argsort(codes, kind="stable")  # items grouped by class
     start = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -135,11 +150,33 @@ def paired_distances(X: np.ndarray, pairs: np.ndarray, metric: Any = "cosine") -
     -------
     ndarray of shape (n_pairs,), float64
 
+    Raises
+    ------
+    ValueError
+        If the metric gives NaN for any pair (the index would silently be NaN).
+
     Notes
     -----
     A cosine (or correlation) distance involving an all-zero (or constant) row
     is undefined; it is set to 1 (orthogonal) with a warning.
     """
+    return _finite_distances(_paired_distances(X, pairs, metric), pairs, metric)
+
+
+def _finite_distances(d: np.ndarray, pairs: np.ndarray, metric: Any) -> np.ndarray:
+    bad = np.isnan(d)
+    if bad.any():
+        name = metric if isinstance(metric, str) else getattr(metric, "__name__", repr(metric))
+        first = tuple(int(i) for i in pairs[np.argmax(bad)])
+        raise ValueError(
+            f"metric {name!r} returned NaN for {int(bad.sum())} of {len(d)} pairs (first: items "
+            f"{first}); the index needs a distance for every pair. Check the metric and the "
+            "rows it was given (all-zero or constant rows, NaN inside a callable)."
+        )
+    return d
+
+
+def _paired_distances(X: np.ndarray, pairs: np.ndarray, metric: Any) -> np.ndarray:
     u = np.asarray(X[pairs[:, 0]], dtype=np.float64)
     v = np.asarray(X[pairs[:, 1]], dtype=np.float64)
     if metric in ("cosine", "correlation"):
@@ -237,10 +274,11 @@ def categoricality_index(
     y : array-like of shape (n_items,)
         Category labels (at least 2 classes, each with at least 2 items).
     n_pairs : int, default=1000
-        Within- and between-category pairs drawn (each).
+        Within- and between-category pairs drawn (each), at least
+        10 (``MIN_PAIRS``).
     metric : str or callable, default="cosine"
         See :func:`paired_distances`.
-    random_state : None, int or numpy.random.Generator
+    random_state : None, int, numpy.random.Generator or RandomState
 
     Returns
     -------
@@ -257,7 +295,7 @@ def categoricality_index(
     >>> round(categoricality_index(X, y, random_state=0), 2)
     1.0
     """
-    est = CategorizationIndex(n_pairs=n_pairs, metric=metric, n_bootstrap=0,
+    est = CategorizationIndex(n_pairs=n_pairs, metric=metric, n_bootstraps=0,
                               random_state=random_state)
     return est.fit(X, y).index_
 
@@ -273,16 +311,22 @@ class CategorizationIndex(BaseEstimator):
     Parameters
     ----------
     n_pairs : int, default=1000
-        Within-category and between-category pairs drawn (each).
+        Within-category and between-category pairs drawn (each), at least
+        10 (``MIN_PAIRS``): fewer cannot give a meaningful index.
     metric : str or callable, default="cosine"
         Distance between two representations (see :func:`paired_distances`).
-    n_bootstrap : int, default=1000
-        Bootstrap resamples of the pairs for the confidence interval (0: none).
-    confidence : float, default=0.95
-        Level of the percentile bootstrap interval.
-    random_state : None, int or numpy.random.Generator, default=None
+        A metric that returns NaN for a pair raises a ``ValueError``.
+    n_bootstraps : int, default=1000
+        Bootstrap resamples of the pairs for the confidence interval: 0 (no
+        interval) or at least 2.
+    confidence_level : float, default=0.95
+        Level of the percentile bootstrap interval, strictly between 0 and 1.
+    random_state : None, int, numpy.random.Generator or RandomState, default=None
         Seeds the pairs and the bootstrap; the same seed and labels give the
         same pairs, so several layers can be compared on identical pairs.
+    n_bootstrap, confidence : deprecated
+        Old names of ``n_bootstraps`` and ``confidence_level``; they still work
+        for one release, with a ``DeprecationWarning``.
 
     Attributes
     ----------
@@ -291,8 +335,8 @@ class CategorizationIndex(BaseEstimator):
     pvalue_ : float
         Two-sided KS test p-value (``scipy.stats.ks_2samp``).
     ci_ : (float, float)
-        Bootstrap interval of the index ((nan, nan) when ``n_bootstrap=0``).
-    bootstrap_ : ndarray of shape (n_bootstrap,)
+        Bootstrap interval of the index ((nan, nan) when ``n_bootstraps=0``).
+    bootstrap_ : ndarray of shape (n_bootstraps,)
         Bootstrap replicates of the index.
     within_pairs_, between_pairs_ : ndarray of shape (n_pairs, 2)
         Item indices of the drawn pairs.
@@ -314,19 +358,44 @@ class CategorizationIndex(BaseEstimator):
     (0.86, [0.84, 0.88])
     """
 
+    _parameter_constraints: dict = {
+        "n_pairs": [Integer(MIN_PAIRS, None)],
+        "n_bootstraps": [Options(0), Integer(2, None)],
+        "confidence_level": [Real(0, 1, closed="neither")],
+        "random_state": [RANDOM_STATE],
+    }
+
     def __init__(
         self,
         n_pairs: int = 1000,
         metric: Any = "cosine",
-        n_bootstrap: int = 1000,
-        confidence: float = 0.95,
+        n_bootstraps: int = 1000,
+        confidence_level: float = 0.95,
         random_state: Any = None,
+        *,
+        n_bootstrap: Any = DEPRECATED,
+        confidence: Any = DEPRECATED,
     ):
         self.n_pairs = n_pairs
         self.metric = metric
+        self.n_bootstraps = n_bootstraps
+        self.confidence_level = confidence_level
+        self.random_state = random_state
         self.n_bootstrap = n_bootstrap
         self.confidence = confidence
-        self.random_state = random_state
+
+    def _settings(self) -> dict:
+        """The parameters under their current names (old names resolved), validated."""
+        caller = type(self).__name__
+        params = self.get_params(deep=False)
+        params["n_bootstraps"] = renamed_parameter(
+            "n_bootstrap", params.pop("n_bootstrap"), "n_bootstraps", self.n_bootstraps,
+            caller=caller, new_default=1000, stacklevel=4)
+        params["confidence_level"] = renamed_parameter(
+            "confidence", params.pop("confidence"), "confidence_level", self.confidence_level,
+            caller=caller, new_default=0.95, stacklevel=4)
+        validate_params(params, self._parameter_constraints, caller=caller)
+        return params
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -335,12 +404,9 @@ class CategorizationIndex(BaseEstimator):
         return tags
 
     def _validate(self, X: Any, y: Any, reset: bool):
-        check_int(self.n_pairs, "n_pairs", low=1)
-        check_int(self.n_bootstrap, "n_bootstrap", low=0)
-        check_float(self.confidence, "confidence", low=0.0, high=1.0, low_inclusive=False)
         _check_metric(self.metric)
         X, y = host_array(X), host_array(y)
-        y_arr = to_numpy(y) if y is not None else None
+        y_arr = np.asarray(y) if y is not None else None  # length only: validate_data judges the values
         if y_arr is not None and y_arr.ndim == 1 and len(y_arr) != _n_rows(X):
             raise ValueError(
                 f"y has {len(y_arr)} label(s) but X has {_n_rows(X)} item(s); they must match."
@@ -361,9 +427,10 @@ class CategorizationIndex(BaseEstimator):
         -------
         self
         """
+        settings = self._settings()
         X, y = self._validate(X, y, reset=True)
         self.classes_ = _class_index(y)[0]
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
         self.within_pairs_, self.between_pairs_ = sample_category_pairs(y, self.n_pairs, rng)
         self.within_distances_ = paired_distances(X, self.within_pairs_, self.metric)
         self.between_distances_ = paired_distances(X, self.between_pairs_, self.metric)
@@ -371,7 +438,8 @@ class CategorizationIndex(BaseEstimator):
             self.within_distances_, self.between_distances_
         )
         self.bootstrap_, self.ci_ = _bootstrap(
-            self.within_distances_, self.between_distances_, self.n_bootstrap, self.confidence, rng
+            self.within_distances_, self.between_distances_, settings["n_bootstraps"],
+            settings["confidence_level"], rng,
         )
         return self
 
@@ -395,8 +463,9 @@ class CategorizationIndex(BaseEstimator):
             The categoricality index, in [0, 1].
         """
         check_is_fitted(self)
+        self._settings()
         X, y = self._validate(X, y, reset=False)
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
         within, between = sample_category_pairs(y, self.n_pairs, rng)
         return _index_from_distances(
             paired_distances(X, within, self.metric), paired_distances(X, between, self.metric)
@@ -408,18 +477,18 @@ def _n_rows(X: Any) -> int:
     return int(shape[0]) if shape else len(X)
 
 
-def _bootstrap(within, between, n_bootstrap, confidence, rng):
+def _bootstrap(within, between, n_bootstraps, confidence_level, rng):
     """Percentile interval of the KS statistic over resamples of the pairs."""
-    if n_bootstrap == 0:
+    if n_bootstraps == 0:
         return np.empty(0), (np.nan, np.nan)
-    reps = np.empty(n_bootstrap)
+    reps = np.empty(n_bootstraps)
     chunk = max(1, 2_000_000 // (within.size + between.size))  # bounded memory
-    for start in range(0, n_bootstrap, chunk):
-        k = min(chunk, n_bootstrap - start)
+    for start in range(0, n_bootstraps, chunk):
+        k = min(chunk, n_bootstraps - start)
         w = within[rng.integers(within.size, size=(k, within.size))]
         b = between[rng.integers(between.size, size=(k, between.size))]
         reps[start : start + k] = ks_statistics(b, w)
-    tail = 100 * (1 - confidence) / 2
+    tail = 100 * (1 - confidence_level) / 2
     low, high = np.percentile(reps, [tail, 100 - tail])
     return reps, (float(low), float(high))
 
@@ -455,7 +524,7 @@ def category_selectivity(X: Any, y: Any, *, unit_coords: Any = None):
 
     if unit_coords is None and type(X).__module__.startswith("xarray") and "unit" in X.dims:
         unit_coords = X["unit"].values
-    X = np.asarray(to_numpy(X), dtype=np.float64)
+    X = np.asarray(to_numpy(X, "X"), dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_stimuli, n_units); got shape {X.shape}.")
     if not np.isfinite(X).all():
@@ -560,7 +629,7 @@ class CategorySelectivity(BaseEstimator):
         if type(X).__module__.startswith("xarray") and "unit" in getattr(X, "dims", ()):
             unit_coords = X["unit"].values
         X, y = host_array(X), host_array(y)
-        y_arr = to_numpy(y) if y is not None else None
+        y_arr = np.asarray(y) if y is not None else None  # length only: validate_data judges the values
         if y_arr is not None and y_arr.ndim == 1 and len(y_arr) != _n_rows(X):
             raise ValueError(
                 f"y has {len(y_arr)} label(s) but X has {_n_rows(X)} stimuli; they must match."

@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from .._params import Boolean, Options, Real, validate_params
-from ._paired_input import check_paired, repeat_halves
+from ._repeats import NOISE_CORRECTIONS, check_pair, check_split_possible, halves, has_repeats, trial_mean
 from ._similarity_estimator import RESAMPLING_CONSTRAINTS, _PairedSimilarity
 
 __all__ = ["cka", "CKA"]
@@ -245,47 +245,46 @@ _CONSTRAINTS = {
     "kernel": [Options("linear", "rbf")],
     "debiased": [Boolean(), None],
     "sigma": [Real(0, None, closed="neither")],
-    "noise_correction": [Boolean()],
+    "noise_correction": [Options(*NOISE_CORRECTIONS)],
 }
 
 
-def _resolve_debiased(debiased: bool | None, has_repeats: bool, noise_correction: bool,
-                      kernel: str) -> bool:
-    corrected = has_repeats and noise_correction
+def _resolve_debiased(debiased: bool | None, corrected: bool, kernel: str) -> bool:
     if corrected and kernel != "linear":
         raise ValueError(
             "cka: the repeat-split noise correction is defined for kernel='linear' only (an RBF "
             "kernel of noisy responses is biased even across repeats); got kernel="
-            f"{kernel!r}. Pass noise_correction=False to average the repeats first."
+            f"{kernel!r}. Pass noise_correction='none' to average the repeats first."
         )
     if corrected and debiased is False:
         raise ValueError(
             "cka: the repeat-split noise correction needs the debiased (unbiased) HSIC; the "
             "biased one keeps trial noise in its diagonal terms. Got debiased=False with "
-            "repeats; pass debiased=True (or None), or noise_correction=False."
+            "noise_correction='split'; pass debiased=True (or None), or noise_correction='none'."
         )
     return corrected if debiased is None else bool(debiased)
 
 
 def _cka_arrays(X: np.ndarray, Y: np.ndarray, *, kernel: str, debiased: bool | None,
-                sigma: float, noise_correction: bool) -> float:
+                sigma: float, noise_correction: str) -> float:
     """CKA of two checked float64 arrays (2-D, or 3-D with repeats)."""
-    has_repeats = X.ndim == 3 or Y.ndim == 3
-    debiased = _resolve_debiased(debiased, has_repeats, noise_correction, kernel)
+    corrected = noise_correction == "split"
+    if corrected:
+        check_split_possible(X, Y, "cka")
+    debiased = _resolve_debiased(debiased, corrected, kernel)
     n = X.shape[-2]
     if debiased and n < 4:
         raise ValueError(f"cka: debiased=True needs at least 4 stimuli; got {n}.")
-    corrected = has_repeats and noise_correction
     kw = dict(kernel=kernel, debiased=debiased, sigma=sigma)
-    mean_x, mean_y = (A.mean(axis=0) if A.ndim == 3 else A for A in (X, Y))
+    mean_x, mean_y = trial_mean(X), trial_mean(Y)
     px, py = _prepare(mean_x, name="X", **kw), _prepare(mean_y, name="Y", **kw)
     if not corrected:
         return _ratio(_cross_hsic(px, py), px.self_hsic, py.self_hsic)
-    hxx = _split_self_hsic(*repeat_halves(X)) if X.ndim == 3 else px.self_hsic
-    hyy = _split_self_hsic(*repeat_halves(Y)) if Y.ndim == 3 else py.self_hsic
-    if X.ndim == 3 and Y.ndim == 3 and X.shape[0] == Y.shape[0]:
+    hxx = _split_self_hsic(*halves(X)) if has_repeats(X) else px.self_hsic
+    hyy = _split_self_hsic(*halves(Y)) if has_repeats(Y) else py.self_hsic
+    if has_repeats(X) and has_repeats(Y) and X.shape[0] == Y.shape[0]:
         # Same trials on both sides: pair opposite halves so that shared trial noise cancels.
-        (x1, x2), (y1, y2) = repeat_halves(X), repeat_halves(Y)
+        (x1, x2), (y1, y2) = halves(X), halves(Y)
         hxy = 0.5 * sum(_cross_hsic(_prepare(a, name="X", **kw), _prepare(b, name="Y", **kw))
                         for a, b in ((x1, y2), (x2, y1)))
     else:
@@ -311,7 +310,7 @@ def cka(
     kernel: str = "linear",
     debiased: bool | None = None,
     sigma: float = 1.0,
-    noise_correction: bool = True,
+    noise_correction: str = "none",
 ) -> float:
     """Centred kernel alignment between two representations of the same stimuli.
 
@@ -328,16 +327,16 @@ def cka(
         when a side has more stimuli than units (no n x n matrix).
     debiased : bool or None, default=None
         Use the unbiased HSIC of Song et al. (2012). None means False for
-        2-D inputs and True when a repeat axis is noise-corrected (which
-        needs it).
+        ``noise_correction="none"`` and True for ``"split"`` (which needs it).
     sigma : float, default=1.0
         RBF bandwidth as a multiple of the median Euclidean distance between
         distinct stimuli (kernel="rbf" only).
-    noise_correction : bool, default=True
-        With a repeat axis: the repeat-split estimator, whose HSIC terms are
-        unbiased for the noise-free signal under trial noise independent
-        across repeats and stimuli (module docstring). False averages the
-        repeats first (noise then deflates CKA).
+    noise_correction : {"none", "split"}, default="none"
+        ``"split"`` (needs a repeat axis on at least one side): the
+        repeat-split estimator, whose HSIC terms are unbiased for the
+        noise-free signal under trial noise independent across repeats and
+        stimuli (module docstring). ``"none"`` averages the repeats first
+        (noise then deflates CKA).
 
     Returns
     -------
@@ -375,7 +374,7 @@ def cka(
          "noise_correction": noise_correction},
         _CONSTRAINTS, caller="cka",
     )
-    X, Y = check_paired(X, Y)
+    X, Y = check_pair(X, Y)
     return _cka_arrays(X, Y, kernel=kernel, debiased=debiased, sigma=sigma,
                        noise_correction=noise_correction)
 
@@ -396,8 +395,8 @@ class CKA(_PairedSimilarity):
         See :func:`cka`.
     sigma : float, default=1.0
         RBF bandwidth in units of the median inter-stimulus distance.
-    noise_correction : bool, default=True
-        Repeat-split estimate when an input has a repeat axis.
+    noise_correction : {"none", "split"}, default="none"
+        ``"split"``: the repeat-split estimate (see :func:`cka`).
     n_bootstraps : int, default=0
         Paired bootstrap resamples of the stimuli (0: no interval).
     n_permutations : int, default=0
@@ -443,7 +442,7 @@ class CKA(_PairedSimilarity):
     }
 
     def __init__(self, *, kernel: str = "linear", debiased: bool | None = None,
-                 sigma: float = 1.0, noise_correction: bool = True, n_bootstraps: int = 0,
+                 sigma: float = 1.0, noise_correction: str = "none", n_bootstraps: int = 0,
                  n_permutations: int = 0, confidence_level: float = 0.95,
                  random_state: Any = None) -> None:
         self.kernel = kernel

@@ -24,7 +24,6 @@ import numpy as np
 
 from .._params import RANDOM_STATE, Integer, Options, Real, check_random_state, validate_params
 from .._validation import as_float_array
-from ._paired_input import MIN_STIMULI
 from ._resampling import percentile_interval, permutation_p_value
 from .cka import _CONSTRAINTS as _CKA_CONSTRAINTS
 from .cka import _cross_hsic, _prepare, _ratio, _subset
@@ -66,7 +65,7 @@ def _layers(acts: Any, name: str, layers: Any) -> dict[str, np.ndarray]:
         raise ValueError(f"{name} holds no layers.")
     out = {}
     for key, value in items.items():
-        arr = as_float_array(value, f"{name}[{key!r}]", min_samples=MIN_STIMULI)
+        arr = as_float_array(value, f"{name}[{key!r}]", min_samples=3)
         out[key] = arr.reshape(arr.shape[0], -1)
     return out
 

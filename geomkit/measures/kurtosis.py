@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import as_float_array, to_numpy
 
-__all__ = ["excess_kurtosis", "l1_l2_ratio", "weight_kurtosis", "WeightKurtosis"]
+__all__ = ["excess_kurtosis", "l1_l2_ratio", "weight_kurtosis", "pooled_weight_kurtosis", "WeightKurtosis"]
 
 
 def excess_kurtosis(weights: Any, *, fisher: bool = True, bias: bool = True) -> float:
@@ -118,39 +118,10 @@ def _weight_modules(model: Any) -> dict[str, Any]:
     return found
 
 
-def weight_kurtosis(model: Any, *, layers: Any = None, include_bias: bool = False):
-    """Excess kurtosis and l1/l2 ratio of each layer's weights, and pooled over layers.
-
-    Parameters
-    ----------
-    model : torch.nn.Module or dict of str to array-like
-        A model (its modules with a weight of two or more dimensions: Linear,
-        Conv, Embedding, ...), or named weight arrays.
-    layers : None, str or list of str, default=None
-        Module names to include; ``None``: all weight layers.
-    include_bias : bool, default=False
-        Pool each layer's bias with its weights (biases are excluded by
-        default, as in Nayebi & Ganguli 2017).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per layer plus a final row ``layer="pooled"`` (all included
-        weights together); columns ``layer``, ``module``, ``n_weights``,
-        ``kurtosis`` (excess, Fisher), ``l1_l2_ratio``, ``l1_l2_normalized``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> net = torch.nn.Sequential(torch.nn.Linear(50, 40), torch.nn.ReLU(), torch.nn.Linear(40, 3))
-    >>> table = weight_kurtosis(net)
-    >>> list(table["layer"])
-    ['0', '2', 'pooled']
-    """
-    import pandas as pd
-
+def _layer_weights(model: Any, layers: Any, include_bias: bool) -> dict[str, tuple[str, np.ndarray]]:
+    """Each selected layer's module type and its weights (with the bias if asked), flat, float64."""
     if isinstance(model, dict):
-        arrays = {str(k): (type(v).__name__, [to_numpy(v)]) for k, v in model.items()}
+        arrays = {str(k): (type(v).__name__, [to_numpy(v, f"model[{k!r}]")]) for k, v in model.items()}
     elif hasattr(model, "named_modules"):
         arrays = {}
         for name, module in _weight_modules(model).items():
@@ -158,7 +129,7 @@ def weight_kurtosis(model: Any, *, layers: Any = None, include_bias: bool = Fals
             bias = getattr(module, "_parameters", {}).get("bias")
             if include_bias and bias is not None:
                 tensors.append(bias)
-            arrays[name] = (type(module).__name__, [to_numpy(t) for t in tensors])
+            arrays[name] = (type(module).__name__, [to_numpy(t, f"weights of layer {name!r}") for t in tensors])
     else:
         raise TypeError(
             "model must be a torch.nn.Module or a dict of named weight arrays; got "
@@ -178,10 +149,87 @@ def weight_kurtosis(model: Any, *, layers: Any = None, include_bias: bool = Fals
         arrays = {n: arrays[n] for n in names}
     if not arrays:
         raise ValueError("the model has no layer with a weight matrix (a 'weight' of >= 2 dims).")
-    flat = {n: (kind, np.concatenate([a.astype(np.float64).ravel() for a in ws])) for n, (kind, ws) in arrays.items()}
-    rows = [_row(n, kind, w) for n, (kind, w) in flat.items()]
-    rows.append(_row("pooled", "all", np.concatenate([w for _, w in flat.values()])))
-    return pd.DataFrame(rows)
+    return {
+        n: (kind, np.concatenate([a.astype(np.float64).ravel() for a in ws]))
+        for n, (kind, ws) in arrays.items()
+    }
+
+
+def weight_kurtosis(model: Any, *, layers: Any = None, include_bias: bool = False):
+    """Excess kurtosis and l1/l2 ratio of each layer's weights, one row per layer.
+
+    The value over all layers' weights together is a different quantity (it
+    mixes layers of different scales) and comes from
+    :func:`pooled_weight_kurtosis`, so that every row of this table is a layer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or dict of str to array-like
+        A model (its modules with a weight of two or more dimensions: Linear,
+        Conv, Embedding, ...), or named weight arrays.
+    layers : None, str or list of str, default=None
+        Module names to include; ``None``: all weight layers.
+    include_bias : bool, default=False
+        Pool each layer's bias with its weights (biases are excluded by
+        default, as in Nayebi & Ganguli 2017).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per layer; columns ``layer``, ``module``, ``n_weights``,
+        ``kurtosis`` (excess, Fisher), ``l1_l2_ratio``, ``l1_l2_normalized``.
+
+    See Also
+    --------
+    pooled_weight_kurtosis : the same statistics over all included weights together.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(50, 40), torch.nn.ReLU(), torch.nn.Linear(40, 3))
+    >>> table = weight_kurtosis(net)
+    >>> list(table["layer"])
+    ['0', '2']
+    """
+    import pandas as pd
+
+    flat = _layer_weights(model, layers, include_bias)
+    return pd.DataFrame([_row(n, kind, w) for n, (kind, w) in flat.items()])
+
+
+def pooled_weight_kurtosis(model: Any, *, layers: Any = None, include_bias: bool = False):
+    """Excess kurtosis and l1/l2 ratio of all included layers' weights pooled together.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or dict of str to array-like
+        As in :func:`weight_kurtosis`.
+    layers : None, str or list of str, default=None
+        Module names to pool; ``None``: all weight layers.
+    include_bias : bool, default=False
+        Pool each layer's bias with its weights.
+
+    Returns
+    -------
+    pandas.Series
+        ``layer="pooled"``, ``module="all"``, ``n_weights``, ``kurtosis``,
+        ``l1_l2_ratio``, ``l1_l2_normalized`` and ``layers`` (the pooled
+        layers' names, comma-separated).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(50, 40), torch.nn.ReLU(), torch.nn.Linear(40, 3))
+    >>> pooled = pooled_weight_kurtosis(net)
+    >>> int(pooled["n_weights"]), pooled["layers"]
+    (2120, '0,2')
+    """
+    import pandas as pd
+
+    flat = _layer_weights(model, layers, include_bias)
+    row = _row("pooled", "all", np.concatenate([w for _, w in flat.values()]))
+    row["layers"] = ",".join(flat)
+    return pd.Series(row, name="pooled")
 
 
 class WeightKurtosis(BaseEstimator):

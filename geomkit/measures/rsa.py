@@ -52,7 +52,7 @@ import numpy as np
 
 from .._params import Integer, Options, validate_params
 from .._validation import as_float_array
-from ._paired_input import as_representation, check_paired
+from ._repeats import check_pair, check_representation, has_repeats, trial_mean
 from ._similarity_estimator import RESAMPLING_CONSTRAINTS, _PairedSimilarity
 
 __all__ = ["rdm", "compare_rdms", "rsa", "RSA"]
@@ -69,7 +69,7 @@ METHODS = ("spearman", "kendall_tau_a", "cosine", "whitened_cosine", "pearson")
 def _with_repeats(X: Any, repeats: int | None) -> np.ndarray:
     """``X`` as (n_stimuli, n_units) or (n_repeats, n_stimuli, n_units)."""
     if repeats is None:
-        return as_representation(X, "X")
+        return check_representation(X, "X")
     arr = as_float_array(X, "X", ndim=(2, 3))
     if arr.ndim == 3:
         if arr.shape[0] != repeats:
@@ -77,13 +77,13 @@ def _with_repeats(X: Any, repeats: int | None) -> np.ndarray:
                 f"rdm: repeats={repeats} but X has {arr.shape[0]} repeats (shape {arr.shape}); "
                 "pass repeats=None for a 3-D X."
             )
-        return as_representation(arr, "X")
+        return check_representation(arr, "X")
     if arr.shape[0] % repeats:
         raise ValueError(
             f"rdm: X has {arr.shape[0]} rows, not a multiple of repeats={repeats}; a 2-D X "
             "with repeats stacks them repeat by repeat: (n_repeats * n_stimuli, n_units)."
         )
-    return as_representation(arr.reshape(repeats, -1, arr.shape[1]), "X")
+    return check_representation(arr.reshape(repeats, -1, arr.shape[1]), "X")
 
 
 def _crossnobis_kernel(X: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
@@ -98,7 +98,7 @@ def _crossnobis_kernel(X: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
 def _rdm_arrays(X: np.ndarray, metric: str, noise: np.ndarray | None, name: str = "X") -> np.ndarray:
     n_units = X.shape[-1]
     if metric == "crossnobis":
-        if X.ndim != 3:
+        if not has_repeats(X):
             raise ValueError(
                 f"metric='crossnobis' needs repeats: {name} of shape (n_repeats, n_stimuli, "
                 f"n_units) (or, for rdm, a 2-D X with repeats=R); got shape {X.shape} without "
@@ -107,7 +107,7 @@ def _rdm_arrays(X: np.ndarray, metric: str, noise: np.ndarray | None, name: str 
         K = _crossnobis_kernel(X, noise)
         d = np.diag(K)
         return (d[:, None] + d[None, :] - K - K.T) / n_units
-    M = X.mean(axis=0) if X.ndim == 3 else X
+    M = trial_mean(X)
     if metric == "euclidean":
         sq = np.einsum("ij,ij->i", M, M)
         D = (sq[:, None] + sq[None, :] - 2.0 * (M @ M.T)) / n_units
@@ -386,7 +386,7 @@ def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman"
     1.0
     """
     validate_params({"metric": metric, "method": method}, _RSA_CONSTRAINTS, caller="rsa")
-    X, Y = check_paired(X, Y)
+    X, Y = check_pair(X, Y)
     return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None, "Y"), method)
 
 

@@ -32,6 +32,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._backend import check_device, eigh, eigvalsh
+from .._params import RANDOM_STATE, Boolean, Integer, Options, Real, check_random_state, validate_params
+from .._progress import progress_bar
 from .._validation import as_float_array, check_float, check_int, check_option, host_array, to_numpy
 from ..moments import Moments
 from ._powerlaw import (
@@ -95,7 +97,8 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     X : array-like of shape (n_stimuli, n_units)
         Responses; numpy, torch or xarray; float32 is accumulated in float64.
     device : None, str or torch.device
-        Run the products and the eigendecomposition with torch there (e.g. "cuda").
+        Run the products and the eigendecomposition with torch there (e.g.
+        "cuda"); ``None``: numpy on the CPU (see :ref:`devices`).
 
     Returns
     -------
@@ -133,9 +136,11 @@ def cvpca_spectrum(
         The second repeat, when ``X`` holds only the first.
     n_shuffles : int, default=10
         Random swaps of the repeats for half of the stimuli, averaged.
-    random_state : int, numpy Generator or None
+    random_state : None, int, numpy Generator or RandomState
+        Seeds the repeat swaps; anything else raises naming ``random_state``.
     device : None, str or torch.device
-        Run the eigendecompositions with torch there.
+        Run the eigendecompositions with torch there; ``None``: numpy on the
+        CPU (see :ref:`devices`).
 
     Returns
     -------
@@ -155,10 +160,11 @@ def cvpca_spectrum(
     (True, True)
     """
     n_shuffles = check_int(n_shuffles, "n_shuffles", low=1)
+    rng = _rng(random_state)
     check_device(device)
     A, B = _split_repeats(_as_data(X, "X", ndim=(2, 3), min_samples=3), Y)
     problem = CVPCAProblem(A, B, device=device)
-    signal, _ = problem.spectrum(n_shuffles, _rng(random_state))
+    signal, _ = problem.spectrum(n_shuffles, rng)
     return signal, problem.noise_eigenvalues()
 
 
@@ -175,7 +181,11 @@ def power_law_exponent(
     Parameters
     ----------
     eigenvalues : array-like of shape (n,)
-        Eigenvalues, descending (rank 1 first).
+        Eigenvalues by rank, rank 1 first (descending). Position ``n`` is
+        rank ``n``: values out of order are fitted as given (a cvPCA signal
+        spectrum along fixed axes need not be monotone), except an ascending
+        spectrum, the order of ``np.linalg.eigvalsh``, which is reversed with a
+        :class:`SpectrumWarning`.
     fit_range : (int, int), default=(11, 500)
         First and last rank, 1-based and inclusive (Stringer et al.; others use
         6..100). The last rank is clipped to about half the usable eigenvalues
@@ -207,7 +217,7 @@ def power_law_exponent(
     >>> round(fit.alpha, 6), fit.fit_range
     (1.5, (11, 500))
     """
-    lam = as_float_array(eigenvalues, "eigenvalues", ndim=1, min_samples=3)
+    lam = _descending(as_float_array(eigenvalues, "eigenvalues", ndim=1, min_samples=3))
     check_option(weighting, "weighting", _WEIGHTINGS)
     check_option(fitter, "fitter", _FITTERS)
     if n_units is not None:
@@ -249,9 +259,21 @@ def smoothness_threshold(d: float) -> float:
 # Input helpers
 # ---------------------------------------------------------------------------------------
 def _rng(random_state: Any) -> np.random.Generator:
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    return np.random.default_rng(random_state)
+    return check_random_state(random_state)
+
+
+def _descending(lam: np.ndarray) -> np.ndarray:
+    """An ascending spectrum (what ``np.linalg.eigvalsh`` returns) reversed, with a warning."""
+    if lam.size > 1 and lam[-1] > lam[0] and np.all(np.diff(lam) >= 0):
+        warnings.warn(
+            "eigenvalues are in ascending order (as np.linalg.eigvalsh returns them); they "
+            "were reversed so that rank 1 is the largest. Pass them descending "
+            "(eigenvalues[::-1]) to silence this warning.",
+            SpectrumWarning,
+            stacklevel=3,
+        )
+        return lam[::-1].copy()
+    return lam
 
 
 def _as_data(X: Any, name: str, *, ndim, min_samples: int) -> np.ndarray:
@@ -324,12 +346,13 @@ class PowerLawSpectrum(BaseEstimator):
         Bootstrap resamples of the stimuli for ``alpha_ci_`` (0: no interval).
         Each costs about one fit.
     confidence_level : float, default=0.95
-        Of the interval ``alpha_ci_``.
-    random_state : int, numpy Generator / RandomState or None
+        Of the interval ``alpha_ci_``; strictly between 0 and 1.
+    random_state : None, int, numpy Generator or RandomState
         Seeds the cvPCA shuffles and the bootstrap.
     device : None, str or torch.device
         Run the products and eigendecompositions with torch on this device
-        (e.g. ``"cuda"``); ``None``: numpy and scipy on the CPU. A string torch cannot
+        (e.g. ``"cuda"``); ``None``: numpy and scipy on the CPU (see
+        :ref:`devices`). A string torch cannot
         parse, or a CUDA device this machine does not have, raises a
         ``ValueError`` in ``fit``.
     progress : bool, default=False
@@ -379,7 +402,9 @@ class PowerLawSpectrum(BaseEstimator):
     and are then skipped.
 
     The estimator keeps a reference to the training data (no copy) so that
-    :meth:`score` can compute principal axes only when asked.
+    :meth:`score` can compute principal axes only when asked. A pickled
+    estimator holds the axes instead (``k`` columns, ``k`` the last fitted
+    rank), never the training data.
 
     Examples
     --------
@@ -420,15 +445,21 @@ class PowerLawSpectrum(BaseEstimator):
         tags.target_tags.required = False
         return tags
 
+    _parameter_constraints: dict = {
+        "method": [Options(*_METHODS)],
+        "weighting": [Options(*_WEIGHTINGS)],
+        "fitter": [Options(*_FITTERS)],
+        "n_shuffles": [Integer(1, None)],
+        "n_bootstraps": [Integer(0, None)],
+        "confidence_level": [Real(0, 1, closed="neither")],
+        "random_state": [RANDOM_STATE],
+        "progress": [Boolean()],
+    }
+
     # -- validation -------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_option(self.method, "method", _METHODS)
-        check_option(self.weighting, "weighting", _WEIGHTINGS)
-        check_option(self.fitter, "fitter", _FITTERS)
-        check_int(self.n_shuffles, "n_shuffles", low=1)
-        check_int(self.n_bootstraps, "n_bootstraps", low=0)
-        check_float(self.confidence_level, "confidence_level", low=0.0, high=1.0,
-                    low_inclusive=False)
+        validate_params(self.get_params(deep=False), self._parameter_constraints,
+                        caller=type(self).__name__)
         resolve_fit_range(self.fit_range, 10**9, clip=False)  # type / order checks only
         # Before any work: an unusable device would otherwise fail deep inside the products.
         check_device(self.device)
@@ -477,6 +508,7 @@ class PowerLawSpectrum(BaseEstimator):
         self
         """
         self._check_params()
+        self.__dict__.pop("_axes_cache", None)  # axes of an earlier fit
         rng = _rng(self.random_state)
         if isinstance(X, Moments):
             return self._fit_moments(X)
@@ -560,11 +592,9 @@ class PowerLawSpectrum(BaseEstimator):
         self.alpha_bias_ = math.nan
         if not self.n_bootstraps:
             return
-        from tqdm.auto import tqdm
-
         n = self.n_stimuli_
         alphas = []
-        for _ in tqdm(range(self.n_bootstraps), desc="bootstrap", disable=not self.progress):
+        for _ in progress_bar(range(self.n_bootstraps), desc="bootstrap", progress=self.progress):
             idx = rng.integers(0, n, size=n)
             if self.method == "pca":
                 lam_b = problem.resample(idx)
@@ -633,6 +663,11 @@ class PowerLawSpectrum(BaseEstimator):
         cached = getattr(self, "_axes_cache", None)
         if cached is not None and cached.shape[1] >= k:
             return cached[:, :k]
+        if not hasattr(self, "_basis"):
+            raise ValueError(
+                "this PowerLawSpectrum was unpickled after a fit on Gram-matrix Moments, which "
+                "hold no unit-space principal axes; refit it to score."
+            )
         kind, source = self._basis
         if kind == "moments":
             if source.covariance is None:
@@ -667,7 +702,62 @@ class PowerLawSpectrum(BaseEstimator):
             axes[cols] = data(cols).T @ V
         return axes
 
+    def _held_out_variances(self, X: Any, y: Any) -> np.ndarray:
+        """Variances (pca) or cross-repeat covariances (cvpca) of X along the training axes 1..k."""
+        check_is_fitted(self)
+        if self.method == "pca":
+            Xt = self._validate_2d(X, reset=False)
+            U = self._axes()
+            proj = np.subtract(Xt, column_mean(Xt), dtype=np.float64) @ U
+            return np.einsum("ij,ij->j", proj, proj) / (Xt.shape[0] - 1)
+        A, B = self._validate_repeats(X, y, reset=False)
+        U = self._axes()
+        pa = np.subtract(A, column_mean(A), dtype=np.float64) @ U
+        pb = np.subtract(B, column_mean(B), dtype=np.float64) @ U
+        return np.einsum("ij,ij->j", pa, pb) / (A.shape[0] - 1)
+
     def score(self, X: Any, y: Any = None) -> float:
+        """Held-out goodness of fit of the power law (0 is a perfect fit; higher is better).
+
+        The variance of X along the training principal axes ``u_n`` is
+        compared with the fitted law ``gamma_n = exp(intercept_) n^-alpha_``
+        over the fitted ranks ``n = lo .. hi``::
+
+            score = - sum_n w_n (lambda_n / gamma_n - 1)^2 / sum_n w_n
+
+        with the fit's weights ``w_n`` (``1/n`` or 1). ``lambda_n`` is X's
+        variance along ``u_n`` (``"pca"``: the training covariance's
+        eigenvectors, X centred on its own mean), or, for ``"cvpca"``, the
+        cross-repeat covariance ``(x1 . u_n)(x2 . u_n)`` of the held-out
+        stimuli along the principal axes of the training repeats' average (so
+        trial noise does not enter; a negative held-out signal variance counts
+        as a large misfit, not an error). It is a relative squared error,
+        scale free, and finite for any input, so ``GridSearchCV`` and
+        ``cross_val_score`` maximise how well the fitted power law describes
+        unseen stimuli (e.g. to choose ``fit_range``), never the exponent
+        itself. :meth:`held_out_alpha` gives the exponent of the held-out
+        spectrum.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stimuli, n_units), or (2, n_stimuli, n_units) for cvPCA
+        y : array-like, optional
+            cvPCA: the second repeat, as in :meth:`fit`; otherwise ignored.
+
+        Returns
+        -------
+        float
+            At most 0; minus the weighted mean squared relative deviation of
+            the held-out variances from the fitted law.
+        """
+        lam = self._held_out_variances(X, y)
+        lo, hi = self._range
+        ranks = np.arange(lo, hi + 1, dtype=np.float64)
+        gamma = np.exp(self.intercept_ - self.alpha_ * np.log(ranks))
+        w = 1.0 / ranks if self.weighting == "1/n" else np.ones_like(ranks)
+        return float(-np.sum(w * (lam[lo - 1 : hi] / gamma - 1.0) ** 2) / np.sum(w))
+
+    def held_out_alpha(self, X: Any, y: Any = None) -> float:
         """Exponent of X's spectrum along the fitted principal axes (cross-validated).
 
         The variance of X (centred on its own mean) along the training
@@ -680,9 +770,8 @@ class PowerLawSpectrum(BaseEstimator):
         covariance ``(x1 . u_n)(x2 . u_n)`` of the held-out stimuli, each
         repeat centred on its own mean. On new stimuli this is an
         out-of-sample exponent, not inflated by fitting the axes to the same
-        data, so ``cross_val_score(PowerLawSpectrum(), X)`` returns held-out
-        exponents. Note that higher is not "better": do not use it to select
-        hyper-parameters by maximizing.
+        data. Higher is not "better": :meth:`score` is the goodness of fit
+        that model selection maximises.
 
         Parameters
         ----------
@@ -694,24 +783,30 @@ class PowerLawSpectrum(BaseEstimator):
         -------
         float
             The rank exponent of the held-out spectrum.
+
+        Examples
+        --------
+        >>> from geomkit.datasets import make_powerlaw_data
+        >>> X, _ = make_powerlaw_data(4000, 200, alpha=1.5, random_state=0)
+        >>> est = PowerLawSpectrum(fit_range=(5, 50)).fit(X[:2000])
+        >>> bool(abs(est.held_out_alpha(X[2000:]) - 1.5) < 0.1)
+        True
         """
-        check_is_fitted(self)
-        if self.method == "pca":
-            Xt = self._validate_2d(X, reset=False)
-            U = self._axes()
-            n = Xt.shape[0]
-            proj = np.subtract(Xt, column_mean(Xt), dtype=np.float64) @ U
-            lam = np.einsum("ij,ij->j", proj, proj) / (n - 1)
-        else:
-            A, B = self._validate_repeats(X, y, reset=False)
-            U = self._axes()
-            n = A.shape[0]
-            pa = np.subtract(A, column_mean(A), dtype=np.float64) @ U
-            pb = np.subtract(B, column_mean(B), dtype=np.float64) @ U
-            lam = np.einsum("ij,ij->j", pa, pb) / (n - 1)
+        lam = self._held_out_variances(X, y)
         fit = fit_spectrum(lam, self._range, self.weighting, self.fitter, clip=False,
                            n_usable=lam.size)
         return float(fit.alpha)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the training data: the principal axes that score needs replace it."""
+        state = self.__dict__.copy()
+        if "_basis" in state:
+            try:
+                state["_axes_cache"] = self._axes()
+            except ValueError:  # Gram-matrix Moments: no unit-space axes to keep
+                state["_axes_cache"] = None
+            del state["_basis"]
+        return state
 
     # -- results ----------------------------------------------------------------------
     def to_xarray(self):

@@ -646,6 +646,36 @@ class LevelSetTopology(TransformerMixin, BaseEstimator):
         _, q, _ = self._signature(ls)
         return _contours(ls, q).reshape(ls.n, -1).astype(np.float64)
 
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the ``transform`` columns: ``"<kind>_level<k>"``, loops first, then lines.
+
+        ``k`` runs over the ``n_levels`` levels (0 = lowest). With
+        ``set_output(transform="pandas")`` they become the DataFrame's columns.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Present for scikit-learn's API; the output columns do not depend on
+            the input's (the pixels of a map).
+
+        Returns
+        -------
+        ndarray of str of shape (2 * n_levels,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> maps = np.random.default_rng(0).random((4, 8, 8))
+        >>> LevelSetTopology(n_levels=2).fit(maps).get_feature_names_out().tolist()
+        ['loop_level0', 'loop_level1', 'line_level0', 'line_level1']
+        """
+        check_is_fitted(self)
+        n_levels = self.signatures_.sizes["level"]
+        width = len(str(n_levels - 1))
+        return np.asarray(
+            [f"{kind}_level{k:0{width}d}" for kind in _KINDS for k in range(n_levels)], dtype=object
+        )
+
     def score(self, X: Any, y: Any = None) -> float:
         """Similarity of the maps' topology to the training maps' topology.
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import resolve_device
+from .._progress import progress_bar
 from .._validation import check_option, to_numpy
 from ._powerlaw import clauset_fit, usable_count
 
@@ -66,6 +67,12 @@ def _weight_layers(model: Any, layers: Any) -> list[tuple[str, str, Any]]:
         kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
         found = [(name, type(m).__name__, m.weight) for name, m in model.named_modules()
                  if isinstance(m, kinds) and getattr(m, "weight", None) is not None]
+        complex_ = [name for name, _, W in found if W.is_complex()]
+        if complex_:
+            raise TypeError(
+                f"the weights of layer(s) {complex_} are complex; weight spectra are defined "
+                "here for real weights. Pass a dict of .real (or .abs()) arrays explicitly."
+            )
     if not found:
         # As weight_kurtosis: an empty table would hide a wrong model or a typo.
         raise ValueError(
@@ -145,7 +152,7 @@ def weight_spectra(
         layers to measure; default: all.
     device : None, str or torch.device
         Where the eigenvalues are computed; ``None``: the model's device (the
-        CPU for a dict). On
+        CPU for a dict; see :ref:`devices`). On
         the CPU, ``solver="eigh"`` runs in numpy; elsewhere (e.g. ``"cuda"``)
         in torch.
     dtype : {"float64", "float32"}, default="float64"
@@ -199,7 +206,6 @@ def weight_spectra(
     """
     import pandas as pd
     import torch
-    from tqdm.auto import tqdm
 
     check_option(dtype, "dtype", ("float64", "float32"))
     check_option(solver, "solver", ("eigh", "svd"))
@@ -210,8 +216,8 @@ def weight_spectra(
     dev = resolve_device(device, model if isinstance(model, torch.nn.Module) else None)
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
     rows = []
-    for name, kind, weight in tqdm(_weight_layers(model, layers), desc="weight spectra",
-                                   disable=not progress):
+    for name, kind, weight in progress_bar(_weight_layers(model, layers), desc="weight spectra",
+                                           progress=progress):
         with torch.no_grad():
             W = weight.detach()
             weight_shape = tuple(int(k) for k in W.shape)

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_categorization_by_layer", "plot_morph_profile", "plot_selectivity"]
 
 
-def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any = None):
+def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any = None, **kwargs: Any):
     """Categoricality index against depth, with the bootstrap interval as a band.
 
     Parameters
@@ -20,8 +20,12 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
         From :func:`geomkit.probe.categorization_by_layer`; concatenate several
         (with a column naming each model) to compare them via ``hue``.
     hue : str, optional
-        Column separating curves (e.g. ``"model"``).
+        Column separating curves (e.g. ``"model"``). Models of different
+        depths share the depth axis; a tick whose layers have different names
+        in different models shows them all (``"1 / conv1"``).
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.lineplot` (e.g. ``palette``, ``linewidth``).
 
     Returns
     -------
@@ -33,7 +37,7 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
     >>> from geomkit.probe import categorization_by_layer
     >>> net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     >>> x, y = torch.randn(60, 6), torch.arange(60) % 3
-    >>> table = categorization_by_layer(net, x, y, n_bootstrap=20, progress=False)
+    >>> table = categorization_by_layer(net, x, y, n_bootstraps=20, progress=False)
     >>> ax = plot_categorization_by_layer(table)
     >>> [t.get_text() for t in ax.get_xticklabels()]
     ['input', '0', '1', '2']
@@ -41,22 +45,26 @@ def plot_categorization_by_layer(table: Any, *, hue: str | None = None, ax: Any 
     import seaborn as sns
 
     ax = get_ax(ax)
-    sns.lineplot(data=table, x="depth", y="index", hue=hue, marker="o", errorbar=None, ax=ax)
+    sns.lineplot(data=table, x="depth", y="index", hue=hue, errorbar=None, ax=ax,
+                 **{"marker": "o", **kwargs})
     groups = [(None, table)] if hue is None else list(table.groupby(hue, sort=False))
-    palette = sns.color_palette(n_colors=len(groups))
-    for color, (_, rows) in zip(palette, groups):
+    # The bands take the colours seaborn gave the lines, whatever palette was asked for.
+    # (seaborn also adds empty lines as legend handles: skip those.)
+    drawn = [line for line in ax.get_lines() if len(line.get_xdata())]
+    colors = [line.get_color() for line in drawn[-len(groups):]]
+    for color, (_, rows) in zip(colors, groups):
         if rows["ci_low"].notna().any():
             ax.fill_between(rows["depth"], rows["ci_low"], rows["ci_high"], color=color, alpha=0.2,
                             lw=0)
-    first = table.drop_duplicates("depth").sort_values("depth")
-    ax.set_xticks(first["depth"], first["layer"], rotation=30, ha="right")
+    names = table.groupby("depth", sort=True)["layer"].agg(lambda s: " / ".join(dict.fromkeys(map(str, s))))
+    ax.set_xticks(names.index, names.values, rotation=30, ha="right")
     ax.set_xlabel("layer (input first)")
     ax.set_ylabel("categoricality index (KS statistic)")
     ax.set_ylim(0, 1.02)
     return ax
 
 
-def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
+def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None, **kwargs: Any):
     """Distance between consecutive steps per layer, and the end-class probabilities.
 
     Parameters
@@ -69,6 +77,9 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
         Divide each layer's curve by its mean, so that layers of different
         scales share an axis and the height of the boundary peak compares.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.lineplot` for the layers' distance curves
+        (e.g. ``palette``, ``linewidth``); not to the probability curves.
 
     Returns
     -------
@@ -90,6 +101,7 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
     """
     import pandas as pd
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     ax = get_ax(ax, figsize=(5.6, 3.8))
     if "pair" in profile.dims:
@@ -111,8 +123,9 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
         "position": np.tile(x_mid, len(layers)),
         "distance": dist_values.reshape(-1),
     })
-    sns.lineplot(data=frame, x="position", y="distance", hue="layer",
-                 palette=sns.color_palette("rocket_r", n_colors=len(layers)), lw=2, ax=ax)
+    style = {"palette": sns.color_palette("rocket_r", n_colors=len(layers)), "linewidth": 2}
+    sns.lineplot(data=frame, x="position", y="distance", hue="layer", ax=ax,
+                 **with_defaults(style, kwargs, Line2D))
     ax.set_xlabel("position along the continuum, relative to the boundary (lambda)")
     ax.set_ylabel("step-to-step distance" + (" / layer mean" if normalize else ""))
     ax.axvline(0.0, color="0.6", lw=1, ls=":")
@@ -127,7 +140,7 @@ def plot_morph_profile(profile: Any, *, normalize: bool = True, ax: Any = None):
     return ax
 
 
-def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None):
+def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None, **kwargs: Any):
     """Heatmap of d' (units x classes), units sorted by preferred class then selectivity.
 
     Parameters
@@ -138,6 +151,9 @@ def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None):
     max_units : int, default=60
         Show the most selective units only (largest max d').
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.heatmap` (e.g. ``cmap``, ``linewidths``);
+        they replace its defaults (diverging ``"RdBu_r"`` centred on 0).
 
     Returns
     -------
@@ -167,9 +183,10 @@ def plot_selectivity(selectivity: Any, *, max_units: int = 60, ax: Any = None):
     finite = values[np.isfinite(values)]
     vmax = float(np.nanpercentile(np.abs(finite), 99)) if finite.size else 1.0
     ax = get_ax(ax, figsize=(0.5 * d.sizes["class"] + 2.5, 4.5))
-    sns.heatmap(shown, cmap="RdBu_r", center=0, vmin=-vmax, vmax=vmax, ax=ax,
-                cbar_kws={"label": f"d' (selective if >= {threshold:g})"},
-                yticklabels=len(keep) <= 30)
+    style = {"cmap": "RdBu_r", "center": 0, "vmin": -vmax, "vmax": vmax,
+             "cbar_kws": {"label": f"d' (selective if >= {threshold:g})"}, "yticklabels": len(keep) <= 30}
+    # no alias resolution: heatmap's own `linewidths` parameter must stay spelled so
+    sns.heatmap(shown, ax=ax, **with_defaults(style, kwargs))
     ax.set_xlabel("class")
     ax.set_ylabel(f"unit ({len(keep)} most selective, by preferred class)")
     return ax

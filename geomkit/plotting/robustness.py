@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_robust_accuracy", "plot_critical_eps"]
 
@@ -23,7 +23,7 @@ def _robust_accuracy(result: Any):
     return da
 
 
-def plot_robust_accuracy(result: Any, ax: Any = None, *, attacks: Any = None):
+def plot_robust_accuracy(result: Any, ax: Any = None, *, attacks: Any = None, **kwargs: Any):
     """Robust accuracy against eps (log axis), one curve per attack.
 
     White-box attacks are drawn solid, gradient-free ones (noise, transfer)
@@ -37,6 +37,9 @@ def plot_robust_accuracy(result: Any, ax: Any = None, *, attacks: Any = None):
     ax : matplotlib Axes, optional
     attacks : sequence of str, optional
         The attacks to draw (default: all).
+    **kwargs
+        Passed to :func:`seaborn.lineplot` (e.g. ``linewidth``, ``palette``;
+        ``markers=False`` drops the default markers).
 
     Returns
     -------
@@ -52,6 +55,7 @@ def plot_robust_accuracy(result: Any, ax: Any = None, *, attacks: Any = None):
     'log'
     """
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     da = _robust_accuracy(result)
     if attacks is not None:
@@ -62,7 +66,8 @@ def plot_robust_accuracy(result: Any, ax: Any = None, *, attacks: Any = None):
     )
     ax = get_ax(ax)
     sns.lineplot(data=df, x="eps", y="robust accuracy", hue="attack", style="attack type",
-                 style_order=["white-box", "gradient-free"], markers=True, ax=ax)
+                 style_order=["white-box", "gradient-free"], ax=ax,
+                 **with_defaults({"markers": True}, kwargs, Line2D))
     ax.set_xscale("log")
     norm = da.attrs.get("norm", "")
     ax.set_xlabel(f"eps ({'L-inf' if norm == 'linf' else 'L2' if norm == 'l2' else 'perturbation'}"
@@ -75,7 +80,7 @@ def plot_robust_accuracy(result: Any, ax: Any = None, *, attacks: Any = None):
     return ax
 
 
-def plot_critical_eps(result: Any, ax: Any = None, *, bins: int = 30):
+def plot_critical_eps(result: Any, ax: Any = None, *, bins: int = 30, **kwargs: Any):
     """Histogram of the per-input critical eps on a log axis.
 
     Inputs never flipped (critical eps ``inf``) are counted in the title.
@@ -86,6 +91,8 @@ def plot_critical_eps(result: Any, ax: Any = None, *, bins: int = 30):
         A fitted estimator (its ``critical_eps_``) or the critical eps values.
     ax : matplotlib Axes, optional
     bins : int, default=30
+    **kwargs
+        Passed to :func:`seaborn.histplot` (e.g. ``color``, ``element``).
 
     Returns
     -------
@@ -108,7 +115,7 @@ def plot_critical_eps(result: Any, ax: Any = None, *, bins: int = 30):
     n_never = int(np.isposinf(values).sum())
     ax = get_ax(ax)
     if finite.size:
-        sns.histplot(finite, bins=bins, log_scale=True, ax=ax)
+        sns.histplot(finite, ax=ax, **with_defaults({"bins": bins, "log_scale": True}, kwargs))
         ax.axvline(float(np.median(finite)), color="k", ls="--", lw=1,
                    label=f"median {np.median(finite):.3g}")
         ax.legend()

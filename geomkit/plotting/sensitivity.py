@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_flatness", "plot_flatness_spectrum", "plot_weight_kurtosis"]
 
@@ -47,6 +47,7 @@ def plot_flatness(
     x: str = "layer",
     hue: str | None = None,
     ax: Any = None,
+    **kwargs: Any,
 ):
     """Distributions over stimuli of a flatness summary, one per layer (or per ``x`` value).
 
@@ -63,6 +64,10 @@ def plot_flatness(
     hue : str, optional
         Column splitting each group (e.g. ``"label"`` or ``"network"``).
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to the seaborn function of ``kind`` (:func:`seaborn.violinplot`,
+        :func:`~seaborn.boxplot` or :func:`~seaborn.stripplot`), e.g.
+        ``palette``, ``linewidth``; ``cut`` replaces the violins' default 0.
 
     Returns
     -------
@@ -97,8 +102,8 @@ def plot_flatness(
     df = df.replace([np.inf, -np.inf], np.nan).dropna(subset=[quantity])
     ax = get_ax(ax)
     plot = {"violin": sns.violinplot, "box": sns.boxplot, "strip": sns.stripplot}[kind]
-    extra = {"cut": 0} if kind == "violin" else {}
-    plot(data=df, x=x, y=quantity, hue=hue, ax=ax, **extra)
+    defaults = {"cut": 0} if kind == "violin" else {}
+    plot(data=df, x=x, y=quantity, hue=hue, ax=ax, **with_defaults(defaults, kwargs))
     if quantity == "trace":
         ax.set_yscale("log")
     ax.set_xlabel(x)
@@ -111,7 +116,8 @@ def plot_flatness(
     return ax
 
 
-def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None = None, ax: Any = None):
+def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None = None, ax: Any = None,
+                           **kwargs: Any):
     """Eigenvalue spectrum of the metric per layer: median over stimuli and interquartile band.
 
     Parameters
@@ -122,6 +128,10 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
     label : str, optional
         Legend prefix, e.g. the network's name when several are overlaid.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.plot` for each layer's median
+        line (e.g. ``linewidth``, ``marker``); a ``color`` given here also
+        colours the bands.
 
     Returns
     -------
@@ -137,6 +147,8 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
     >>> ax.get_yscale(), [t.get_text() for t in ax.get_legend().get_texts()]
     ('log', ['1', 'output'])
     """
+    from matplotlib.lines import Line2D
+
     ds = _dataset(result)
     names = list(ds["layer"].values) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
     ax = get_ax(ax)
@@ -146,7 +158,8 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
         ranks = ds["rank"].values[keep]
         lo, med, hi = np.nanpercentile(np.where(lam[:, keep] > 0, lam[:, keep], np.nan), [25, 50, 75], axis=0)
         text = str(name) if label is None else (label if len(names) == 1 else f"{label}: {name}")
-        (line,) = ax.plot(ranks, med, marker="o", ms=3, label=text)
+        (line,) = ax.plot(ranks, med, label=text,
+                          **with_defaults({"marker": "o", "markersize": 3}, kwargs, Line2D))
         ax.fill_between(ranks, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("rank n of the eigenvalue")
@@ -157,7 +170,7 @@ def plot_flatness_spectrum(result: Any, *, layers: Any = None, label: str | None
     return ax
 
 
-def plot_weight_kurtosis(table: Any, *, ax: Any = None):
+def plot_weight_kurtosis(table: Any, *, pooled: Any = None, ax: Any = None, **kwargs: Any):
     """Excess kurtosis of each layer's weights, with the Gaussian / Laplace / uniform references.
 
     Parameters
@@ -165,7 +178,12 @@ def plot_weight_kurtosis(table: Any, *, ax: Any = None):
     table : pandas.DataFrame
         The output of :func:`geomkit.measures.weight_kurtosis` (or rows with
         ``layer`` and ``kurtosis`` columns).
+    pooled : pandas.Series or float, optional
+        :func:`geomkit.measures.pooled_weight_kurtosis` (or its kurtosis),
+        drawn as a grey bar after the layers.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.barplot` (e.g. ``color``, ``alpha``, ``width``).
 
     Returns
     -------
@@ -175,13 +193,15 @@ def plot_weight_kurtosis(table: Any, *, ax: Any = None):
     --------
     >>> import torch
     >>> from geomkit import weight_kurtosis
+    >>> from geomkit.measures import pooled_weight_kurtosis
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> net = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 10))
-    >>> ax = plot_weight_kurtosis(weight_kurtosis(net))
+    >>> ax = plot_weight_kurtosis(weight_kurtosis(net), pooled=pooled_weight_kurtosis(net))
     >>> [t.get_text() for t in ax.get_xticklabels()]
     ['0', '2', 'pooled']
     """
+    import pandas as pd
     import seaborn as sns
 
     if not hasattr(table, "columns") or not {"layer", "kurtosis"} <= set(table.columns):
@@ -189,11 +209,18 @@ def plot_weight_kurtosis(table: Any, *, ax: Any = None):
             "table must be a DataFrame with 'layer' and 'kurtosis' columns (the output of "
             f"weight_kurtosis); got {type(table).__name__}."
         )
-    df = table.copy()
+    df = table[["layer", "kurtosis"]].copy()
     df["layer"] = df["layer"].replace("", "(model)").astype(str)
+    colors = ["C0"] * len(df)
+    if pooled is not None:
+        value = float(pooled) if np.isscalar(pooled) else float(pooled["kurtosis"])
+        df = pd.concat([df, pd.DataFrame({"layer": ["pooled"], "kurtosis": [value]})], ignore_index=True)
+        colors.append("0.55")
     ax = get_ax(ax)
-    colors = ["0.55" if name == "pooled" else "C0" for name in df["layer"]]
-    sns.barplot(data=df, x="layer", y="kurtosis", hue="layer", palette=colors, legend=False, ax=ax)
+    if "color" in kwargs:
+        colors = [kwargs.pop("color")] * len(df)
+    sns.barplot(data=df, x="layer", y="kurtosis", hue="layer", palette=colors, legend=False, ax=ax,
+                **kwargs)
     for value, name, style in ((0.0, "Gaussian (0)", "-"), (3.0, "Laplace (3)", "--"), (-1.2, "uniform (-1.2)", ":")):
         ax.axhline(value, color="k", ls=style, lw=1, label=name)
     ax.set_xlabel("layer")

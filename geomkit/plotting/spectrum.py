@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_spectrum", "plot_weight_spectra"]
 
@@ -22,6 +22,13 @@ def _spectrum_dataset(result: Any):
         "result must be a fitted PowerLawSpectrum or its to_xarray() Dataset; "
         f"got {type(result).__name__}."
     )
+
+
+def _darker(color: Any, factor: float = 0.6) -> tuple[float, float, float]:
+    """``color`` with its RGB scaled towards black (same hue, so a fit line matches its data)."""
+    from matplotlib.colors import to_rgb
+
+    return tuple(factor * c for c in to_rgb(color))
 
 
 def _alpha_label(attrs: dict, label: str | None) -> str:
@@ -42,6 +49,8 @@ def plot_spectrum(
     show_fit: bool = True,
     show_noise: bool = True,
     shade: bool = True,
+    floor: float = 1e-12,
+    **kwargs: Any,
 ):
     """Log-log eigenspectrum with the fitted power law and the fit range shaded.
 
@@ -60,6 +69,14 @@ def plot_spectrum(
         cvPCA: the noise spectrum, dotted.
     shade : bool, default=True
         Shade the fitted ranks.
+    floor : float, default=1e-12
+        The y axis starts no lower than ``floor * lambda_1``: eigenvalues
+        below that are rounding residue of a rank-deficient covariance (float64
+        resolves about 1e-16 of lambda_1), and would stretch the axis to 1e-20.
+        ``0`` shows everything.
+    **kwargs
+        Passed to :func:`seaborn.lineplot` for the eigenvalue line (e.g.
+        ``linewidth``, ``alpha``, ``linestyle``).
 
     Returns
     -------
@@ -88,15 +105,16 @@ def plot_spectrum(
     if color is None:
         color = sns.color_palette()[len(ax.get_lines()) % 10]
     what = "signal (cvPCA)" if attrs.get("method") == "cvpca" else "eigenvalues"
-    sns.lineplot(x=rank[positive], y=lam[positive], ax=ax, color=color, linewidth=1.5,
-                 label=f"{label}: {what}" if label else what)
+    sns.lineplot(x=rank[positive], y=lam[positive], ax=ax, color=color,
+                 label=f"{label}: {what}" if label else what, **{"linewidth": 1.5, **kwargs})
     lo, hi = (int(v) for v in np.asarray(attrs["fit_range"]).ravel())
     if shade:
         ax.axvspan(lo, hi, color=color, alpha=0.08, linewidth=0)
     if show_fit:
         fitted = ds["fitted"].values
         ok = np.isfinite(fitted)
-        ax.plot(rank[ok], fitted[ok], "--", color="black", linewidth=1.2,
+        # The series' own colour, darker: several spectra on one Axes keep their fits apart.
+        ax.plot(rank[ok], fitted[ok], "--", color=_darker(color), linewidth=1.2,
                 label=f"fit {lo}..{hi}, " + _alpha_label(attrs, label))
     if show_noise and "noise_eigenvalue" in ds:
         noise = ds["noise_eigenvalue"].values
@@ -108,13 +126,20 @@ def plot_spectrum(
                 fontsize="small", color="0.4")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if positive.any() and floor > 0:
+        shown = lam[positive]
+        # Several spectra on one Axes: the lowest of their floors.
+        bottom = min(getattr(ax, "_geomkit_spectrum_bottom", np.inf),
+                     max(shown.min(), floor * shown.max()) / 2)
+        ax._geomkit_spectrum_bottom = bottom
+        ax.set_ylim(bottom=bottom)
     ax.set_xlabel("rank n (principal component)")
     ax.set_ylabel("variance λ_n (eigenvalue)")
     ax.legend(fontsize="small", frameon=False)
     return ax
 
 
-def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
+def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None, **kwargs: Any):
     """Empirical CCDF of each layer's W'W eigenvalues with its fitted power-law tail.
 
     Parameters
@@ -124,6 +149,10 @@ def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
     ax : matplotlib Axes, optional
     layers : list of str, optional
         Rows to draw (default: all with a fit).
+    **kwargs
+        Passed to :func:`seaborn.lineplot` for each layer's CCDF (e.g.
+        ``linewidth``, ``alpha``); a ``color`` given here colours every layer
+        and its tail fit.
 
     Returns
     -------
@@ -143,6 +172,7 @@ def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
     """
     import pandas as pd
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     if not isinstance(table, pd.DataFrame) or "eigenvalues" not in table:
         raise TypeError(
@@ -157,8 +187,9 @@ def plot_weight_spectra(table: Any, *, ax: Any = None, layers: Any = None):
         if lam.size == 0:
             continue
         ccdf = np.arange(1, lam.size + 1) / lam.size  # fraction of eigenvalues >= lambda
-        sns.lineplot(x=lam, y=ccdf, ax=ax, color=color, drawstyle="steps-post", estimator=None,
-                     label=f"{row.layer} ({row.shape})")
+        style = with_defaults({"color": color, "drawstyle": "steps-post"}, kwargs, Line2D)
+        color = style["color"]
+        sns.lineplot(x=lam, y=ccdf, ax=ax, estimator=None, label=f"{row.layer} ({row.shape})", **style)
         if np.isfinite(row.alpha):
             x = np.geomspace(row.xmin, lam[0], 50)
             tail = row.n_tail / lam.size * (x / row.xmin) ** (1.0 - row.alpha)

@@ -10,6 +10,15 @@ __all__ = ["study_figures"]
 
 _FIGSIZE = (6.0, 4.2)
 
+# Report text is readable in print: nothing under 9 pt, whatever the caller's rcParams
+# (the figures are drawn in this context; tick labels, made lazily at draw time, get it explicitly).
+_SMALL = 9.0
+_REPORT_RC = {
+    "font.size": 10.0, "axes.titlesize": 11.0, "axes.labelsize": 10.0, "figure.titlesize": 11.0,
+    "xtick.labelsize": 10.0, "ytick.labelsize": 10.0, "legend.fontsize": _SMALL,
+    "legend.title_fontsize": _SMALL,
+}
+
 
 def _models_palette(models: list[str]) -> dict[str, Any]:
     import seaborn as sns
@@ -54,7 +63,7 @@ def _spectra(ds, palette):
     ax.set_xlabel("rank n")
     ax.set_ylabel("eigenvalue λ_n / λ_1 (hidden layer)")
     ax.set_title("Hidden-layer spectra on held-out data")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=_SMALL, loc="lower left")
     return fig, "Covariance eigenspectra of each model's hidden layer (test images), normalized to λ_1. " \
                 "Shaded: ranks used for the fit. Dashed: Stringer et al.'s smoothness bound 1+2/d with d " \
                 "the inputs' intrinsic dimension (TwoNN); dotted: α = 1. The axis stops two decades " \
@@ -118,7 +127,7 @@ def _robustness(ds, palette):
         ax.set_ylabel("robust accuracy (correctly classified inputs)")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{attack.upper()} (L∞)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=_SMALL)
     return fig, "Accuracy under attack as ε grows, on inputs each model classifies correctly. " \
                 "PGD with random start (left) and single-step FGSM (right)."
 
@@ -140,7 +149,7 @@ def _categoricality(ds, palette):
     ax.set_ylabel("categoricality index (KS statistic)")
     ax.set_ylim(0, 1)
     ax.set_title("Categoricality by depth")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=_SMALL)
     return fig, "Bonnasse-Gahot & Nadal's categoricality: KS distance between within- and between-category " \
                 "cosine distances, with 95% bootstrap intervals; 'input' is the pixel-space baseline."
 
@@ -173,7 +182,7 @@ def _betti(ds, palette):
                 n_same, n_all = flat.count(common), values.sizes["model"]
                 who = f"all {n_all}" if n_same == n_all else f"{n_same} of {n_all}"
                 ax.text(0.5, 0.9, f"{who} models: {symbol} = {common:g} at every level (lines overlap)",
-                        transform=ax.transAxes, ha="center", va="top", fontsize=8)
+                        transform=ax.transAxes, ha="center", va="top", fontsize=_SMALL)
             ax.set_title(f"{_TOPOLOGY_ROWS.get(layer, layer)}: {symbol} ({what})", fontsize=10)
             ax.set_ylabel(f"mean {symbol} of {{f ≥ t}}")
     for ax, da, low in zip(axes[0], (b0, b1), (0.0, -0.1)):  # sharey="col": sets the whole column
@@ -188,7 +197,7 @@ def _betti(ds, palette):
         title = f"model (mean peaks,\n{_TOPOLOGY_ROWS.get(last, last)})"
     else:
         title = "model"
-    fig.legend(handles, labels, loc="outside right center", fontsize=8, title=title, title_fontsize=8)
+    fig.legend(handles, labels, loc="outside right center", fontsize=_SMALL, title=title, title_fontsize=_SMALL)
     caption = ("Level-set topology (Wang & Ponce 2022) of tuning maps over the plane of the data's first two "
                "principal components: the mean Betti numbers of the superlevel sets {f ≥ t} at 21 levels from "
                "each map's minimum to its maximum; b₀ counts components (separate high regions), b₁ holes. "
@@ -224,7 +233,7 @@ def _alpha_vs_robustness(ds, palette):
     ax.set_xlabel("hidden-layer power-law exponent α")
     ax.set_ylabel("PGD score: area under the PGD curve (log ε)")
     ax.set_title("Spectrum vs robustness")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=_SMALL)
     return fig, "Each model's hidden-layer exponent against its PGD score: the normalized area under the " \
                 "robust-accuracy curve of the stronger PGD attack (cross-entropy or margin loss) on a log-ε " \
                 "axis. The worst case over every attack, noise and transfer included, is worst_auc in the results."
@@ -279,6 +288,8 @@ def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
     >>> fig, caption = figures["categoricality"]
     >>> plt.close(fig)
     """
+    import matplotlib as mpl
+
     palette = _models_palette(list(ds.model.values))
     makers = {
         "spectra": (_spectra, ["eigenvalues", "alpha"]),
@@ -294,5 +305,9 @@ def study_figures(ds: Any) -> dict[str, tuple[Any, str]]:
     figures = {}
     for name, (maker, needs) in makers.items():
         if all(v in ds for v in needs):
-            figures[name] = maker(ds, palette)
+            with mpl.rc_context(_REPORT_RC):
+                fig, caption = maker(ds, palette)
+            for ax in fig.axes:
+                ax.tick_params(labelsize=_REPORT_RC["xtick.labelsize"])
+            figures[name] = fig, caption
     return figures

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from ._style import get_ax, with_defaults
 
 __all__ = [
     "plot_persistence_diagram",
@@ -35,7 +35,7 @@ def _diagram_frame(diagrams: Any, map_index: int):
     )
 
 
-def plot_persistence_diagram(diagrams: Any, map_index: int = 0, *, ax: Any = None):
+def plot_persistence_diagram(diagrams: Any, map_index: int = 0, *, ax: Any = None, **kwargs: Any):
     """Scatter the bars of one map: birth (x) against death (y), H0 and H1 in two colours.
 
     Superlevel convention: births are above deaths, so points sit below the
@@ -50,6 +50,9 @@ def plot_persistence_diagram(diagrams: Any, map_index: int = 0, *, ax: Any = Non
     map_index : int, default=0
         Which map of a table to draw.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.scatterplot` for the bars' points (e.g.
+        ``s``, ``alpha``, ``palette``).
 
     Returns
     -------
@@ -82,8 +85,9 @@ def plot_persistence_diagram(diagrams: Any, map_index: int = 0, *, ax: Any = Non
         plotted_death=np.where(finite, bars["death"], bottom),
         kind=np.where(finite, "finite", "essential"),
     )
-    sns.scatterplot(data=bars, x="birth", y="plotted_death", hue="homology", style="kind",
-                    markers={"finite": "o", "essential": "v"}, s=36, ax=ax)
+    style = {"markers": {"finite": "o", "essential": "v"}, "s": 36}
+    sns.scatterplot(data=bars, x="birth", y="plotted_death", hue="homology", style="kind", ax=ax,
+                    **with_defaults(style, kwargs))
     ax.plot([bottom, hi + pad], [bottom, hi + pad], color="0.5", lw=1, ls="--", zorder=0)
     ax.set_xlim(bottom, hi + pad)
     ax.set_ylim(bottom - pad, hi + pad)
@@ -115,7 +119,16 @@ def _level_frame(curves: Any, category: str, names: dict):
     return pd.concat(frames, ignore_index=True), label
 
 
-def plot_betti_curves(curves: Any, *, ax: Any = None):
+def _level_lines(frame: Any, ax: Any, kwargs: dict) -> None:
+    """Count against level, one line per curve, mean and 95% band over maps; the user's kwargs win."""
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    style = with_defaults({"marker": "o", "errorbar": ("ci", 95)}, kwargs, Line2D)
+    sns.lineplot(data=frame, x="level", y="count", hue="curve", ax=ax, **style)
+
+
+def plot_betti_curves(curves: Any, *, ax: Any = None, **kwargs: Any):
     """Betti curves b0(t) and b1(t) against the level; over several maps, their mean with a 95% band.
 
     Parameters
@@ -124,6 +137,9 @@ def plot_betti_curves(curves: Any, *, ax: Any = None):
         From :func:`geomkit.measures.topology.betti_curves` or
         ``LevelSetTopology.betti_curves_``.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.lineplot` (e.g. ``linewidth``, ``palette``;
+        ``errorbar=None`` drops the band).
 
     Returns
     -------
@@ -139,19 +155,16 @@ def plot_betti_curves(curves: Any, *, ax: Any = None):
     >>> ax.get_ylabel()
     'Betti number of {f >= level}'
     """
-    import seaborn as sns
-
     ax = get_ax(ax)
     frame, label = _level_frame(curves, "dim", {0: "b0 (components)", 1: "b1 (holes)"})
-    sns.lineplot(data=frame, x="level", y="count", hue="curve", marker="o", errorbar=("ci", 95),
-                 ax=ax)
+    _level_lines(frame, ax, kwargs)
     ax.set_xlabel(label)
     ax.set_ylabel("Betti number of {f >= level}")
     ax.legend(title=None)
     return ax
 
 
-def plot_contour_signature(signature: Any, *, ax: Any = None):
+def plot_contour_signature(signature: Any, *, ax: Any = None, **kwargs: Any):
     """Closed loops and border-ending lines against the level (Wang & Ponce's signature).
 
     Parameters
@@ -160,6 +173,9 @@ def plot_contour_signature(signature: Any, *, ax: Any = None):
         From :func:`geomkit.measures.topology.contour_signature` or
         ``LevelSetTopology.signatures_``; several maps give mean and 95% band.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :func:`seaborn.lineplot` (e.g. ``linewidth``, ``palette``;
+        ``errorbar=None`` drops the band).
 
     Returns
     -------
@@ -174,19 +190,16 @@ def plot_contour_signature(signature: Any, *, ax: Any = None):
     >>> ax.get_ylabel()
     'contours at the level'
     """
-    import seaborn as sns
-
     ax = get_ax(ax)
     frame, label = _level_frame(signature, "kind", {"loop": "closed loops", "line": "lines to border"})
-    sns.lineplot(data=frame, x="level", y="count", hue="curve", marker="o", errorbar=("ci", 95),
-                 ax=ax)
+    _level_lines(frame, ax, kwargs)
     ax.set_xlabel(label)
     ax.set_ylabel("contours at the level")
     ax.legend(title=None)
     return ax
 
 
-def plot_tuning_map(tuning: Any, *, n_levels: int = 8, ax: Any = None):
+def plot_tuning_map(tuning: Any, *, n_levels: int = 8, ax: Any = None, **kwargs: Any):
     """A tuning map as an image with its level-set contours.
 
     Parameters
@@ -197,6 +210,9 @@ def plot_tuning_map(tuning: Any, *, n_levels: int = 8, ax: Any = None):
     n_levels : int, default=8
         Contour levels, evenly spaced between min and max.
     ax : matplotlib Axes, optional
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.pcolormesh` for the map (e.g.
+        ``cmap``, ``vmin``); not to the contours.
 
     Returns
     -------
@@ -223,7 +239,7 @@ def plot_tuning_map(tuning: Any, *, n_levels: int = 8, ax: Any = None):
     else:
         y, x = np.arange(values.shape[0]), np.arange(values.shape[1])
         xlabel, ylabel = "x (pixel)", "y (pixel)"
-    mesh = ax.pcolormesh(x, y, values, shading="nearest", cmap="viridis")
+    mesh = ax.pcolormesh(x, y, values, **with_defaults({"shading": "nearest", "cmap": "viridis"}, kwargs))
     levels = np.linspace(values.min(), values.max(), n_levels + 2)[1:-1]
     if values.max() > values.min():
         ax.contour(x, y, values, levels=levels, colors="white", linewidths=0.8,

@@ -7,13 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from ._style import get_ax
+from .._params import check_random_state
+from ._style import get_ax, with_defaults
 
 __all__ = ["plot_training_history", "plot_hebbian_convergence", "plot_receptive_fields",
            "plot_spectral_targets"]
 
 
-def plot_training_history(history: Any, metrics: Sequence[str] | None = None, *, ax: Any = None, log: bool = True):
+def plot_training_history(history: Any, metrics: Sequence[str] | None = None, *, ax: Any = None, log: bool = True,
+                          **kwargs: Any):
     """Per-epoch curves of a classifier's ``history_``.
 
     Parameters
@@ -26,6 +28,9 @@ def plot_training_history(history: Any, metrics: Sequence[str] | None = None, *,
     ax : matplotlib Axes, optional
     log : bool, default=True
         Logarithmic y axis (loss terms span decades).
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.plot` for each metric's line
+        (e.g. ``linewidth``, ``marker``).
 
     Returns
     -------
@@ -40,14 +45,17 @@ def plot_training_history(history: Any, metrics: Sequence[str] | None = None, *,
     >>> [t.get_text() for t in ax.get_legend().get_texts()], ax.get_yscale()
     (['task_loss', 'reg_spectral'], 'log')
     """
+    from matplotlib.lines import Line2D
+
     ax = get_ax(ax)
     if metrics is None:
         metrics = ["task_loss"] + [c for c in history.columns if c.startswith("reg_")]
     missing = [m for m in metrics if m not in history.columns]
     if missing:
         raise ValueError(f"history has no column(s) {missing}; it has {list(history.columns)}.")
+    style = with_defaults({"marker": "o", "markersize": 3}, kwargs, Line2D)
     for m in metrics:
-        ax.plot(history["epoch"], history[m], marker="o", ms=3, label=m)
+        ax.plot(history["epoch"], history[m], label=m, **style)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -56,7 +64,7 @@ def plot_training_history(history: Any, metrics: Sequence[str] | None = None, *,
     return ax
 
 
-def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None = None):
+def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None = None, **kwargs: Any):
     """Convergence of a Hebbian layer: weight-norm distance to R and fraction of units that won.
 
     Parameters
@@ -69,6 +77,10 @@ def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None 
         ever won on a twin axis on the right.
     label : str, optional
         Prefix for the legend entries.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.plot` for both curves, the
+        distance and the fraction (e.g. ``linewidth``, ``marker``); a ``color``
+        given here replaces both default colours.
 
     Returns
     -------
@@ -84,16 +96,18 @@ def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None 
     >>> ax.get_ylabel(), ax.right_ax.get_ylabel()
     ('mean distance of unit norms to R', 'fraction of units that ever won')
     """
+    from matplotlib.lines import Line2D
+
     ax = get_ax(ax)
     prefix = f"{label}: " if label else ""
-    (l1,) = ax.plot(history["epoch"], history["norm_distance"], color="C0",
-                    label=f"{prefix}mean | ||w||_p - R |")
+    (l1,) = ax.plot(history["epoch"], history["norm_distance"], label=f"{prefix}mean | ||w||_p - R |",
+                    **with_defaults({"color": "C0"}, kwargs, Line2D))
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean distance of unit norms to R")
     right = ax.twinx()
-    (l2,) = right.plot(history["epoch"], history["frac_ever_won"], color="C1", ls="--",
-                       label=f"{prefix}units that ever won")
+    (l2,) = right.plot(history["epoch"], history["frac_ever_won"], label=f"{prefix}units that ever won",
+                       **with_defaults({"color": "C1", "linestyle": "--"}, kwargs, Line2D))
     right.set_ylim(0, 1.02)
     right.set_ylabel("fraction of units that ever won")
     ax.legend(handles=[l1, l2], frameon=False, loc="upper center", bbox_to_anchor=(0.5, 1.15), ncol=2,
@@ -103,7 +117,7 @@ def plot_hebbian_convergence(history: Any, *, ax: Any = None, label: str | None 
 
 
 def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28), n: int = 25, *,
-                          units: Any = None, ax: Any = None, random_state: int | None = 0):
+                          units: Any = None, ax: Any = None, random_state: int | None = 0, **kwargs: Any):
     """A mosaic of hidden units' weight vectors shown as images (blue < 0 < red).
 
     Parameters
@@ -118,6 +132,10 @@ def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28),
     ax : matplotlib Axes, optional
     random_state : int, optional
         Which units are shown.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.imshow` (e.g. ``cmap``,
+        ``interpolation``); they replace the defaults (``"bwr"``, symmetric
+        about 0).
 
     Returns
     -------
@@ -139,7 +157,7 @@ def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28),
     if W.shape[1] != h * w:
         raise ValueError(f"weights have {W.shape[1]} features; image_shape {image_shape} needs {h * w}.")
     if units is None:
-        rng = np.random.default_rng(random_state)
+        rng = check_random_state(random_state)
         chosen = rng.choice(W.shape[0], size=min(n, W.shape[0]), replace=False)
     else:
         chosen = np.asarray(units, dtype=int).ravel()
@@ -150,7 +168,7 @@ def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28),
         mosaic[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = W[unit].reshape(h, w)
     ax = get_ax(ax, figsize=(4.5, 4.5))
     vmax = np.nanmax(np.abs(mosaic))
-    im = ax.imshow(mosaic, cmap="bwr", vmin=-vmax, vmax=vmax)
+    im = ax.imshow(mosaic, **with_defaults({"cmap": "bwr", "vmin": -vmax, "vmax": vmax}, kwargs))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{chosen.size} of {W.shape[0]} units")
@@ -159,7 +177,7 @@ def plot_receptive_fields(weights: Any, image_shape: tuple[int, int] = (28, 28),
 
 
 def plot_spectral_targets(spectra: Mapping[str, Any], targets: Mapping[str, float] | None = None, *,
-                          ax: Any = None, fit_range: tuple[int, int] = (11, 500)):
+                          ax: Any = None, fit_range: tuple[int, int] = (11, 500), **kwargs: Any):
     """Eigenspectra of a layer under several regularizers, with the target power laws.
 
     Parameters
@@ -175,6 +193,10 @@ def plot_spectral_targets(spectra: Mapping[str, Any], targets: Mapping[str, floa
         Shaded: the ranks over which the exponent is measured (the upper end
         clipped to half the usable eigenvalues, as the default fit does).
         Numerically zero eigenvalues are not drawn.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.loglog` for each spectrum (e.g.
+        ``linewidth``, ``alpha``); not to the target lines, which take the
+        spectrum's colour.
 
     Returns
     -------
@@ -189,6 +211,8 @@ def plot_spectral_targets(spectra: Mapping[str, Any], targets: Mapping[str, floa
     >>> ax.get_xscale(), ax.get_yscale()
     ('log', 'log')
     """
+    from matplotlib.lines import Line2D
+
     ax = get_ax(ax)
     targets = dict(targets or {})
     n_usable = 0
@@ -198,11 +222,11 @@ def plot_spectral_targets(spectra: Mapping[str, Any], targets: Mapping[str, floa
         lam = lam[lam > lam[0] * lam.size * np.finfo(float).eps]
         n_usable = max(n_usable, lam.size)
         n = np.arange(1, lam.size + 1)
-        ax.loglog(n, lam / lam[0], color=f"C{i}", label=label)
+        (line,) = ax.loglog(n, lam / lam[0], label=label, **with_defaults({"color": f"C{i}"}, kwargs, Line2D))
         if label in targets and lam.size >= fit_range[0]:
             lo = fit_range[0]
             ref = lam[lo - 1] / lam[0] * (n / lo) ** (-targets[label])
-            ax.loglog(n, ref, color=f"C{i}", ls="--", lw=1, label=f"target n^-{targets[label]:g}")
+            ax.loglog(n, ref, color=line.get_color(), ls="--", lw=1, label=f"target n^-{targets[label]:g}")
     # the fit range as power_law_exponent clips it: at most half the usable eigenvalues
     ax.axvspan(fit_range[0], min(fit_range[1], max(n_usable // 2, fit_range[0] + 1)), color="0.92", zorder=0,
                label="fit range")

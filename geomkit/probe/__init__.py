@@ -13,7 +13,7 @@ from .attacks import (
     transfer_attack,
     zero_gradient_fraction,
 )
-from .extract import extract, iter_batches, layer_activations, layer_moments, unit_dim
+from .extract import extract, iter_batches, layer_activations, layer_moments, unit_dim, unstack_units
 from .morph import categorization_by_layer, morph_profile, morph_profiles
 from .recorder import Recorder, default_layer_filter, resolve_layers
 from .tuning import pca_directions, stimulus_directions, tuning_map
@@ -25,6 +25,7 @@ __all__ = [
     "extract",
     "layer_moments",
     "layer_activations",
+    "unstack_units",
     "iter_batches",
     "unit_dim",
     "jacobian",

@@ -14,18 +14,20 @@ covariance (float64), so memory does not grow with the number of stimuli.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .._backend import resolve_device
+from .._progress import progress_bar
 from ..moments import MomentAccumulator, Moments
 from .recorder import ModelState, Recorder
 
-__all__ = ["extract", "layer_moments", "layer_activations", "iter_batches", "unit_dim"]
+__all__ = ["extract", "layer_moments", "layer_activations", "unstack_units", "iter_batches", "unit_dim"]
 
 UNIT_SEP = "__"
+_LABEL_KEYS = ("y", "label", "labels")
 
 
 def unit_dim(layer: str) -> str:
@@ -66,7 +68,9 @@ def iter_batches(inputs: Any, batch_size: int = 256) -> Iterator[tuple[Any, Any]
     Arrays and tensors are cut into ``batch_size`` rows (``y`` is None). Items
     of an iterable are used as they come: a tensor / array is ``x``; a tuple
     or list is ``(x, y, ...)``; a dict uses its ``"x"`` / ``"input"`` and
-    ``"y"`` / ``"label"`` entries.
+    ``"y"`` / ``"label"`` / ``"labels"`` entries, and a dict without ``"x"`` /
+    ``"input"`` (a tokenizer's output: ``input_ids``, ``attention_mask``, ...)
+    is itself ``x``, the keyword arguments of the forward pass, less its labels.
 
     Parameters
     ----------
@@ -78,8 +82,8 @@ def iter_batches(inputs: Any, batch_size: int = 256) -> Iterator[tuple[Any, Any]
 
     Yields
     ------
-    x : ndarray or torch.Tensor
-        One batch of inputs.
+    x : ndarray, torch.Tensor or dict
+        One batch of inputs (a dict: keyword inputs of the model).
     y : ndarray, torch.Tensor or None
         Its labels, where the item carried them.
 
@@ -105,11 +109,18 @@ def iter_batches(inputs: Any, batch_size: int = 256) -> Iterator[tuple[Any, Any]
     for item in inputs:
         if isinstance(item, (tuple, list)):
             yield item[0], (item[1] if len(item) > 1 else None)
-        elif isinstance(item, dict):
+        elif isinstance(item, Mapping):
             x = item.get("x", item.get("input"))
             if x is None:
-                raise ValueError(f"a dict batch needs an 'x' or 'input' entry; got keys {list(item)}.")
-            yield x, item.get("y", item.get("label"))
+                # Keyword inputs (a tokenizer's input_ids, attention_mask, ...): the model is
+                # called as model(**x); labels are recorded, not passed to the forward.
+                x = {k: v for k, v in item.items() if k not in _LABEL_KEYS}
+                if not x:
+                    raise ValueError(
+                        f"a dict batch needs model inputs besides its labels; got keys {list(item)}."
+                    )
+            label = next((item[k] for k in _LABEL_KEYS if k in item), None)
+            yield x, label
         else:
             yield item, None
 
@@ -117,12 +128,37 @@ def iter_batches(inputs: Any, batch_size: int = 256) -> Iterator[tuple[Any, Any]
 def _to_model_input(x: Any, device, dtype):
     import torch
 
+    if isinstance(x, Mapping):
+        return {k: _to_model_input(v, device, dtype) if _is_array_like(v) else v for k, v in x.items()}
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
     if t.is_floating_point() or t.dtype == torch.float64:
         t = t.to(device=device, dtype=dtype)
     else:
         t = t.to(device=device)
     return t
+
+
+def _is_array_like(v: Any) -> bool:
+    import torch
+
+    return isinstance(v, (np.ndarray, torch.Tensor, list))
+
+
+def _batch_shape(x: Any) -> tuple[int, ...]:
+    """Shape of a batch; of a keyword batch, its first array's (for messages and token axes)."""
+    if isinstance(x, Mapping):
+        x = x.get("input_ids", next((v for v in x.values() if _is_array_like(v)), None))
+    return tuple(np.shape(x)) if x is not None else ()
+
+
+def _token_length(x: Any) -> int | None:
+    """Sequence length of a batch of token ids ((batch, tokens) integers), else None."""
+    if isinstance(x, Mapping):
+        x = x.get("input_ids")
+    if x is None or not hasattr(x, "dtype") or len(np.shape(x)) != 2:
+        return None
+    kind = str(x.dtype)
+    return int(np.shape(x)[1]) if ("int" in kind and "uint8" not in kind) else None
 
 
 def _model_float_dtype(model: Any):
@@ -135,11 +171,7 @@ def _model_float_dtype(model: Any):
 
 
 def _progress(iterable, total, progress: bool, desc: str):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
+    return progress_bar(iterable, progress=progress, total=total, desc=desc, unit="batch", leave=False)
 
 
 # Words of torch's messages for inputs of the wrong shape ("mat1 and mat2 shapes cannot be
@@ -192,8 +224,12 @@ def _move_model(model: Any, device: Any):
     return put_back
 
 
-def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, desc):
-    """Shared loop: forward every batch under a Recorder and hand its records to ``on_batch``."""
+def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, desc, context=None):
+    """Shared loop: forward every batch under a Recorder and hand its records to ``on_batch``.
+
+    ``context``, a dict, receives what the first batch tells: ``token_length`` (the
+    sequence length of token-id inputs, else None).
+    """
     import torch
 
     dev = resolve_device(device, model)
@@ -212,44 +248,70 @@ def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batc
             model.eval()
         with Recorder(model, layers, to_cpu=False) as rec, torch.no_grad():
             first = True
+            n_batches = n_rows = 0
             for x, y in _progress(iter_batches(inputs, batch_size), total, progress, desc):
                 rec.clear()
+                xin = _to_model_input(x, dev, dtype)
+                if first and context is not None:
+                    context["token_length"] = _token_length(x)
                 try:
-                    model(_to_model_input(x, dev, dtype))
+                    model(**xin) if isinstance(xin, Mapping) else model(xin)
                 except RuntimeError as err:
                     if not _is_shape_error(err):
                         raise
-                    shape = tuple(getattr(x, "shape", ()))
+                    shape = _batch_shape(x)
                     raise RuntimeError(
                         f"{type(model).__name__} rejected an input batch of shape {shape}; "
                         f"check the input shape it expects: {err}"
                     ) from err
-                if first:
-                    silent = [name for name in rec.layers if name not in rec.called]
-                    if silent:
-                        raise ValueError(
-                            f"layer(s) {silent} of {type(model).__name__} did not run during the "
-                            "forward pass of the first batch, so they recorded nothing; record "
-                            "modules that the model's forward actually calls."
-                        )
-                    first = False
-                on_batch({k: v[0] for k, v in rec.records.items()}, y)
+                silent = [name for name in rec.layers if name not in rec.called]
+                if silent and first:
+                    raise ValueError(
+                        f"layer(s) {silent} of {type(model).__name__} did not run during the "
+                        "forward pass of the first batch, so they recorded nothing; record "
+                        "modules that the model's forward actually calls."
+                    )
+                if silent:
+                    # Their activations would cover only some stimuli: refuse, never misalign.
+                    raise ValueError(
+                        f"layer(s) {silent} of {type(model).__name__} ran on earlier batches but "
+                        f"not on batch #{n_batches} (counting from 0, after {n_rows} stimuli), so "
+                        "they would hold fewer stimuli than the inputs; record only modules "
+                        "that run on every forward pass."
+                    )
+                first = False
+                records = {k: v[0] for k, v in rec.records.items()}
+                n_batches += 1
+                n_rows += next((int(t.shape[0]) for t in records.values()), 0)
+                on_batch(records, y)
+            if first:
+                raise ValueError(
+                    "inputs are empty: they gave no batch to run (an array with 0 rows, or an "
+                    "empty DataLoader / iterable), so there is nothing to record."
+                )
     finally:
         put_back()
         state.restore()
     return rec.layers
 
 
-def _unit_coords(layer: str, feature_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Flat per-dimension coordinates on the unit dim for a feature map of ``feature_shape``."""
+def _unit_coords(layer: str, feature_shape: tuple[int, ...], token_length: int | None = None) -> dict[str, Any]:
+    """Flat per-dimension coordinates on the unit dim for a feature map of ``feature_shape``.
+
+    A (tokens, features) output of a model fed token ids (``token_length`` tokens) gets
+    ``token`` / ``feature``; conv maps get ``channel`` / (``z``,) (``y``,) ``x``.
+    """
     dim = unit_dim(layer)
     n_units = int(np.prod(feature_shape)) if feature_shape else 1
     coords: dict[str, Any] = {dim: np.arange(n_units)}
     if len(feature_shape) <= 1:
         return coords
-    names = {2: ("channel", "x"), 3: ("channel", "y", "x"), 4: ("channel", "z", "y", "x")}.get(
-        len(feature_shape), tuple(f"dim{i}" for i in range(len(feature_shape)))
-    )
+    if len(feature_shape) == 2 and token_length is not None and feature_shape[0] == token_length:
+        names: tuple[str, ...] = ("token", "feature")
+    else:
+        names = {2: ("channel", "x"), 3: ("channel", "y", "x"), 4: ("channel", "z", "y", "x")}.get(
+            len(feature_shape), tuple(f"dim{i}" for i in range(len(feature_shape)))
+        )
     grids = np.unravel_index(np.arange(n_units), feature_shape)
     for name, grid in zip(names, grids):
         coords[f"{layer}{UNIT_SEP}{name}"] = (dim, grid.astype(np.int64))
@@ -290,7 +352,8 @@ def extract(
     device : None, str or torch.device
         Where to run; ``None`` is where the model is. Inputs are moved there,
         and so is the model, for the run only: afterwards its parameters,
-        gradients and buffers are back where they were, bitwise.
+        gradients and buffers are back where they were, bitwise (see
+        :ref:`devices`).
     dtype : numpy dtype, default=np.float32
         Storage dtype of the activations.
     eval_mode : bool, default=True
@@ -347,7 +410,8 @@ def extract(
         if y is not None:
             batch_labels.append(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y))
 
-    _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, "extract")
+    context: dict[str, Any] = {}
+    _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batch, "extract", context)
     lengths = {k: sum(len(c) for c in v) for k, v in chunks.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(
@@ -365,7 +429,7 @@ def extract(
     data_vars = {}
     for key, pieces in chunks.items():
         layer = key
-        var_coords = _unit_coords(key, shapes[key])
+        var_coords = _unit_coords(key, shapes[key], context.get("token_length"))
         data_vars[key] = xr.DataArray(
             np.concatenate(pieces),
             dims=("stimulus", unit_dim(key)),
@@ -424,6 +488,54 @@ def layer_activations(ds: Any, layer: str):
     prefix = f"{layer}{UNIT_SEP}"
     renames = {c: c[len(prefix):] for c in da.coords if c.startswith(prefix)}
     return da.rename(renames).rename({dim[len(prefix):]: "unit"} if dim in da.dims else {})
+
+
+_UNIT_AXES = ("token", "feature", "channel", "z", "y", "x")
+
+
+def unstack_units(da: Any):
+    """Unflatten the ``unit`` dim of one layer into its feature axes.
+
+    A conv map becomes ``(stimulus, channel, y, x)`` (or ``channel, x`` /
+    ``channel, z, y, x``), a transformer's output ``(stimulus, token,
+    feature)``: the coordinates that :func:`extract` keeps on ``unit`` become
+    dimensions. A layer without such coordinates (a dense layer) is returned as
+    it is.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        One layer with dims ``(..., "unit")``, as :func:`layer_activations`
+        returns it.
+
+    Returns
+    -------
+    xarray.DataArray
+        Same values, with ``unit`` replaced by the feature axes in the
+        layer's order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU())
+    >>> ds = extract(net, torch.randn(5, 1, 6, 6), layers=["1"], progress=False)
+    >>> unstack_units(layer_activations(ds, "1")).dims
+    ('stimulus', 'channel', 'y', 'x')
+    """
+    import xarray as xr
+
+    if not isinstance(da, xr.DataArray) or "unit" not in da.dims:
+        raise TypeError(
+            "da must be an xarray.DataArray with a 'unit' dim (layer_activations(ds, layer)); got "
+            f"{type(da).__name__}{' with dims ' + str(da.dims) if hasattr(da, 'dims') else ''}."
+        )
+    axes = [c for c in da.coords if c in _UNIT_AXES and da[c].dims == ("unit",)]
+    if not axes:
+        return da
+    # The layer's axis order (_UNIT_AXES lists it), not the coordinates' order.
+    axes.sort(key=_UNIT_AXES.index)
+    out = da.set_index(unit=axes).unstack("unit")
+    return out.transpose(*[d for d in da.dims if d != "unit"], *axes)
 
 
 def layer_moments(

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from .._backend import resolve_device
+from .._params import check_random_state
+from .._progress import progress_bar
 from .._validation import check_int, check_option, to_numpy
 from .recorder import ModelState, resolve_layers
 
@@ -452,11 +454,7 @@ def _auto_chunk_size(n: int, n_out: int, n_in: int, itemsize: int) -> int:
 
 
 def _progress(iterable, total: int, progress: bool, desc: str):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="chunk", leave=False)
+    return progress_bar(iterable, progress=progress, total=total, desc=desc, unit="chunk", leave=False)
 
 
 def _chunks(
@@ -652,7 +650,8 @@ def jacobian(
     chunk_size : int, optional
         Inputs per vectorized call. Default: as many as fit in about 256 MiB.
     device : None, str or torch.device
-        Where to compute; ``None`` is where the model is. The model is not moved.
+        Where to compute; ``None`` is where the model is (see :ref:`devices`).
+        The model is not moved.
     dtype : None or floating dtype, optional
         Compute dtype (e.g. ``torch.float64`` for saturated nets); the model's
         parameters are cast in a copy. ``None``: the model's own dtype.
@@ -794,7 +793,7 @@ def jacobian_norm(
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
     if n_proj > 1 and n_proj >= n_out:
         logger.info("n_projections=%d >= output size %d: the exact norm is cheaper.", n_proj, n_out)
-    rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     chunk = _auto_chunk_size(n, n_proj, n_in, X.element_size()) if chunk_size is None else check_int(chunk_size, "chunk_size", low=1)
     info.method, info.chunk_size, info.n_chunks = "vjp", chunk, -(-n // chunk)
     info.in_shape, info.out_shape = in_shape, out_shape

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import model_device
+from .._params import DEPRECATED, check_random_state, renamed_parameter, validate_params
 from .._validation import check_float, check_int, check_option, to_numpy
 from .extract import extract, iter_batches, layer_activations
 from .recorder import ModelState, resolve_layers
@@ -77,12 +78,14 @@ def categorization_by_layer(
     *,
     n_pairs: int = 1000,
     metric: Any = "cosine",
-    n_bootstrap: int = 1000,
-    confidence: float = 0.95,
+    n_bootstraps: int = 1000,
+    confidence_level: float = 0.95,
     random_state: Any = 0,
     batch_size: int = 256,
     device: Any = None,
     progress: bool = True,
+    n_bootstrap: Any = DEPRECATED,
+    confidence: Any = DEPRECATED,
 ):
     """Categoricality index of the inputs and of every recorded layer, on the same pairs.
 
@@ -97,12 +100,16 @@ def categorization_by_layer(
     labels : array-like of shape (n_items,), optional
         Categories; default: the labels a DataLoader yields.
     layers : see :func:`geomkit.probe.extract`
-    n_pairs, metric, n_bootstrap, confidence
-        As in :class:`geomkit.measures.categorization.CategorizationIndex`.
-    random_state : None, int or numpy.random.Generator, default=0
+    n_pairs, metric, n_bootstraps, confidence_level
+        As in :class:`geomkit.measures.categorization.CategorizationIndex`;
+        checked before the model runs.
+    random_state : None, int, numpy.random.Generator or RandomState, default=0
         One seed is drawn from it, so every layer is measured on the same pairs.
     batch_size, device, progress
         As in :func:`geomkit.probe.extract`.
+    n_bootstrap, confidence : deprecated
+        Old names of ``n_bootstraps`` and ``confidence_level`` (one more
+        release, with a ``DeprecationWarning``).
 
     Returns
     -------
@@ -116,7 +123,7 @@ def categorization_by_layer(
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     >>> x, y = torch.randn(60, 6), torch.arange(60) % 3
-    >>> table = categorization_by_layer(net, x, y, n_bootstrap=0, progress=False)
+    >>> table = categorization_by_layer(net, x, y, n_bootstraps=0, progress=False)
     >>> table["layer"].tolist()
     ['input', '0', '1', '2']
     """
@@ -127,6 +134,14 @@ def categorization_by_layer(
     import torch
 
     check_int(batch_size, "batch_size", low=1)
+    caller = "categorization_by_layer"
+    n_bootstraps = renamed_parameter("n_bootstrap", n_bootstrap, "n_bootstraps", n_bootstraps,
+                                     caller=caller, new_default=1000)
+    confidence_level = renamed_parameter("confidence", confidence, "confidence_level",
+                                         confidence_level, caller=caller, new_default=0.95)
+    validate_params({"n_pairs": n_pairs, "n_bootstraps": n_bootstraps,
+                     "confidence_level": confidence_level, "random_state": random_state},
+                    CategorizationIndex._parameter_constraints, caller=caller)
     if isinstance(inputs, (np.ndarray, torch.Tensor)):
         recorded = None
         source = inputs
@@ -140,7 +155,7 @@ def categorization_by_layer(
             "labels are needed: pass labels=..., or inputs that yield (x, y) batches."
         )
     y = ds["label"].values
-    seed = int(np.random.default_rng(random_state).integers(2**32))
+    seed = int(check_random_state(random_state).integers(2**32))
     if recorded is None:
         flat = to_numpy(inputs)
         flat = flat.reshape(flat.shape[0], -1)
@@ -150,8 +165,9 @@ def categorization_by_layer(
     spaces += [(name, layer_activations(ds, name).values) for name in ds.data_vars]
     rows = []
     for depth, (name, X) in enumerate(spaces):
-        est = CategorizationIndex(n_pairs=n_pairs, metric=metric, n_bootstrap=n_bootstrap,
-                                  confidence=confidence, random_state=seed).fit(X, y)
+        est = CategorizationIndex(n_pairs=n_pairs, metric=metric, n_bootstraps=n_bootstraps,
+                                  confidence_level=confidence_level,
+                                  random_state=seed).fit(X, y)
         rows.append({"layer": name, "depth": depth, "n_units": X.shape[1], "index": est.index_,
                      "ci_low": est.ci_[0], "ci_high": est.ci_[1], "pvalue": est.pvalue_})
     return pd.DataFrame(rows)

@@ -42,7 +42,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._atomic import atomic_path, atomic_write_text
 from .._backend import resolve_device
+from .._params import DEPRECATED, renamed_parameter
 from .._validation import check_float, check_int, check_option
 from ..probe.recorder import Recorder
 from .hebbian import KrotovHopfield, SoftHebb, _epoch_bar, _seed_from, build_layer
@@ -87,9 +89,10 @@ def train_module(
     epochs: int = 20,
     lr: float = 1e-3,
     batch_size: int = 128,
-    seed: int = 0,
+    random_state: Any = 0,
     progress: bool = False,
     desc: str = "training",
+    seed: Any = DEPRECATED,
 ) -> pd.DataFrame:
     """Train ``module`` in place with Adam on cross-entropy + regularizer terms.
 
@@ -112,12 +115,14 @@ def train_module(
     batch_size : int, default=128
         The n samples are split into ``ceil(n / batch_size)`` batches of nearly
         equal size.
-    seed : int, default=0
+    random_state : None, int, numpy Generator or RandomState, default=0
         Seeds the shuffling order.
     progress : bool, default=False
         Show a tqdm bar over epochs.
     desc : str, default="training"
         Label of the progress bar.
+    seed : deprecated
+        Old name of ``random_state`` (one more release, with a ``DeprecationWarning``).
 
     Returns
     -------
@@ -144,7 +149,9 @@ def train_module(
     """
     regs = list(regularizers)
     names = _term_names(regs)
-    gen = torch.Generator().manual_seed(seed)
+    random_state = renamed_parameter("seed", seed, "random_state", random_state,
+                                     caller="train_module", new_default=0)
+    gen = torch.Generator().manual_seed(_seed_from(random_state, "train_module"))
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     n = X.shape[0]
@@ -379,9 +386,11 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
             "history": _frame_records(self.history_),
             **self._extra_config(),
         }
-        (path / "config.json").write_text(json.dumps(config, indent=1))
         state = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
-        torch.save(state, path / "state_dict.pt")
+        # each file is replaced atomically: an interrupted save leaves the old file or the new one
+        with atomic_path(path / "state_dict.pt") as tmp:
+            torch.save(state, tmp)
+        atomic_write_text(path / "config.json", json.dumps(config, indent=1))
         return path
 
     @classmethod
@@ -398,13 +407,39 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
         device : optional
             Where to put the module (default: the CPU).
 
+        Returns
+        -------
+        estimator
+            Fitted, on ``device``.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``config.json`` or ``state_dict.pt`` is missing.
+        ValueError
+            Naming the file, for any checkpoint that :meth:`save` did not
+            write as it stands: damaged or truncated files, a ``config.json``
+            with missing or malformed entries, tensors whose shapes disagree
+            with the config (checked before any memory is allocated, so a
+            crafted config cannot request terabytes), or a ``state_dict.pt``
+            that ``weights_only`` loading refuses (it refers to code).
+
         Notes
         -----
         The weights are read with ``torch.load(..., weights_only=True)``: no
         code is unpickled.
         """
         path = Path(path)
-        config = json.loads((path / "config.json").read_text())
+        config = _read_checkpoint_config(path / "config.json")
+        try:
+            est = cls._from_checkpoint(config, path, module, device)
+        except (KeyError, TypeError, AttributeError, IndexError) as err:
+            raise ValueError(f"{str(path / 'config.json')!r} is malformed ({type(err).__name__}: {err}); "
+                             "it was not written by save() or was edited.") from None
+        return est
+
+    @classmethod
+    def _from_checkpoint(cls, config: dict[str, Any], path: Path, module: nn.Module | None, device: Any):
         if config.get("estimator") != cls.__name__:
             raise ValueError(f"{path} holds a {config.get('estimator')}, not a {cls.__name__}.")
         params = dict(config["params"])
@@ -418,15 +453,19 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
         for key in ("hidden_sizes",):
             if isinstance(params.get(key), list):
                 params[key] = tuple(params[key])
+        state = _read_checkpoint_state(path / "state_dict.pt")
         if module is None:
             if config["module_config"] is None:
                 raise ValueError(
                     f"{path} holds a custom module without a JSON config; pass module=<an instance "
                     "of the same architecture> to load()."
                 )
-            module = build_model(config["module_config"])
-        state = torch.load(path / "state_dict.pt", map_location="cpu", weights_only=True)
-        module.load_state_dict(state)
+            module = _build_for_state(config["module_config"], state, path)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as err:  # missing / unexpected keys, shape mismatch
+            raise ValueError(f"the weights in {str(path / 'state_dict.pt')!r} do not fit the module: "
+                             f"{str(err).splitlines()[0]} ...") from None
         if params.get("module") == "custom":
             params["module"] = copy.deepcopy(module)
         est = cls(**params)
@@ -444,6 +483,61 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
 
     def _restore_extra(self, config: dict[str, Any], path: Path) -> None:
         """Set the attributes that :meth:`_extra_config` saved."""
+
+
+def _read_checkpoint_config(file: Path) -> dict[str, Any]:
+    """``config.json`` as a dict, or a ValueError naming the file."""
+    text = file.read_text(encoding="utf-8", errors="replace")
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{str(file)!r} is not valid JSON ({err}); the checkpoint is damaged or truncated.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(file)!r} holds a JSON {type(config).__name__}, not a checkpoint config.")
+    return config
+
+
+def _read_checkpoint_state(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``state_dict.pt`` (``weights_only=True``), or a ValueError naming the file."""
+    import pickle
+    import re
+
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint file {str(file)!r} does not exist.")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        code = re.search(r"GLOBAL ([\w.]+)", str(err))
+        reason = (f"it refers to code ({code.group(1)})" if code else "it is no tensor file geomkit wrote")
+        raise ValueError(f"refused to load {str(file)!r}: {reason}, which weights_only loading does not run. "
+                         "Delete it, or retrain.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        # torch's first sentence says what failed; the rest is advice about torch.load
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else "the file ended early"
+        raise ValueError(f"{str(file)!r} is damaged or truncated ({first}).") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{str(file)!r} holds a {type(state).__name__}, not a dict of named tensors.")
+    return state
+
+
+def _build_for_state(module_config: Any, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """``build_model(module_config)``, after checking on the meta device (no memory) that its tensors
+    have the shapes of ``state``: the sizes a config may request are bounded by the weights on disk."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build_model(module_config).state_dict().items()}
+    except (RuntimeError, NotImplementedError):  # a registered builder that cannot run on meta: unchecked
+        return build_model(module_config)
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != found:
+        diff = sorted(k for k in set(shapes) | set(found) if shapes.get(k) != found.get(k))
+        name = diff[0]
+        raise ValueError(
+            f"config.json and state_dict.pt in {str(path)!r} disagree: the config builds {len(shapes)} "
+            f"tensors, the weights file holds {len(found)}; e.g. {name!r} has shape {shapes.get(name)} in "
+            f"the config and {found.get(name)} on disk. Not loaded (the checkpoint is damaged or edited)."
+        )
+    return build_model(module_config)
 
 
 def _frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -575,7 +669,7 @@ class NetClassifier(_TorchClassifier):
         lr = check_float(self.lr, "lr", low=0.0, low_inclusive=False)
         check_option(self.activation, "activation", ("relu", "tanh", "sigmoid"))
         regs = [copy.deepcopy(r) for r in as_regularizer_list(self.regularizers)]
-        seed = _seed_from(self.random_state)
+        seed = _seed_from(self.random_state, type(self).__name__)
         given = self.module is not None
         n_classes = np.unique(y).size
         device = self._device(self.module if isinstance(self.module, nn.Module) else None)
@@ -588,7 +682,7 @@ class NetClassifier(_TorchClassifier):
             self.regularizers_ = regs
             try:
                 self.history_ = train_module(module, Xt, yt, regularizers=regs, epochs=epochs, lr=lr,
-                                             batch_size=batch_size, seed=seed, progress=self.progress,
+                                             batch_size=batch_size, random_state=seed, progress=self.progress,
                                              desc=type(self).__name__)
             except TrainingDiverged as err:
                 self.module_, self.history_ = module.eval(), err.history
@@ -796,7 +890,7 @@ class HebbianClassifier(_TorchClassifier):
         n_hidden = check_int(self.n_hidden, "n_hidden", low=1)
         if self.layer_params is not None and not isinstance(self.layer_params, dict):
             raise TypeError(f"layer_params must be a dict or None; got {type(self.layer_params).__name__}.")
-        seed = _seed_from(self.random_state)
+        seed = _seed_from(self.random_state, type(self).__name__)
         device = self._device()
         targets = self._prepare_targets(y, None)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -822,7 +916,7 @@ class HebbianClassifier(_TorchClassifier):
                 self.history_ = train_module(net.out, feats, yt, epochs=check_int(self.epochs, "epochs", low=1),
                                              lr=check_float(self.lr, "lr", low=0.0, low_inclusive=False),
                                              batch_size=check_int(self.batch_size, "batch_size", low=1),
-                                             seed=seed, progress=self.progress, desc="readout")
+                                             random_state=seed, progress=self.progress, desc="readout")
             except TrainingDiverged as err:
                 # train_module restored the readout of the last good epoch
                 self.module_, self.history_ = net.eval(), err.history

@@ -31,13 +31,17 @@ import torch
 import torch.nn as nn
 
 from .._backend import resolve_device
+from .._params import RANDOM_STATE, validate_params
+from .._progress import progress_bar
 from .._validation import as_float_array, check_float, check_int, check_option
 
 __all__ = ["KrotovHopfield", "SoftHebb", "CompetitiveLayer"]
 
 
-def _seed_from(random_state: Any) -> int:
-    """An int seed from None / int / numpy RandomState or Generator."""
+def _seed_from(random_state: Any, caller: str = "geomkit.train") -> int:
+    """An int seed from None / int / numpy RandomState or Generator; anything else raises."""
+    validate_params({"random_state": random_state}, {"random_state": [RANDOM_STATE]},
+                    caller=caller)
     if random_state is None:
         return int(np.random.SeedSequence().generate_state(1)[0])
     if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
@@ -84,9 +88,14 @@ class CompetitiveLayer(nn.Module):
         self.radius = check_float(radius, "radius", low=0.0, low_inclusive=False)
         self.norm_p = check_float(norm_p, "norm_p", low=1.0)
         self.random_state = random_state
-        gen = torch.Generator().manual_seed(_seed_from(random_state))
-        weight = torch.randn(self.n_hidden, self.n_features, generator=gen) * init_std
-        self.register_buffer("weight", weight.to(resolve_device(device)))
+        if torch.get_default_device().type == "meta":
+            # built only to read its shapes (the checkpoint loader's size check): no values, no memory
+            weight = torch.empty(self.n_hidden, self.n_features)
+        else:
+            gen = torch.Generator().manual_seed(_seed_from(random_state, type(self).__name__))
+            weight = (torch.randn(self.n_hidden, self.n_features, generator=gen) * init_std).to(
+                resolve_device(device))
+        self.register_buffer("weight", weight)
         self.history_: pd.DataFrame | None = None
 
     # -- inference -------------------------------------------------------------
@@ -167,7 +176,8 @@ class CompetitiveLayer(nn.Module):
         lr = self.lr if lr is None else check_float(lr, "lr", low=0.0, low_inclusive=False)
         schedule = check_option(schedule or self._default_schedule, "schedule", ("linear", "constant"))
         X = self._as_input(X)
-        seed = _seed_from(self.random_state if random_state is None else random_state)
+        seed = _seed_from(self.random_state if random_state is None else random_state,
+                          type(self).__name__)
         gen = torch.Generator().manual_seed(seed)
         ever_won = torch.zeros(self.n_hidden, dtype=torch.bool, device=self.weight.device)
         rows = []
@@ -211,11 +221,7 @@ class CompetitiveLayer(nn.Module):
 
 
 def _epoch_bar(epochs: int, progress: bool, desc: str):
-    if not progress:
-        return range(epochs)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(epochs), desc=desc, unit="epoch")
+    return progress_bar(range(epochs), progress=progress, desc=desc, unit="epoch")
 
 
 class KrotovHopfield(CompetitiveLayer):

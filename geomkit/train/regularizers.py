@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from sklearn.base import BaseEstimator
 
+from .._params import DEPRECATED, renamed_parameter
 from .._validation import check_float, check_int, check_option
 from ..probe.recorder import resolve_layers
 from .models import activation_kind
@@ -642,7 +643,7 @@ def _layer_covariance(model: nn.Module, X: torch.Tensor, layer: str, batch_size:
 class JacobianRegularizer(Regularizer):
     """Hoffman, Roberts & Yaida's (2019) Jacobian penalty with random projections.
 
-    ``||J||_F^2 ~ (C / n_proj) sum_proj ||v^T J||^2`` per sample, with ``v``
+    ``||J||_F^2 ~ (C / n_projections) sum_proj ||v^T J||^2`` per sample, with ``v``
     random unit vectors in output space (C = output dimension) and ``J`` the
     Jacobian of the logits (or of a named layer's output) with respect to the
     input; one double-backward pass per projection. The term is the batch
@@ -651,9 +652,12 @@ class JacobianRegularizer(Regularizer):
     Parameters
     ----------
     strength : float, default=0.01
-    n_proj : int, default=1
+    n_projections : int, default=1
+        Random projections per batch (one double-backward pass each).
     layer : str, optional
         Regularize the Jacobian of this layer's output instead of the logits.
+    n_proj : deprecated
+        Old name of ``n_projections`` (one more release, with a ``DeprecationWarning``).
 
     References
     ----------
@@ -670,32 +674,42 @@ class JacobianRegularizer(Regularizer):
     name = "jacobian"
     needs_input_grad = True
 
-    def __init__(self, strength: float = 0.01, n_proj: int = 1, layer: str | None = None):
+    def __init__(self, strength: float = 0.01, n_projections: int = 1, layer: str | None = None,
+                 *, n_proj: Any = DEPRECATED):
         self.strength = strength
-        self.n_proj = n_proj
+        self.n_projections = n_projections
         self.layer = layer
+        self.n_proj = n_proj
 
     def layers_needed(self) -> list[str]:
         return [] if self.layer is None else [self.layer]
 
     def setup(self, model: nn.Module, X: torch.Tensor, *, batch_size: int, n_epochs: int) -> None:
         check_float(self.strength, "strength", low=0.0)
-        check_int(self.n_proj, "n_proj", low=1)
+        self._resolve_projections()
         if self.layer is not None and not isinstance(self.layer, str):
             raise TypeError(f"layer must be None (the logits) or a layer name; got {self.layer!r}.")
         super().setup(model, X, batch_size=batch_size, n_epochs=n_epochs)
+
+    def _resolve_projections(self) -> int:
+        self._n_projections = check_int(
+            renamed_parameter("n_proj", self.n_proj, "n_projections", self.n_projections,
+                              caller=type(self).__name__, new_default=1, stacklevel=5),
+            "n_projections", low=1)
+        return self._n_projections
 
     def term(self, ctx: BatchContext) -> torch.Tensor:
         out = _flat(ctx.logits if self.layer is None else ctx.outputs[self.layer])
         n_out = out.shape[1]
         total = out.new_zeros(())
-        for i in range(self.n_proj):
+        n_projections = self.__dict__.get("_n_projections") or self._resolve_projections()
+        for i in range(n_projections):
             v = torch.randn_like(out)
             v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True)
             (g,) = torch.autograd.grad((out * v).sum(), ctx.x, create_graph=True,
                                        retain_graph=True)
             total = total + (g * g).sum() / out.shape[0]
-        return total * (n_out / self.n_proj)
+        return total * (n_out / n_projections)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""The output folder of ``geomkit study``: checked before any work, written only when complete.
+
+A run writes into a staging folder beside ``DIR`` (``.DIR.geomkit-partial`` in ``DIR``'s parent, or
+``DIR/.geomkit-partial`` when the parent is not writable) and moves the results in when everything is
+written. So an interrupted run leaves ``DIR`` as it was (the old report beside the checkpoints it was
+made from), and the checkpoints it finished wait in the staging folder, where the next run finds and
+reuses them. ``DIR`` is ours when it holds the marker file ``.geomkit-study``; a non-empty folder that
+is not ours is refused unless ``overwrite``, so that no user file called ``summary.csv`` is replaced
+unasked.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ._atomic import atomic_write_text
+
+#: What a study writes into its output folder.
+OUTPUTS = ("models", "figures", "results.nc", "summary.csv", "report.html")
+MARKER = ".geomkit-study"
+_INSIDE = ".geomkit-partial"  # the staging folder's name when it must live inside DIR
+
+
+def _try_write(folder: Path) -> None:
+    """Create and remove a file in ``folder``: the only check that also holds for root and read-only mounts."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".geomkit-write-test.")
+    os.close(fd)
+    os.unlink(name)
+
+
+def _unwritable(folder: Path) -> str | None:
+    """None if files can be created (and renamed) in ``folder``, else why not."""
+    try:
+        _try_write(folder)
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def _staging_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.geomkit-partial"
+
+
+def _entries(out: Path) -> set[str]:
+    """Names in ``out`` that count: not the marker, not our staging folder, not an atomic write's leftover."""
+    return {p.name for p in out.iterdir()
+            if p.name not in (MARKER, _INSIDE) and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+
+
+def _is_ours(out: Path) -> bool:
+    """Whether geomkit wrote ``out``: the marker, or (runs from before the marker) only our outputs,
+    with a checkpoint stamp or our report among them."""
+    if (out / MARKER).is_file():
+        return True
+    if not _entries(out) <= set(OUTPUTS):
+        return False
+    if any((out / "models").glob("*.study.json")):
+        return True
+    try:
+        with open(out / "report.html", encoding="utf-8", errors="replace") as fh:
+            return "<title>geomkit study report</title>" in fh.read(4096)
+    except OSError:
+        return False
+
+
+def check_output(out: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Raise if a study cannot write to ``out``; create nothing.
+
+    Raises
+    ------
+    ValueError
+        ``out`` is a file, or a non-empty folder that geomkit did not write (without ``overwrite``).
+    PermissionError
+        ``out`` (or its ``models/`` / ``figures/``, or the parent that will hold the staging folder)
+        cannot be written; the message names the folder.
+    """
+    out = Path(out).absolute()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} exists and is not a folder.")
+    existing = out if out.is_dir() else next((p for p in out.parents if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise ValueError(f"output folder {str(out)!r} cannot be created: {str(existing)!r} is not a folder.")
+    if out.is_dir():
+        foreign = sorted(_entries(out) - set(OUTPUTS)) or sorted(_entries(out))
+        if _entries(out) and not overwrite and not _is_ours(out):
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ValueError(
+                f"output folder {str(out)!r} is not empty and was not written by geomkit study (it holds "
+                f"{shown}); choose a new or empty folder, or pass --overwrite (overwrite=True) to replace "
+                f"its {', '.join(OUTPUTS)}."
+            )
+    folders = [existing]
+    for sub in ("models", "figures"):
+        if (out / sub).is_dir():
+            folders += [out / sub, *(p for p in (out / sub).iterdir() if p.is_dir())]
+    for folder in folders:
+        reason = _unwritable(folder)
+        if reason:
+            what = "output folder" if folder == existing else "folder"
+            raise PermissionError(f"{what} {str(folder)!r} is not writable ({reason}); a study would "
+                                  "fail there after training")
+
+
+@dataclass
+class StudyOutput:
+    """Where a run writes (``staging``) and where the results end up (``out``)."""
+
+    out: Path
+    staging: Path
+
+    @property
+    def models(self) -> Path:
+        """The checkpoints of earlier, completed runs."""
+        return self.out / "models"
+
+    @property
+    def staged_models(self) -> Path:
+        """The checkpoints this run trains (and those an interrupted run left); created by the first save."""
+        return self.staging / "models"
+
+    def staged(self, name: str) -> Path:
+        """Where to write the output ``name`` (the staging folder is made on first use, so a run that
+        fails before it writes anything leaves no folder behind)."""
+        self.staging.mkdir(exist_ok=True)
+        return self.staging / name
+
+    def commit(self, models: list[str]) -> None:
+        """Move the staged outputs into ``out`` (checkpoints first, the marker last).
+
+        Only the checkpoints of ``models`` (those of this run's report) move; others an interrupted
+        run left keep waiting in the staging folder, which is removed once nothing is left in it.
+        """
+        replaced = self.staging / ".replaced"
+        replaced.mkdir(parents=True, exist_ok=True)
+        self.models.mkdir(exist_ok=True)
+        for name in models:
+            folder, stamp = self.staged_models / name, self.staged_models / f"{name}.study.json"
+            if folder.is_dir() and stamp.is_file():
+                (self.models / stamp.name).unlink(missing_ok=True)  # no stamp beside half-moved files
+                _replace(folder, self.models / name, replaced / f"models-{name}")
+                _replace(stamp, self.models / stamp.name, replaced / f"models-{stamp.name}")
+        for name in OUTPUTS[1:]:
+            if (self.staging / name).exists():
+                _replace(self.staging / name, self.out / name, replaced / name)
+        atomic_write_text(self.out / MARKER, json.dumps({
+            "written_by": "geomkit study", "completed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }, indent=1))
+        shutil.rmtree(replaced, ignore_errors=True)
+        if not any(self.staged_models.glob("*.study.json")):
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        shutil.move(src, dst)  # the staging folder is on another file system (DIR is a mount point)
+
+
+def _replace(new: Path, target: Path, old_to: Path) -> None:
+    """Put ``new`` at ``target``, moving what was there to ``old_to`` (deleted with the staging folder)."""
+    if target.exists() or target.is_symlink():
+        _move(target, old_to)
+    _move(new, target)
+
+
+def prepare_output(out: str | os.PathLike, *, overwrite: bool = False) -> tuple[StudyOutput, list[str]]:
+    """Check ``out`` (:func:`check_output`) and create it; clean the staging folder an interrupted run left.
+
+    Returns the :class:`StudyOutput` and the names of the checkpoints an interrupted run left in the
+    staging folder (kept, for reuse; everything else there is stale and removed).
+    """
+    check_output(out, overwrite=overwrite)
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = _staging_path(out) if _unwritable(out.parent) is None else out / _INSIDE
+    left: list[str] = []
+    if staging.is_dir():  # an interrupted run's: keep its checkpoints, drop its half-written outputs
+        for item in staging.iterdir():
+            if item.name != "models":
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+        left = sorted(p.name[: -len(".study.json")] for p in (staging / "models").glob("*.study.json"))
+    return StudyOutput(out, staging), left
