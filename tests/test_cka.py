@@ -171,6 +171,8 @@ def test_estimator_matches_function_and_resamples():
     assert est.p_value_ == pytest.approx(1 / 50)
     assert est.bootstrap_.shape == (100,) and est.null_.shape == (49,)
     assert est.score(X, Y) == pytest.approx(est.value_)
+    plain = cka(X, Y, debiased=True, n_bootstraps=100, n_permutations=49, random_state=0)
+    assert (plain.value, plain.ci, plain.p_value) == (est.value_, est.ci_, est.p_value_)
     again = clone(est).fit(X, Y)
     assert again.ci_ == est.ci_  # same seed, same interval
     # unrelated data: not significant

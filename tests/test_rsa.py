@@ -147,6 +147,8 @@ def test_bootstrap_leaves_out_pairs_of_a_stimulus_with_its_copy():
     est = RSA(n_bootstraps=50, n_permutations=19, random_state=0).fit(X, Y)
     assert est.ci_[0] < est.value_ < est.ci_[1]
     assert est.p_value_ == pytest.approx(0.05)
+    plain = rsa(X, Y, n_bootstraps=50, n_permutations=19, random_state=0)
+    assert (plain.value, plain.ci, plain.p_value) == (est.value_, est.ci_, est.p_value_)
 
 
 def _noise(*shape):

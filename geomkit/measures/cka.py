@@ -64,7 +64,9 @@ from typing import Any
 import numpy as np
 
 from .._params import Boolean, Options, Real, validate_params
-from ._repeats import NOISE_CORRECTIONS, check_pair, check_split_possible, halves, has_repeats, trial_mean
+from ._repeats import (NOISE_CORRECTIONS, check_pair, check_split_possible, halves, has_repeats,
+                       trial_mean, with_intervals)
+from ._resampling import ResamplingResult
 from ._similarity_estimator import RESAMPLING_CONSTRAINTS, _PairedSimilarity
 
 __all__ = ["cka", "CKA"]
@@ -311,7 +313,11 @@ def cka(
     debiased: bool | None = None,
     sigma: float = 1.0,
     noise_correction: str = "none",
-) -> float:
+    n_bootstraps: int = 0,
+    n_permutations: int = 0,
+    confidence_level: float = 0.95,
+    random_state: Any = None,
+) -> float | ResamplingResult:
     """Centred kernel alignment between two representations of the same stimuli.
 
     Parameters
@@ -337,13 +343,23 @@ def cka(
         noise-free signal under trial noise independent across repeats and
         stimuli (module docstring). ``"none"`` averages the repeats first
         (noise then deflates CKA).
+    n_bootstraps : int, default=0
+        Paired bootstrap resamples of the stimuli; 0 skips.
+    n_permutations : int, default=0
+        Shuffles of ``Y``'s stimulus order for a one-sided permutation p-value; 0 skips.
+    confidence_level : float, default=0.95
+        Coverage of the percentile interval.
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed of the resampling.
 
     Returns
     -------
-    float
+    float or ResamplingResult
         CKA; in [0, 1] for the biased estimator, close to 0 for unrelated
         representations with the debiased one (which may be slightly
-        negative, or above 1 with noise correction).
+        negative, or above 1 with noise correction). With resampling, a
+        :class:`~geomkit.measures._resampling.ResamplingResult` (``value``,
+        ``ci``, ``p_value``, ...).
 
     Raises
     ------
@@ -371,12 +387,18 @@ def cka(
     """
     validate_params(
         {"kernel": kernel, "debiased": debiased, "sigma": sigma,
-         "noise_correction": noise_correction},
-        _CONSTRAINTS, caller="cka",
+         "noise_correction": noise_correction, "n_bootstraps": n_bootstraps,
+         "n_permutations": n_permutations, "confidence_level": confidence_level,
+         "random_state": random_state},
+        {**_CONSTRAINTS, **RESAMPLING_CONSTRAINTS}, caller="cka",
     )
     X, Y = check_pair(X, Y)
-    return _cka_arrays(X, Y, kernel=kernel, debiased=debiased, sigma=sigma,
-                       noise_correction=noise_correction)
+    return with_intervals(
+        lambda A, B: _cka_arrays(A, B, kernel=kernel, debiased=debiased, sigma=sigma,
+                                 noise_correction=noise_correction),
+        X, Y, n_bootstraps=n_bootstraps, n_permutations=n_permutations,
+        confidence_level=confidence_level, random_state=random_state,
+    )
 
 
 # ---------------------------------------------------------------------------

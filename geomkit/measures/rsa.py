@@ -52,7 +52,8 @@ import numpy as np
 
 from .._params import Integer, Options, validate_params
 from .._validation import as_float_array
-from ._repeats import check_pair, check_representation, has_repeats, trial_mean
+from ._repeats import check_pair, check_representation, has_repeats, trial_mean, with_intervals
+from ._resampling import ResamplingResult
 from ._similarity_estimator import RESAMPLING_CONSTRAINTS, _PairedSimilarity
 
 __all__ = ["rdm", "compare_rdms", "rsa", "RSA"]
@@ -357,7 +358,9 @@ def _rsa_arrays(X: np.ndarray, Y: np.ndarray, metric: str, method: str) -> float
 _RSA_CONSTRAINTS = {"metric": [Options(*METRICS)], "method": [Options(*METHODS)]}
 
 
-def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman") -> float:
+def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman",
+        n_bootstraps: int = 0, n_permutations: int = 0, confidence_level: float = 0.95,
+        random_state: Any = None) -> float | ResamplingResult:
     """RSA similarity of two representations: their RDMs, compared.
 
     Parameters
@@ -371,11 +374,21 @@ def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman"
         both sides and removes the noise bias of the distances.
     method : {"spearman", "kendall_tau_a", "cosine", "whitened_cosine", "pearson"}, default="spearman"
         RDM comparison (see :func:`compare_rdms`).
+    n_bootstraps : int, default=0
+        Paired bootstrap resamples of the stimuli; 0 skips.
+    n_permutations : int, default=0
+        Shuffles of ``Y``'s stimulus order for a one-sided permutation p-value; 0 skips.
+    confidence_level : float, default=0.95
+        Coverage of the percentile interval.
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed of the resampling.
 
     Returns
     -------
-    float
-        ``compare_rdms(rdm(X), rdm(Y))``.
+    float or ResamplingResult
+        ``compare_rdms(rdm(X), rdm(Y))``; with resampling, a
+        :class:`~geomkit.measures._resampling.ResamplingResult` (a resample
+        leaves out the pairs of a stimulus with its own copy).
 
     Examples
     --------
@@ -385,9 +398,18 @@ def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman"
     >>> round(rsa(X, 2.0 * X + 1.0, metric="euclidean", method="whitened_cosine"), 10)
     1.0
     """
-    validate_params({"metric": metric, "method": method}, _RSA_CONSTRAINTS, caller="rsa")
+    validate_params(
+        {"metric": metric, "method": method, "n_bootstraps": n_bootstraps,
+         "n_permutations": n_permutations, "confidence_level": confidence_level,
+         "random_state": random_state},
+        {**_RSA_CONSTRAINTS, **RESAMPLING_CONSTRAINTS}, caller="rsa",
+    )
     X, Y = check_pair(X, Y)
-    return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None, "Y"), method)
+    if not n_bootstraps and not n_permutations:
+        return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None, "Y"), method)
+    return with_intervals(lambda A, B: _rsa_arrays(A, B, metric, method), X, Y,
+                          n_bootstraps=n_bootstraps, n_permutations=n_permutations,
+                          confidence_level=confidence_level, random_state=random_state)
 
 
 class RSA(_PairedSimilarity):
