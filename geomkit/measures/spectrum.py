@@ -41,6 +41,8 @@ from ._powerlaw import (
     resolve_fit_range,
     usable_count,
 )
+from ._dask_moments import is_streamed
+from ._streamed_fit import fit_streamed, streamed_cvpca, streamed_eigenspectrum
 from ._spectral_moments import (
     CVPCAProblem,
     PCAProblem,
@@ -111,6 +113,8 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     [16.0, 9.0, 4.0, 1.0]
     """
     check_device(device)
+    if is_streamed(X):  # dask arrays / dask-backed xarray: reduced chunk-wise, never loaded
+        return streamed_eigenspectrum(X, device=device)
     X = _as_data(X, "X", ndim=2, min_samples=2)
     return PCAProblem(X, device=device).eigenvalues()
 
@@ -156,6 +160,8 @@ def cvpca_spectrum(
     """
     n_shuffles = check_int(n_shuffles, "n_shuffles", low=1)
     check_device(device)
+    if is_streamed(X) or is_streamed(Y):  # dask input: streamed cross-moments
+        return streamed_cvpca(X, Y, n_shuffles, _rng(random_state), device=device)
     A, B = _split_repeats(_as_data(X, "X", ndim=(2, 3), min_samples=3), Y)
     problem = CVPCAProblem(A, B, device=device)
     signal, _ = problem.spectrum(n_shuffles, _rng(random_state))
@@ -483,6 +489,8 @@ class PowerLawSpectrum(BaseEstimator):
         rng = _rng(self.random_state)
         if isinstance(X, Moments):
             return self._fit_moments(X)
+        if is_streamed(X) or is_streamed(y):  # dask input: one streamed pass, Poisson bootstrap
+            return fit_streamed(self, X, y, rng)
         if self.method == "pca":
             X = self._validate_2d(X, reset=True)
             problem = PCAProblem(X, device=self.device)
