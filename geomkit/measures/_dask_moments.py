@@ -247,12 +247,32 @@ def _add(*parts: dict) -> dict:
     return out
 
 
+def _remote(kernel):
+    """``kernel`` as the workers should receive it: by value, so that they never import geomkit.
+
+    A worker importing ``geomkit.measures`` would import the whole package,
+    torch included (~250 MB per process). Registered modules' functions are
+    pickled by value by cloudpickle, and the wrapper (a lambda, which the
+    standard pickle refuses) makes distributed fall back to cloudpickle.
+    """
+    import sys
+
+    import cloudpickle
+
+    from . import _spectral_moments
+
+    for module in (sys.modules[__name__], _spectral_moments):
+        if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
+            cloudpickle.register_pickle_by_value(module)
+    return lambda *args: kernel(*args)
+
+
 def _reduce(parts: list) -> dict:
     """Add delayed parts in a tree, ``_SPLIT_EVERY`` per node, and compute (on the active client)."""
     import dask
     from dask import delayed
 
-    add = delayed(_add, pure=True)
+    add = delayed(_remote(_add), pure=False)
     while len(parts) > 1:
         parts = [add(*parts[i : i + _SPLIT_EVERY]) for i in range(0, len(parts), _SPLIT_EVERY)]
     return dask.compute(parts[0])[0]
@@ -373,7 +393,7 @@ def _map_rows(kernel, arrays: list, *args) -> list:
 
     blocks = [A.to_delayed().ravel() for A in arrays]
     starts = _starts(arrays[0].chunks[0])
-    call = delayed(kernel, pure=True)
+    call = delayed(_remote(kernel), pure=False)
     return [call(*parts, start, *args) for *parts, start in zip(*blocks, starts)]
 
 
@@ -382,7 +402,7 @@ def _map_cols(kernel, arrays: list) -> list:
 
     blocks = [A.to_delayed().ravel() for A in arrays]
     starts = _starts(arrays[0].chunks[1])
-    call = delayed(kernel, pure=True)
+    call = delayed(_remote(kernel), pure=False)
     return [call(*parts, start) for *parts, start in zip(*blocks, starts)]
 
 
@@ -530,7 +550,7 @@ class StreamedCVPCA(CVPCAProblem):
         replicates = list(range(n_bootstraps + 1))
         for i in range(0, len(replicates), plan.replicates_per_pass):
             reps = tuple(replicates[i : i + plan.replicates_per_pass])
-            call = delayed(_cvpca_chunk, pure=True)
+            call = delayed(_remote(_cvpca_chunk), pure=False)
             parts = [
                 call(a, b, s0, shift_m, shift_e, masks[:, s0:s1], reps, seed)
                 for a, b, s0, s1 in zip(Ar.to_delayed().ravel(), Br.to_delayed().ravel(),
