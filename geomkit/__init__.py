@@ -8,6 +8,7 @@ The public face: estimators are re-exported here; submodules hold the rest
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets
+from .cluster import dask_client
 from .measures.kurtosis import WeightKurtosis, weight_kurtosis
 from .measures.categorization import CategorizationIndex, CategorySelectivity
 from .measures.topology import LevelSetTopology
@@ -31,6 +32,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "__version__",
     "datasets",
+    "dask_client",
     "Moments",
     "MomentAccumulator",
     "FisherFlatness",

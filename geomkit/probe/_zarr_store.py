@@ -57,6 +57,16 @@ def store_progress(store: Any) -> dict:
         ``rows`` and ``batches`` complete, ``finished`` (bool) and the
         ``batch_size`` it was written with; zeros / False for a store that
         does not exist yet.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from geomkit.probe import extract, store_progress
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    >>> path = tempfile.mkdtemp() + "/acts.zarr"
+    >>> ds = extract(net, torch.randn(10, 4), batch_size=4, progress=False, store=path)
+    >>> store_progress(path)
+    {'rows': 10, 'batches': 3, 'finished': True, 'batch_size': 4}
     """
     if isinstance(store, (str, os.PathLike)) and not os.path.exists(store):
         return {"rows": 0, "batches": 0, "finished": False, "batch_size": None}

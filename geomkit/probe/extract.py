@@ -21,9 +21,18 @@ import numpy as np
 
 from .._backend import resolve_device
 from ..moments import MomentAccumulator, Moments
+from ._zarr_store import store_progress
 from .recorder import ModelState, Recorder
 
-__all__ = ["extract", "layer_moments", "layer_activations", "unstack_units", "iter_batches", "unit_dim"]
+__all__ = [
+    "extract",
+    "layer_moments",
+    "layer_activations",
+    "unstack_units",
+    "iter_batches",
+    "unit_dim",
+    "store_progress",
+]
 
 UNIT_SEP = "__"
 _LABEL_KEYS = ("y", "label", "labels")
