@@ -96,6 +96,7 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     ----------
     X : array-like of shape (n_stimuli, n_units)
         Responses; numpy, torch or xarray; float32 is accumulated in float64.
+        A dask array (or dask-backed xarray) is reduced chunk by chunk.
     device : None, str or torch.device
         Run the products and the eigendecomposition with torch there (e.g. "cuda").
 
@@ -132,7 +133,8 @@ def cvpca_spectrum(
     Parameters
     ----------
     X : array-like of shape (2, n_stimuli, n_units), or (n_stimuli, n_units) with ``Y``
-        Two repeats of the responses to the same stimuli.
+        Two repeats of the responses to the same stimuli (dask arrays and
+        dask-backed xarray are reduced chunk by chunk, all shuffles in one pass).
     Y : array-like of shape (n_stimuli, n_units), optional
         The second repeat, when ``X`` holds only the first.
     n_shuffles : int, default=10
@@ -383,6 +385,12 @@ class PowerLawSpectrum(BaseEstimator):
     :func:`geomkit.probe.layer_moments` or a ``MomentAccumulator``), so huge
     activation sets never have to sit in memory; bootstraps need the stimuli
     and are then skipped.
+
+    Dask arrays and dask-backed xarray objects (e.g. ``xr.open_zarr``) are
+    reduced chunk by chunk without loading them, on the active
+    ``dask.distributed`` client if any (:func:`geomkit.dask_client`); the
+    bootstrap then uses Poisson weights accumulated in the same pass. See the
+    user guide's "Large data" page.
 
     The estimator keeps a reference to the training data (no copy) so that
     :meth:`score` can compute principal axes only when asked. A pickled
