@@ -312,3 +312,24 @@ def test_poisson_bootstrap_covers_like_the_multinomial_one():
     # Binomial sd of a rate near 0.95 over 40 sets is ~0.035; the two share the data.
     assert abs(rates["memory"] - rates["streamed"]) <= 0.1, rates
     assert rates["streamed"] >= 0.8, rates
+    print(f"coverage of the 95% intervals over {n_sets} data sets: {rates}")
+
+
+@pytest.mark.parametrize("shape", [(200, 5), (5, 200)])  # covariance and Gram routes
+def test_nan_in_dask_input_is_reported(shape):
+    X = np.ones(shape)
+    X[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        eigenspectrum(da.from_array(X, chunks=(50, 50)))
+
+
+def test_score_after_a_streamed_fit_equals_in_memory(wide_offset, repeats):
+    train, test = wide_offset[:20000], wide_offset[20000:]
+    est = PowerLawSpectrum(fit_range=(3, 15), random_state=0)
+    streamed = est.fit(da.from_array(train, chunks=(5000, -1))).score(test)
+    assert streamed == pytest.approx(PowerLawSpectrum(**est.get_params()).fit(train).score(test),
+                                     rel=1e-9)
+    cv = PowerLawSpectrum(method="cvpca", fit_range=(3, 15), n_shuffles=2, random_state=0)
+    streamed = cv.fit(da.from_array(repeats[:, :2000], chunks=(1, 500, -1))).score(repeats[:, 2000:])
+    ref = PowerLawSpectrum(**cv.get_params()).fit(repeats[:, :2000]).score(repeats[:, 2000:])
+    assert streamed == pytest.approx(ref, rel=1e-9)

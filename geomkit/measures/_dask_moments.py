@@ -411,10 +411,22 @@ def _first_rows_mean(X, rows: int = 256) -> np.ndarray:
     return np.asarray(X[: min(rows, X.shape[0])].astype(np.float64).mean(axis=0).compute())
 
 
+def _finite(matrix: np.ndarray, name: str = "X") -> np.ndarray:
+    """The reduced product; NaN or inf in the data show up here (the data are never scanned)."""
+    if not np.isfinite(matrix).all():
+        raise ValueError(
+            f"{name} contains NaN or inf (found in its streamed second moments); a spectrum "
+            "needs finite responses."
+        )
+    return matrix
+
+
 def _centred(S: np.ndarray, s: np.ndarray, W: float) -> np.ndarray:
     """``S - s s' / W`` from the upper triangle of the shifted product, mirrored."""
     from scipy.linalg import blas
 
+    _finite(S)
+    _finite(s)
     return _mirror_upper(blas.dsyr(-1.0 / W, s, a=np.asfortranarray(S), lower=0, overwrite_a=1))
 
 
@@ -477,7 +489,7 @@ class StreamedPCA(PCAProblem):
                     what=f"PCA of {self.n_stimuli} x {self.n_units}", route="gram",
                     other_size=self.n_units)
         sums = _reduce(_map_cols(_gram_chunk, [Xc]))
-        self.matrix = _mirror_upper(sums["G"])
+        self.matrix = _mirror_upper(_finite(sums["G"]))
         self.mean = np.concatenate([m for _, m in sorted(sums["means"], key=lambda t: t[0])])
 
     def bootstrap_eigenvalues(self):
@@ -524,6 +536,7 @@ class StreamedCVPCA(CVPCAProblem):
                         chunk_bytes=2 * _chunk_bytes(Ac), route="gram", other_size=self.n_units,
                         what=f"cvPCA of 2 x {self.n_stimuli} x {self.n_units}")
             sums = _reduce(_map_cols(_cvpca_gram_chunk, [Ac, Bc]))
+            _finite(sums["GEM"])
             self.GMM, self.GEE = _mirror_upper(sums["GMM"]), _mirror_upper(sums["GEE"])
             self.GEM, self.p, self.q, self.e2 = sums["GEM"], sums["p"], sums["q"], sums["e2"]
             return
