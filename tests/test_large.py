@@ -333,3 +333,10 @@ def test_score_after_a_streamed_fit_equals_in_memory(wide_offset, repeats):
     streamed = cv.fit(da.from_array(repeats[:, :2000], chunks=(1, 500, -1))).score(repeats[:, 2000:])
     ref = PowerLawSpectrum(**cv.get_params()).fit(repeats[:, :2000]).score(repeats[:, 2000:])
     assert streamed == pytest.approx(ref, rel=1e-9)
+
+
+def test_dask_repeat_with_an_in_memory_partner(repeats):
+    signal, _ = cvpca_spectrum(da.from_array(repeats[0], chunks=(1000, -1)), repeats[1],
+                               n_shuffles=2, random_state=4)
+    ref, _ = cvpca_spectrum(repeats[0], repeats[1], n_shuffles=2, random_state=4)
+    assert _rel(signal, ref) < 1e-9

@@ -82,10 +82,16 @@ def as_dask(X: Any, name: str, ndim: tuple[int, ...]):
 
     A DataArray with a ``repeat`` dim has it moved first.
     """
+    import dask.array as da
+
+    from .._validation import to_numpy
+
     if type(X).__module__.startswith("xarray"):
         if "repeat" in X.dims:
             X = X.transpose("repeat", ...)
         X = X.data
+    if not type(X).__module__.startswith("dask"):  # the in-memory partner of a dask repeat
+        X = da.asarray(to_numpy(X, name))
     if X.ndim not in ndim:
         raise ValueError(
             f"{name} must have {' or '.join(map(str, ndim))} dimensions; got a dask array of "
@@ -151,14 +157,18 @@ def _gb(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.2f} GB"
 
 
-def worker_memory() -> tuple[float, int, str]:
-    """(bytes per worker, number of workers, where): the active client's, else this machine's."""
+def _active_client():
     try:
         from distributed import get_client
 
-        client = get_client()
+        return get_client()
     except (ImportError, ValueError):
-        client = None
+        return None
+
+
+def worker_memory() -> tuple[float, int, str]:
+    """(bytes per task, number of workers, where): the active client's, else this machine's."""
+    client = _active_client()
     if client is not None:
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         limits = [w.get("memory_limit") or 0 for w in workers]
@@ -168,10 +178,7 @@ def worker_memory() -> tuple[float, int, str]:
             return float(per_task), len(limits), "per task on the dask workers"
     import psutil
 
-    import dask
-
-    threads = dask.system.CPU_COUNT or 1
-    return psutil.virtual_memory().available / threads, 1, "per thread on this machine"
+    return psutil.virtual_memory().available, 1, "on this machine"
 
 
 @dataclass
@@ -275,6 +282,10 @@ def _reduce(parts: list) -> dict:
     add = delayed(_remote(_add), pure=False)
     while len(parts) > 1:
         parts = [add(*parts[i : i + _SPLIT_EVERY]) for i in range(0, len(parts), _SPLIT_EVERY)]
+    if _active_client() is None and dask.config.get("scheduler", None) is None:
+        # No cluster and no scheduler chosen: one chunk at a time, BLAS on every core (as in
+        # memory), rather than a chunk per core each asking BLAS for every core.
+        return dask.compute(parts[0], scheduler="threads", num_workers=1)[0]
     return dask.compute(parts[0])[0]
 
 

@@ -131,8 +131,8 @@ def extract_to_store(
                 "inputs were given; delete it (or pass another store) to extract again."
             )
         return _open(store)
-    if labels is not None and n_known is not None:
-        labels = check_labels(labels, n_known, "labels")
+    if labels is not None:
+        labels = check_labels(labels, len(labels) if n_known is None else n_known, "labels")
     rows, batches = progress["rows"], progress["batches"]
     if batches:
         _truncate(store, rows)
