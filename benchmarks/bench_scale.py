@@ -106,18 +106,27 @@ def syrk_floor(rows: int, units: int, chunk_rows: int, repeats: int, threads: in
 
 
 def streamed(path: str, n_workers: int):
+    """(seconds of the pass, seconds of the eigendecomposition, peak RSS, eigenvalues).
+
+    What ``eigenspectrum(acts)`` does, in its two steps: the streamed pass
+    (the float64 product reduced on the workers) and the eigendecomposition
+    of the n_units x n_units result here.
+    """
     import xarray as xr
 
-    from geomkit import dask_client, eigenspectrum
+    from geomkit import dask_client
+    from geomkit.measures._dask_moments import StreamedPCA, as_dask
 
     with dask_client(n_workers=n_workers, threads_per_worker=1, dashboard_address=None,
                      memory_limit="1.5GB"):
         acts = xr.open_zarr(path, consolidated=False)["acts"]
         with PeakRSS() as peak:
             t0 = time.perf_counter()
-            lam = eigenspectrum(acts)
-            seconds = time.perf_counter() - t0
-    return seconds, peak.peak, lam
+            problem = StreamedPCA(as_dask(acts, "acts", (2,)))
+            t1 = time.perf_counter()
+            lam = problem.eigenvalues()
+            t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, peak.peak, lam
 
 
 def main() -> None:
@@ -144,18 +153,19 @@ def main() -> None:
               f"{floor_one:.1f} s (one core)")
         results = {}
         for n_workers in (1, 2):
-            seconds, peak, lam = streamed(path, n_workers)
-            results[n_workers] = (seconds, peak, lam)
-            print(f"{n_workers} worker(s): {seconds:.1f} s, peak RSS (process + workers) "
-                  f"{peak / 1e9:.2f} GB, lambda_1 = {lam[0]:.4f}; "
-                  f"{seconds / floor_all:.2f}x the all-core floor, "
-                  f"{seconds / floor_one:.2f}x the one-core floor")
-        assert np.allclose(results[1][2], results[2][2], rtol=1e-9)
+            t_pass, t_eig, peak, lam = streamed(path, n_workers)
+            results[n_workers] = (t_pass, t_eig, peak, lam)
+            print(f"{n_workers} worker(s): pass {t_pass:.1f} s + eigendecomposition {t_eig:.1f} s,"
+                  f" peak RSS (process + workers) {peak / 1e9:.2f} GB, lambda_1 = {lam[0]:.4f};"
+                  f" pass / floor: {t_pass / floor_all:.2f}x (all cores), "
+                  f"{t_pass / floor_one:.2f}x (one core)")
+        assert np.allclose(results[1][3], results[2][3], rtol=1e-9)
         speedup = results[1][0] / results[2][0]
-        print(f"speed-up 2 workers vs 1: {speedup:.2f}x")
-        print(f"RATIO time(2 workers) / floor(all cores) = {results[2][0] / floor_all:.2f} "
-              f"(target <= 1.3); peak RSS max {max(r[1] for r in results.values()) / 1e9:.2f} GB "
-              f"(target < 1.5); speed-up {speedup:.2f} (target >= 1.6)")
+        total = results[2][0] + results[2][1]
+        print(f"RATIO pass(2 workers) / floor(all cores) = {results[2][0] / floor_all:.2f}, "
+              f"with the eigendecomposition {total / floor_all:.2f} (target <= 1.3); "
+              f"peak RSS max {max(r[2] for r in results.values()) / 1e9:.2f} GB (target < 1.5); "
+              f"pass speed-up 2 workers vs 1 {speedup:.2f}x (target >= 1.6)")
         print(f"load after: {os.getloadavg()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

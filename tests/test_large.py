@@ -51,20 +51,29 @@ def _repeat_store(tmp_path, X, chunk_rows):
 # ---------------------------------------------------------------------------------------
 def test_eigenspectrum_of_dask_array_equals_in_memory(wide_offset):
     X = da.from_array(wide_offset, chunks=(10000, -1))
+    assert _dask_moments._row_chunks(X).numblocks == (3, 1)  # reduced as three chunks
     lam = eigenspectrum(X)
     assert lam.shape == (50,)
     np.testing.assert_allclose(lam, eigenspectrum(wide_offset), rtol=1e-9)
 
 
-def test_gram_route_of_dask_array_equals_in_memory(wide_offset):
+@pytest.fixture
+def narrow_unit_chunks(monkeypatch):
+    """Gram-route chunks of 7 units (40 float32 rows), so that several are added."""
+    monkeypatch.setattr(_dask_moments, "_TARGET_CHUNK", 7 * 40 * 4)
+
+
+def test_gram_route_of_dask_array_equals_in_memory(wide_offset, narrow_unit_chunks):
     Xw = wide_offset[:40]  # 40 stimuli x 50 units
-    lam = eigenspectrum(da.from_array(Xw, chunks=(40, 7)))
-    assert StreamedPCA(da.from_array(Xw, chunks=(40, 7))).route == "gram"
+    problem = StreamedPCA(da.from_array(Xw, chunks=(40, 50)))
+    assert problem.route == "gram" and _dask_moments._col_chunks(problem.X).numblocks == (1, 8)
+    lam = problem.eigenvalues()
     np.testing.assert_allclose(lam, eigenspectrum(Xw), rtol=1e-9, atol=1e-9 * lam[0])
+    np.testing.assert_allclose(problem.mean, Xw.mean(axis=0, dtype=np.float64), rtol=1e-12)
 
 
 def test_cvpca_from_zarr_equals_in_memory(tmp_path, repeats):
-    lazy = _repeat_store(tmp_path, repeats, chunk_rows=1000)
+    lazy = _repeat_store(tmp_path, repeats, chunk_rows=1024)
     assert lazy.chunks is not None
     signal, noise = cvpca_spectrum(lazy, n_shuffles=4, random_state=3)
     ref_signal, ref_noise = cvpca_spectrum(repeats, n_shuffles=4, random_state=3)
@@ -73,7 +82,7 @@ def test_cvpca_from_zarr_equals_in_memory(tmp_path, repeats):
     np.testing.assert_allclose(noise, ref_noise, rtol=1e-9)
 
 
-def test_cvpca_gram_route_from_dask_equals_in_memory(repeats):
+def test_cvpca_gram_route_from_dask_equals_in_memory(repeats, narrow_unit_chunks):
     wide = repeats[:, :30]  # 30 stimuli x 40 units
     lazy = da.from_array(wide, chunks=(1, 30, 9))
     signal, noise = cvpca_spectrum(lazy, n_shuffles=3, random_state=0)
@@ -85,7 +94,7 @@ def test_cvpca_gram_route_from_dask_equals_in_memory(repeats):
 @pytest.mark.parametrize("method", ["pca", "cvpca"])
 def test_estimator_on_dask_equals_in_memory(method, repeats, wide_offset):
     data = wide_offset if method == "pca" else repeats
-    chunks = (7000, -1) if method == "pca" else (1, 700, -1)
+    chunks = (7000, -1) if method == "pca" else (1, 1024, -1)
     est = PowerLawSpectrum(method=method, fit_range=(3, 15), n_shuffles=3, random_state=0)
     ref = PowerLawSpectrum(**est.get_params()).fit(data)
     fitted = est.fit(da.from_array(data, chunks=chunks))
@@ -122,12 +131,12 @@ def test_poisson_weights_do_not_depend_on_chunking(wide_offset):
 
 
 def test_bootstrap_replicates_split_over_passes_are_the_same(monkeypatch, wide_offset):
-    X = da.from_array(wide_offset[:4000], chunks=(1000, -1))
+    X = da.from_array(wide_offset[:4000], chunks=(2000, -1))
     whole = StreamedPCA(X, n_bootstraps=3, seed=2)
     assert whole.plan.n_passes == 1
     # A budget that fits two replicates per pass: the same replicates, in two passes.
     per = 8.0 * 50 * 50 * (_dask_moments._SPLIT_EVERY + 1)
-    budget = (2 * per + 2.5 * 4000 * 50 * 12) / 0.8 + 1  # rows re-cut to one chunk
+    budget = (2 * per + 2.5 * 2000 * 50 * 12) / 0.8 + 1
     monkeypatch.setattr(_dask_moments, "worker_memory", lambda: (budget, 1, "test"))
     split = StreamedPCA(X, n_bootstraps=3, seed=2)
     assert split.plan.n_passes == 2
@@ -280,7 +289,7 @@ def test_local_cluster_with_two_processes(tmp_path, wide_offset, repeats):
 
     from geomkit.cluster import dask_client
 
-    lazy = _repeat_store(tmp_path, repeats, chunk_rows=1000)
+    lazy = _repeat_store(tmp_path, repeats, chunk_rows=1024)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
         with dask_client(cluster.scheduler_address) as client:
@@ -304,7 +313,7 @@ def test_poisson_bootstrap_covers_like_the_multinomial_one():
     n_sets = 40
     for seed in range(n_sets):
         X, _ = make_powerlaw_data(3000, 80, alpha=1.0, random_state=seed)
-        for kind, data in (("memory", X), ("streamed", da.from_array(X, chunks=(1000, -1)))):
+        for kind, data in (("memory", X), ("streamed", da.from_array(X, chunks=(1024, -1)))):
             est = PowerLawSpectrum(fit_range=(5, 30), n_bootstraps=40, random_state=seed)
             lo, hi = est.fit(data).alpha_ci_
             hits[kind] += lo <= 1.0 <= hi
@@ -336,7 +345,7 @@ def test_score_after_a_streamed_fit_equals_in_memory(wide_offset, repeats):
 
 
 def test_dask_repeat_with_an_in_memory_partner(repeats):
-    signal, _ = cvpca_spectrum(da.from_array(repeats[0], chunks=(1000, -1)), repeats[1],
+    signal, _ = cvpca_spectrum(da.from_array(repeats[0], chunks=(1024, -1)), repeats[1],
                                n_shuffles=2, random_state=4)
     ref, _ = cvpca_spectrum(repeats[0], repeats[1], n_shuffles=2, random_state=4)
     assert _rel(signal, ref) < 1e-9

@@ -61,8 +61,9 @@ __all__ = [
 _WEIGHT_ROWS = 4096
 # Accumulators added per tree node.
 _SPLIT_EVERY = 4
-# Row chunks outside [_MIN, _MAX] bytes are re-cut to _TARGET bytes.
-_MIN_CHUNK, _TARGET_CHUNK, _MAX_CHUNK = 8 << 20, 64 << 20, 512 << 20
+# Row chunks of fewer than _MIN_ROWS rows (task overhead) or more than _MAX_CHUNK bytes
+# (memory) are re-cut to _TARGET_CHUNK bytes.
+_MIN_ROWS, _TARGET_CHUNK, _MAX_CHUNK = 1024, 64 << 20, 512 << 20
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,12 +111,11 @@ def as_dask(X: Any, name: str, ndim: tuple[int, ...]):
 
 
 def _row_chunks(X):
-    """Rows per chunk for the covariance route: the user's, unless far from ~64 MB."""
-    d = int(np.prod(X.shape[1:]))
-    row_bytes = d * X.dtype.itemsize
+    """All units per chunk; the user's rows per chunk unless too few or too many bytes."""
+    row_bytes = X.shape[1] * X.dtype.itemsize
     sizes = X.chunks[0]
-    if all(_MIN_CHUNK <= c * row_bytes <= _MAX_CHUNK for c in sizes[:-1]) and len(X.chunks[1]) == 1:
-        return X
+    if all(c >= _MIN_ROWS for c in sizes[:-1]) and all(c * row_bytes <= _MAX_CHUNK for c in sizes):
+        return X if len(X.chunks[1]) == 1 else X.rechunk({1: -1})
     rows = max(1, min(X.shape[0], _TARGET_CHUNK // max(row_bytes, 1)))
     return X.rechunk({0: rows, 1: -1})
 
@@ -242,15 +242,30 @@ def plan_passes(
 # ---------------------------------------------------------------------------------------
 # Tree reduction
 # ---------------------------------------------------------------------------------------
+def _add_two(a: Any, b: Any) -> Any:
+    """``a + b`` for arrays / numbers, key by key for dicts, item by item for lists.
+
+    Lists of ``(start, values)`` pieces (the Gram route's unit means) are joined.
+    """
+    if isinstance(a, dict):
+        for key, value in b.items():
+            a[key] = _add_two(a[key], value)
+        return a
+    if isinstance(a, list):
+        if a and isinstance(a[0], tuple):
+            return a + b
+        return [_add_two(x, y) for x, y in zip(a, b)]
+    if isinstance(a, np.ndarray):
+        a += b  # in place: no second n_units^2 matrix
+        return a
+    return a + b
+
+
 def _add(*parts: dict) -> dict:
-    """Sum dicts of arrays / numbers key by key, into the first."""
+    """Sum the chunk results into the first."""
     out = parts[0]
     for part in parts[1:]:
-        for key, value in part.items():
-            if isinstance(value, list):
-                out[key] = [a + b for a, b in zip(out[key], value)]
-            else:
-                out[key] = out[key] + value
+        out = _add_two(out, part)
     return out
 
 
