@@ -223,6 +223,20 @@ def test_extract_to_store_equals_in_memory(tmp_path, conv_inputs):
     xr.testing.assert_identical(ds.compute(), ref)
 
 
+def test_extract_to_store_of_token_outputs_equals_in_memory(tmp_path):
+    import torch
+
+    from geomkit.probe import extract
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(11, 4), torch.nn.Linear(4, 3))
+    tokens = torch.randint(0, 11, (9, 6), generator=torch.Generator().manual_seed(2))
+    ref = extract(net, tokens, batch_size=4, progress=False)
+    ds = extract(net, tokens, batch_size=4, progress=False, store=tmp_path / "tokens.zarr")
+    assert "1__token" in ref.coords  # (tokens, features) coordinates, kept in the store
+    xr.testing.assert_identical(ds.compute(), ref)
+
+
 def test_extract_to_store_resumes_after_the_last_complete_batch(tmp_path, conv_inputs):
     import zarr
 

@@ -402,12 +402,18 @@ def extract(
     if store is not None:  # streamed to zarr, one batch in memory
         from ._zarr_store import extract_to_store
 
+        seen: dict[str, Any] = {}  # filled by the first batch, before its records are written
+
         def run(batches, on_batch):
-            _run(model, batches, layers, batch_size, device, progress, eval_mode, on_batch, "extract")
+            _run(model, batches, layers, batch_size, device, progress, eval_mode, on_batch,
+                 "extract", seen)
+
+        def coords(key, shape):
+            return _unit_coords(key, shape, seen.get("token_length"))
 
         return extract_to_store(run, model, inputs, store=store, labels=labels,
                                 batch_size=batch_size, dtype=dtype, n_known=_n_items(inputs),
-                                unit_coords=_unit_coords, unit_dim=unit_dim)
+                                unit_coords=coords, unit_dim=unit_dim)
     chunks: dict[str, list[np.ndarray]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     batch_labels: list[Any] = []
