@@ -363,3 +363,16 @@ def test_dask_repeat_with_an_in_memory_partner(repeats):
                                n_shuffles=2, random_state=4)
     ref, _ = cvpca_spectrum(repeats[0], repeats[1], n_shuffles=2, random_state=4)
     assert _rel(signal, ref) < 1e-9
+
+
+@pytest.mark.parametrize("shape", [(3000, 40), (30, 40)])  # covariance and Gram routes
+def test_a_streamed_fit_pickles_without_the_data(shape, wide_offset):
+    import pickle
+
+    X = wide_offset[: shape[0], : shape[1]]
+    est = PowerLawSpectrum(fit_range=(3, 10), random_state=0).fit(da.from_array(X, chunks=1024))
+    clone = pickle.loads(pickle.dumps(est))
+    held_out = wide_offset[5000:6000, : shape[1]]
+    assert clone.score(held_out) == pytest.approx(
+        PowerLawSpectrum(fit_range=(3, 10), random_state=0).fit(X).score(held_out), rel=1e-9
+    )
