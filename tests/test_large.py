@@ -376,3 +376,37 @@ def test_a_streamed_fit_pickles_without_the_data(shape, wide_offset):
     assert clone.score(held_out) == pytest.approx(
         PowerLawSpectrum(fit_range=(3, 10), random_state=0).fit(X).score(held_out), rel=1e-9
     )
+
+
+def test_cvpca_poisson_replicate_is_the_weighted_cvpca(repeats):
+    """A replicate's signal spectrum, recomputed by brute force with its weights and masks."""
+    from geomkit._backend import eigh
+    from geomkit.measures._dask_moments import StreamedCVPCA
+
+    A, B = (r.astype(np.float64) for r in repeats[:, :2500])
+    problem = StreamedCVPCA(da.from_array(A, chunks=1024), da.from_array(B, chunks=1024),
+                            n_shuffles=2, rng=np.random.default_rng(0), n_bootstraps=2)
+    for r in (1, 2):
+        w = poisson_weights(problem.seed, r, 0, A.shape[0])
+        total = 0.0
+        for s in problem.masks:
+            Y = np.where(s[:, None] > 0, A, B)  # training repeat
+            Z = np.where(s[:, None] > 0, B, A)
+            Yc, Zc = Y - w @ Y / w.sum(), Z - w @ Z / w.sum()
+            K = (Yc * w[:, None]).T @ Yc
+            C = (Yc * w[:, None]).T @ Zc
+            U = eigh(K)[1]
+            total = total + np.einsum("ij,ij->j", U, (C + C.T) / 2 @ U)
+        brute = total / 2 / (w.sum() - 1)
+        signal, _, W = problem.streamed_spectrum(r)
+        assert W == w.sum()
+        assert _rel(signal, brute) < 1e-9
+
+
+def test_cvpca_streamed_bootstrap_interval(repeats):
+    est = PowerLawSpectrum(method="cvpca", fit_range=(3, 12), n_shuffles=2, n_bootstraps=3,
+                           random_state=0)
+    est.fit(da.from_array(repeats, chunks=(1, 1024, -1)))
+    assert est.alpha_bootstrap_.size == 3 and np.isfinite(est.alpha_bias_)
+    lo, hi = est.alpha_ci_
+    assert lo < est.alpha_ - est.alpha_bias_ < hi

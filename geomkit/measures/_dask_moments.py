@@ -570,8 +570,9 @@ class StreamedCVPCA(CVPCAProblem):
         masks = np.ones((n_shuffles, n), dtype=np.int8)
         for j in range(n_shuffles):
             masks[j, rng.permutation(n)[: n // 2]] = -1
+        self.masks = masks
         # After the masks, so that the masks match the in-memory ones for the same generator.
-        seed = int(rng.integers(2**63 - 1)) if seed is None else seed
+        seed = self.seed = int(rng.integers(2**63 - 1)) if seed is None else seed
         Ar = _row_chunks(A)
         Br = B.rechunk(Ar.chunks)
         plan = plan_passes(
