@@ -413,14 +413,26 @@ def _cvpca_gram_chunk(a, b, start) -> dict:
     return {"GMM": GMM, "GEE": GEE, "GEM": GEM, "p": p, "q": q, "e2": e2}
 
 
-def _map_rows(kernel, arrays: list, *args) -> list:
-    """One delayed ``kernel(*blocks, start, *args)`` per row chunk of the (equally chunked) arrays."""
-    from dask import delayed
+def _map_rows(kernel, X, *args) -> list:
+    """One delayed ``kernel(block, start, *args)`` per row chunk of X.
 
-    blocks = [A.to_delayed().ravel() for A in arrays]
-    starts = _starts(arrays[0].chunks[0])
-    call = delayed(_remote(kernel), pure=False)
-    return [call(*parts, start, *args) for *parts, start in zip(*blocks, starts)]
+    Through ``map_blocks``, so that dask fuses the reading of a chunk (e.g. from
+    zarr) into the task that reduces it: no chunk waits in a worker's memory
+    between being read and being reduced, and the tasks are the graph's roots,
+    which the distributed scheduler hands out about one per thread at a time.
+    """
+    import dask.array as da
+
+    _remote(kernel)  # registers the modules for pickling by value
+
+    def call(block, block_info=None):
+        return kernel(block, block_info[0]["array-location"][0][0], *args)
+
+    out = da.map_blocks(
+        call, X, dtype=object, drop_axis=1, chunks=((1,) * X.numblocks[0],),
+        meta=np.empty((0,), dtype=object),
+    )
+    return list(out.to_delayed().ravel())
 
 
 def _map_cols(kernel, arrays: list) -> list:
@@ -499,7 +511,7 @@ class StreamedPCA(PCAProblem):
         replicates = list(range(n_bootstraps + 1))
         for i in range(0, len(replicates), plan.replicates_per_pass):
             reps = tuple(replicates[i : i + plan.replicates_per_pass])
-            sums = _reduce(_map_rows(_pca_chunk, [Xr], shift, reps, seed))
+            sums = _reduce(_map_rows(_pca_chunk, Xr, shift, reps, seed))
             for r in reps:
                 S, s, W = sums[r]
                 C = _centred(S, s, W)
