@@ -4,7 +4,8 @@ The in-memory routes of :mod:`._spectral_moments` become sums over chunks of
 rows (covariance route) or of units (Gram route). Each chunk is a dask task
 that converts its rows to float64 one ~32 MB block at a time and adds
 ``(x - c)' (x - c)`` to a float64 accumulator with BLAS ``dsyrk``; the
-per-chunk accumulators are added in a tree (``_SPLIT_EVERY`` at a time), on
+per-chunk accumulators are added in one chain per worker thread and then in a
+tree over the chains (``_SPLIT_EVERY`` at a time), on
 the threaded scheduler or on a ``dask.distributed`` client when one is active.
 
 Shift. Every row is shifted by one point ``c`` (the mean of the first rows of
@@ -290,18 +291,37 @@ def _remote(kernel):
 
 
 def _reduce(parts: list) -> dict:
-    """Add delayed parts in a tree, ``_SPLIT_EVERY`` per node, and compute (on the active client)."""
+    """Add delayed parts and compute them (on the active client if any).
+
+    One chain per worker thread (chunk ``c``, ``c + P``, ``c + 2P``, ... added
+    in turn into one accumulator), then a tree over the chains,
+    ``_SPLIT_EVERY`` at a time: a worker holds about one accumulator per
+    thread and the chunk being reduced, not the results of a tree's leaves
+    waiting for their siblings.
+    """
     import dask
     from dask import delayed
 
     add = delayed(_remote(_add), pure=False)
-    while len(parts) > 1:
-        parts = [add(*parts[i : i + _SPLIT_EVERY]) for i in range(0, len(parts), _SPLIT_EVERY)]
-    if _active_client() is None and dask.config.get("scheduler", None) is None:
+    client = _active_client()
+    if client is not None:
+        width = sum(w.get("nthreads", 1) for w in client.scheduler_info(n_workers=-1)["workers"].values())
+    else:
+        width = 1
+    width = max(1, min(width, len(parts)))
+    chains = []
+    for c in range(width):
+        acc = parts[c]
+        for part in parts[c + width :: width]:
+            acc = add(acc, part)
+        chains.append(acc)
+    while len(chains) > 1:
+        chains = [add(*chains[i : i + _SPLIT_EVERY]) for i in range(0, len(chains), _SPLIT_EVERY)]
+    if client is None and dask.config.get("scheduler", None) is None:
         # No cluster and no scheduler chosen: one chunk at a time, BLAS on every core (as in
         # memory), rather than a chunk per core each asking BLAS for every core.
-        return dask.compute(parts[0], scheduler="threads", num_workers=1)[0]
-    return dask.compute(parts[0])[0]
+        return dask.compute(chains[0], scheduler="threads", num_workers=1)[0]
+    return dask.compute(chains[0])[0]
 
 
 # ---------------------------------------------------------------------------------------
