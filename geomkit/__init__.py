@@ -22,6 +22,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 # public name -> the module that defines it (imported when the name is first looked up)
 _LAZY = {
+    "dask_client": ".cluster",
     "WeightKurtosis": ".measures.kurtosis",
     "weight_kurtosis": ".measures.kurtosis",
     "CategorizationIndex": ".measures.categorization",
@@ -43,10 +44,11 @@ _LAZY = {
 }
 # subpackages and modules reachable as attributes of ``geomkit`` after ``import geomkit``
 _SUBMODULES = ("datasets", "probe", "measures", "train", "plotting", "study", "report", "cli",
-               "moments", "sensitivity", "robustness")
+               "moments", "sensitivity", "robustness", "cluster")
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from . import datasets
+    from .cluster import dask_client
     from .measures.categorization import CategorizationIndex, CategorySelectivity
     from .measures.kurtosis import WeightKurtosis, weight_kurtosis
     from .measures.spectrum import PowerLawSpectrum, eigenspectrum, power_law_exponent, smoothness_threshold
@@ -76,6 +78,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "datasets",
+    "dask_client",
     "Moments",
     "MomentAccumulator",
     "FisherFlatness",

@@ -43,6 +43,8 @@ from ._powerlaw import (
     resolve_fit_range,
     usable_count,
 )
+from ._dask_moments import is_streamed
+from ._streamed_fit import fit_streamed, streamed_cvpca, streamed_eigenspectrum
 from ._spectral_moments import (
     CVPCAProblem,
     PCAProblem,
@@ -96,6 +98,7 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     ----------
     X : array-like of shape (n_stimuli, n_units)
         Responses; numpy, torch or xarray; float32 is accumulated in float64.
+        A dask array (or dask-backed xarray) is reduced chunk by chunk.
     device : None, str or torch.device
         Run the products and the eigendecomposition with torch there (e.g.
         "cuda"); ``None``: numpy on the CPU (see :ref:`devices`).
@@ -114,6 +117,8 @@ def eigenspectrum(X: Any, *, device: Any = None) -> np.ndarray:
     [16.0, 9.0, 4.0, 1.0]
     """
     check_device(device)
+    if is_streamed(X):  # dask arrays / dask-backed xarray: reduced chunk-wise, never loaded
+        return streamed_eigenspectrum(X, device=device)
     X = _as_data(X, "X", ndim=2, min_samples=2)
     return PCAProblem(X, device=device).eigenvalues()
 
@@ -131,7 +136,8 @@ def cvpca_spectrum(
     Parameters
     ----------
     X : array-like of shape (2, n_stimuli, n_units), or (n_stimuli, n_units) with ``Y``
-        Two repeats of the responses to the same stimuli.
+        Two repeats of the responses to the same stimuli (dask arrays and
+        dask-backed xarray are reduced chunk by chunk, all shuffles in one pass).
     Y : array-like of shape (n_stimuli, n_units), optional
         The second repeat, when ``X`` holds only the first.
     n_shuffles : int, default=10
@@ -162,6 +168,8 @@ def cvpca_spectrum(
     n_shuffles = check_int(n_shuffles, "n_shuffles", low=1)
     rng = _rng(random_state)
     check_device(device)
+    if is_streamed(X) or is_streamed(Y):  # dask input: streamed cross-moments
+        return streamed_cvpca(X, Y, n_shuffles, _rng(random_state), device=device)
     A, B = _split_repeats(_as_data(X, "X", ndim=(2, 3), min_samples=3), Y)
     problem = CVPCAProblem(A, B, device=device)
     signal, _ = problem.spectrum(n_shuffles, rng)
@@ -401,6 +409,12 @@ class PowerLawSpectrum(BaseEstimator):
     activation sets never have to sit in memory; bootstraps need the stimuli
     and are then skipped.
 
+    Dask arrays and dask-backed xarray objects (e.g. ``xr.open_zarr``) are
+    reduced chunk by chunk without loading them, on the active
+    ``dask.distributed`` client if any (:func:`geomkit.dask_client`); the
+    bootstrap then uses Poisson weights accumulated in the same pass. See the
+    user guide's "Large data" page.
+
     The estimator keeps a reference to the training data (no copy) so that
     :meth:`score` can compute principal axes only when asked. A pickled
     estimator holds the axes instead (``k`` columns, ``k`` the last fitted
@@ -512,6 +526,8 @@ class PowerLawSpectrum(BaseEstimator):
         rng = _rng(self.random_state)
         if isinstance(X, Moments):
             return self._fit_moments(X)
+        if is_streamed(X) or is_streamed(y):  # dask input: one streamed pass, Poisson bootstrap
+            return fit_streamed(self, X, y, rng)
         if self.method == "pca":
             X = self._validate_2d(X, reset=True)
             problem = PCAProblem(X, device=self.device)

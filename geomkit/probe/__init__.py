@@ -13,7 +13,15 @@ from .attacks import (
     transfer_attack,
     zero_gradient_fraction,
 )
-from .extract import extract, iter_batches, layer_activations, layer_moments, unit_dim, unstack_units
+from .extract import (
+    extract,
+    iter_batches,
+    layer_activations,
+    layer_moments,
+    store_progress,
+    unit_dim,
+    unstack_units,
+)
 from .morph import categorization_by_layer, morph_profile, morph_profiles
 from .recorder import Recorder, default_layer_filter, resolve_layers
 from .tuning import pca_directions, stimulus_directions, tuning_map
@@ -28,6 +36,7 @@ __all__ = [
     "unstack_units",
     "iter_batches",
     "unit_dim",
+    "store_progress",
     "jacobian",
     "jacobian_norm",
     "JacobianInfo",

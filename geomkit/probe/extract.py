@@ -22,9 +22,18 @@ import numpy as np
 from .._backend import resolve_device
 from .._progress import progress_bar
 from ..moments import MomentAccumulator, Moments
+from ._zarr_store import store_progress
 from .recorder import ModelState, Recorder
 
-__all__ = ["extract", "layer_moments", "layer_activations", "unstack_units", "iter_batches", "unit_dim"]
+__all__ = [
+    "extract",
+    "layer_moments",
+    "layer_activations",
+    "unstack_units",
+    "iter_batches",
+    "unit_dim",
+    "store_progress",
+]
 
 UNIT_SEP = "__"
 _LABEL_KEYS = ("y", "label", "labels")
@@ -329,6 +338,7 @@ def extract(
     dtype: Any = np.float32,
     eval_mode: bool = True,
     progress: bool = True,
+    store: Any = None,
 ):
     """Record the activations of ``layers`` for every input.
 
@@ -363,12 +373,21 @@ def extract(
         updates its running statistics); every buffer is restored afterwards.
     progress : bool, default=True
         Show a tqdm progress bar.
+    store : str or os.PathLike, optional
+        A zarr store (e.g. ``"acts.zarr"``): each batch is appended to it as it
+        comes, so memory holds one batch, and the result is opened from it
+        lazily (dask-backed, ``xr.open_zarr``). Resumable: a re-run with the
+        same store, inputs and ``batch_size`` continues after the last
+        complete batch (recorded in the store's attributes, see
+        :func:`geomkit.probe.store_progress`). Needs zarr and dask
+        (``pip install 'geomkit[large]'``).
 
     Returns
     -------
     xarray.Dataset
         One variable per recorded output, dims ``("stimulus", "<layer>__unit")``;
         attrs ``layer``, ``model`` and ``feature_shape`` on each variable.
+        With ``store``: the same Dataset, dask-backed, read from the store.
 
     Raises
     ------
@@ -394,6 +413,21 @@ def extract(
     from .._validation import check_int
 
     check_int(batch_size, "batch_size", low=1)
+    if store is not None:  # streamed to zarr, one batch in memory
+        from ._zarr_store import extract_to_store
+
+        seen: dict[str, Any] = {}  # filled by the first batch, before its records are written
+
+        def run(batches, on_batch):
+            _run(model, batches, layers, batch_size, device, progress, eval_mode, on_batch,
+                 "extract", seen)
+
+        def coords(key, shape):
+            return _unit_coords(key, shape, seen.get("token_length"))
+
+        return extract_to_store(run, model, inputs, store=store, labels=labels,
+                                batch_size=batch_size, dtype=dtype, n_known=_n_items(inputs),
+                                unit_coords=coords, unit_dim=unit_dim)
     chunks: dict[str, list[np.ndarray]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     batch_labels: list[Any] = []
