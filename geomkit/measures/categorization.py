@@ -290,8 +290,22 @@ class CategorizationIndex(BaseEstimator):
         KS statistic between the between- and within-category distances, in [0, 1].
     pvalue_ : float
         Two-sided KS test p-value (``scipy.stats.ks_2samp``).
+    index_corrected_ : float
+        The index less its bootstrap-estimated bias, ``2 index_ - median(bootstrap_)``,
+        clipped to [0, 1] (NaN when ``n_bootstrap=0``). A KS statistic between
+        finite samples is biased upwards (noise in the two empirical CDFs only
+        adds distance: structureless data give ~0.87 sqrt(2 / n_pairs), not 0).
     ci_ : (float, float)
-        Bootstrap interval of the index ((nan, nan) when ``n_bootstrap=0``).
+        Basic bootstrap interval of the index, ``(2 index_ - q_high, 2 index_ - q_low)``
+        with ``q`` the bootstrap quantiles, clipped to [0, 1]; it contains
+        ``index_corrected_`` ((nan, nan) when ``n_bootstrap=0``). The percentile
+        interval (``(q_low, q_high)``) sits on the biased side and missed the
+        population index in 100 % of structureless data sets (300 pairs),
+        20 % near an index of 1; the basic interval's coverage, measured over
+        60 data sets per level with 300 pairs and a 95 % level, was 92 % at an
+        index of 0, 83-88 % at 0.1-0.3 and 0.97, 92 % at 0.55: the bootstrap
+        sees about half of the KS statistic's bias, so the interval is somewhat
+        narrow; more pairs shrink the bias as 1 / sqrt(n_pairs).
     bootstrap_ : ndarray of shape (n_bootstrap,)
         Bootstrap replicates of the index.
     within_pairs_, between_pairs_ : ndarray of shape (n_pairs, 2)
@@ -310,8 +324,8 @@ class CategorizationIndex(BaseEstimator):
     0.02
     >>> X[:, :3] += 4 * np.eye(3)[y]                                     # one direction per class
     >>> est = CategorizationIndex(random_state=0).fit(X, y)
-    >>> round(est.index_, 2), [round(c, 2) for c in est.ci_]
-    (0.86, [0.84, 0.88])
+    >>> round(est.index_, 2), round(est.index_corrected_, 2), [round(c, 2) for c in est.ci_]
+    (0.86, 0.85, [0.83, 0.88])
     """
 
     def __init__(
@@ -335,7 +349,7 @@ class CategorizationIndex(BaseEstimator):
         return tags
 
     def _validate(self, X: Any, y: Any, reset: bool):
-        check_int(self.n_pairs, "n_pairs", low=1)
+        _check_index_pairs(self.n_pairs)
         check_int(self.n_bootstrap, "n_bootstrap", low=0)
         check_float(self.confidence, "confidence", low=0.0, high=1.0, low_inclusive=False)
         _check_metric(self.metric)
@@ -370,8 +384,9 @@ class CategorizationIndex(BaseEstimator):
         self.index_, self.pvalue_ = _index_from_distances(
             self.within_distances_, self.between_distances_
         )
-        self.bootstrap_, self.ci_ = _bootstrap(
-            self.within_distances_, self.between_distances_, self.n_bootstrap, self.confidence, rng
+        self.bootstrap_, self.ci_, self.index_corrected_ = _bootstrap(
+            self.within_distances_, self.between_distances_, self.n_bootstrap, self.confidence, rng,
+            self.index_,
         )
         return self
 
@@ -408,10 +423,27 @@ def _n_rows(X: Any) -> int:
     return int(shape[0]) if shape else len(X)
 
 
-def _bootstrap(within, between, n_bootstrap, confidence, rng):
-    """Percentile interval of the KS statistic over resamples of the pairs."""
+# Fewer pairs than this cannot give a meaningful index: the KS statistic of structureless
+# data is ~0.87 sqrt(2 / n_pairs) (0.17 at 50 pairs), and 1.0 with a single pair of each kind.
+MIN_INDEX_PAIRS = 50
+
+
+def _check_index_pairs(n_pairs: Any) -> int:
+    n_pairs = check_int(n_pairs, "n_pairs", low=1)
+    if n_pairs < MIN_INDEX_PAIRS:
+        raise ValueError(
+            f"n_pairs must be >= {MIN_INDEX_PAIRS} for a categoricality index; got {n_pairs}. "
+            f"With n pairs of each kind the KS statistic of structureless data is about "
+            f"0.87 sqrt(2 / n) ({0.87 * np.sqrt(2 / n_pairs):.2f} here; 1.0 with one pair), "
+            "so the index would say nothing about categories."
+        )
+    return n_pairs
+
+
+def _bootstrap(within, between, n_bootstrap, confidence, rng, index):
+    """Bootstrap of the KS statistic over resamples of the pairs: replicates, basic interval, corrected index."""
     if n_bootstrap == 0:
-        return np.empty(0), (np.nan, np.nan)
+        return np.empty(0), (np.nan, np.nan), np.nan
     reps = np.empty(n_bootstrap)
     chunk = max(1, 2_000_000 // (within.size + between.size))  # bounded memory
     for start in range(0, n_bootstrap, chunk):
@@ -420,8 +452,11 @@ def _bootstrap(within, between, n_bootstrap, confidence, rng):
         b = between[rng.integers(between.size, size=(k, between.size))]
         reps[start : start + k] = ks_statistics(b, w)
     tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(reps, [tail, 100 - tail])
-    return reps, (float(low), float(high))
+    low, median, high = np.percentile(reps, [tail, 50, 100 - tail])
+    # Basic (reverse percentile) interval: the replicates' excess over the index mirrors
+    # the index's excess over the population value; the percentile interval does not.
+    clip = lambda v: float(min(max(v, 0.0), 1.0))  # noqa: E731
+    return reps, (clip(2 * index - high), clip(2 * index - low)), clip(2 * index - median)
 
 
 def category_selectivity(X: Any, y: Any, *, unit_coords: Any = None):
