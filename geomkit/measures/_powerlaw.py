@@ -412,14 +412,19 @@ def distortion_limit(
     when even ``3 * first`` had to exceed the limit, or the first rank is
     already distorted by more than ``max_distortion``).
     """
-    lo, hi = fit_range
     D = sample_distortion(eigenvalues, n_stimuli, total_variance)
     # D grows with rank for a decaying spectrum: keep the leading run of ranks within the limit.
-    below = D[lo - 1 : hi] <= max_distortion
-    limit = hi if below.all() else lo - 1 + int(np.argmin(below))
-    new_hi = min(hi, max(limit, 3 * lo))
-    supported = bool(limit >= min(hi, 3 * lo))
-    return (lo, max(new_hi, lo + 2)), float(D[lo - 1]), supported
+    new, _, supported = _cut_range(fit_range, D[: fit_range[1]] <= max_distortion)
+    return new, float(D[fit_range[0] - 1]), supported
+
+
+def _cut_range(fit_range: tuple[int, int], good: np.ndarray) -> tuple[tuple[int, int], int, bool]:
+    """Last rank of the leading run of ``good`` ranks (1..hi), the range cut there but not below
+    ``3 * first``, and whether the run reaches ``3 * first`` (or the requested last rank)."""
+    lo, hi = fit_range
+    last = hi if good.all() else int(np.argmin(good))
+    new_hi = min(hi, max(last, 3 * lo))
+    return (lo, max(new_hi, lo + 2)), last, bool(last >= min(hi, 3 * lo))
 
 
 # Smallest squared overlap of a training-repeat axis with its signal axis accepted in a cvPCA fit.
@@ -474,11 +479,7 @@ def resolvable_limit(
     support the fit (the resolvable ranks reach ``3 * first`` or the
     requested last rank).
     """
-    lo, hi = fit_range
-    good = axis_overlap(signal[:hi], noise_variance, aspect) >= min_overlap
-    last = hi if good.all() else int(np.argmin(good))
-    new_hi = min(hi, max(last, 3 * lo))
-    return (lo, max(new_hi, lo + 2)), last, bool(last >= min(hi, 3 * lo))
+    return _cut_range(fit_range, axis_overlap(signal[: fit_range[1]], noise_variance, aspect) >= min_overlap)
 
 
 # Below this many eigenvalues the tail fit switches to the small-sample rule (WeightWatcher 0.7.7).
