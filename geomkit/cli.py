@@ -82,8 +82,17 @@ def _study(args: argparse.Namespace) -> int:
     problem = _check_out_dir(args.out)
     if problem:
         return _fail(problem)
+    import dataclasses
+
     from geomkit import study
 
+    config = None
+    if args.seeds is not None:
+        if args.seeds < 1:
+            return _fail(f"--seeds must be >= 1; got {args.seeds}")
+        config = dataclasses.replace(study.StudyConfig.make(args.quick), n_seeds=args.seeds)
+    if args.jobs < 1:
+        return _fail(f"--jobs must be >= 1; got {args.jobs}")
     try:
         study.run(
             data=args.data,
@@ -93,6 +102,8 @@ def _study(args: argparse.Namespace) -> int:
             seed=args.seed,
             retrain=args.retrain,
             progress=not args.no_progress,
+            config=config,
+            jobs=args.jobs,
         )
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
@@ -146,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_study.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
     p_study.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p_study.add_argument("--retrain", action="store_true", help="ignore saved checkpoints")
+    p_study.add_argument("--seeds", type=int, default=None,
+                         help="training seeds per model (default: 3, or 2 with --quick)")
+    p_study.add_argument("--jobs", type=int, default=1, help="processes running the seeds in parallel (default: 1)")
     p_study.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_study.set_defaults(func=_study)
     p_report = sub.add_parser("report", help="rebuild the HTML report from a results.nc")
