@@ -84,7 +84,7 @@ def summary_table(ds: Any):
     return table
 
 
-def seed_summary(ds: Any):
+def _seed_summary(ds: Any):
     """Per model x layer: every scalar measure as ``mean ± sd`` over seeds (the report's summary).
 
     Parameters
@@ -501,7 +501,7 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
         plt.close(fig)
 
     claims = claims_table(ds)
-    summary = seed_summary(ds)
+    summary = _seed_summary(ds)
     diagnostics = diagnostics_table(ds)
     masking = ""
     if len(diagnostics):
@@ -522,7 +522,7 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
     )
     accuracy = ""
     if "accuracy" in ds:
-        acc = seed_summary(ds).query("layer == 'input'")[["model", "accuracy"]]
+        acc = _seed_summary(ds).query("layer == 'input'")[["model", "accuracy"]]
         accuracy = _table_html(acc)
     notes = ""
     if "notes" in attrs and str(attrs["notes"]).strip():
