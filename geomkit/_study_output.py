@@ -61,7 +61,7 @@ def _is_ours(out: Path) -> bool:
         return True
     if not _entries(out) <= set(OUTPUTS):
         return False
-    if any((out / "models").glob("*.study.json")):
+    if any((out / "models").rglob("*.study.json")):  # models/<name> or models/seed<N>/<name>
         return True
     try:
         with open(out / "report.html", encoding="utf-8", errors="replace") as fh:
@@ -134,8 +134,9 @@ class StudyOutput:
     def commit(self, models: list[str]) -> None:
         """Move the staged outputs into ``out`` (checkpoints first, the marker last).
 
-        Only the checkpoints of ``models`` (those of this run's report) move; others an interrupted
-        run left keep waiting in the staging folder, which is removed once nothing is left in it.
+        Only the checkpoints of ``models`` (those of this run's report; names relative to
+        ``models/``, such as ``"seed0/mlp"``) move; others an interrupted run left keep waiting in
+        the staging folder, which is removed once nothing is left in it.
         """
         replaced = self.staging / ".replaced"
         replaced.mkdir(parents=True, exist_ok=True)
@@ -143,9 +144,12 @@ class StudyOutput:
         for name in models:
             folder, stamp = self.staged_models / name, self.staged_models / f"{name}.study.json"
             if folder.is_dir() and stamp.is_file():
-                (self.models / stamp.name).unlink(missing_ok=True)  # no stamp beside half-moved files
-                _replace(folder, self.models / name, replaced / f"models-{name}")
-                _replace(stamp, self.models / stamp.name, replaced / f"models-{stamp.name}")
+                target = self.models / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                old = name.replace("/", "-")
+                (target.parent / stamp.name).unlink(missing_ok=True)  # no stamp beside half-moved files
+                _replace(folder, target, replaced / f"models-{old}")
+                _replace(stamp, target.parent / stamp.name, replaced / f"models-{old}.study.json")
         for name in OUTPUTS[1:]:
             if (self.staging / name).exists():
                 _replace(self.staging / name, self.out / name, replaced / name)
@@ -153,7 +157,7 @@ class StudyOutput:
             "written_by": "geomkit study", "completed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=1))
         shutil.rmtree(replaced, ignore_errors=True)
-        if not any(self.staged_models.glob("*.study.json")):
+        if not any(self.staged_models.rglob("*.study.json")):
             shutil.rmtree(self.staging, ignore_errors=True)
 
 
@@ -188,5 +192,6 @@ def prepare_output(out: str | os.PathLike, *, overwrite: bool = False) -> tuple[
         for item in staging.iterdir():
             if item.name != "models":
                 shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-        left = sorted(p.name[: -len(".study.json")] for p in (staging / "models").glob("*.study.json"))
+        models = staging / "models"
+        left = sorted(str(p.relative_to(models))[: -len(".study.json")] for p in models.rglob("*.study.json"))
     return StudyOutput(out, staging), left

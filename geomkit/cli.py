@@ -127,8 +127,17 @@ def _study(args: argparse.Namespace) -> int:
     problem = _device_problem(args.device)
     if problem:
         return _fail(problem)
+    import dataclasses
+
     from geomkit import study
 
+    config = None
+    if args.seeds is not None:
+        if args.seeds < 1:
+            return _fail(f"--seeds must be >= 1; got {args.seeds}")
+        config = dataclasses.replace(study.StudyConfig.make(args.quick), n_seeds=args.seeds)
+    if args.jobs < 1:
+        return _fail(f"--jobs must be >= 1; got {args.jobs}")
     try:
         with _study_logging(args.quiet):
             study.run(
@@ -140,6 +149,8 @@ def _study(args: argparse.Namespace) -> int:
                 retrain=args.retrain,
                 progress=not args.no_progress,
                 overwrite=args.overwrite,
+                config=config,
+                jobs=args.jobs,
             )
     except (OSError, ValueError) as err:  # files and input named in the message; bugs still show a traceback
         return _fail(_describe(err))
@@ -198,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_study.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
     p_study.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p_study.add_argument("--retrain", action="store_true", help="ignore saved checkpoints")
+    p_study.add_argument("--seeds", type=int, default=None,
+                         help="training seeds per model (default: 3, or 2 with --quick)")
+    p_study.add_argument("--jobs", type=int, default=1, help="processes running the seeds in parallel (default: 1)")
     p_study.add_argument("--overwrite", action="store_true",
                          help="write into a non-empty --out that a study did not write (its files named "
                               "like the outputs are replaced); refused without it")

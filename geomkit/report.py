@@ -19,7 +19,7 @@ from typing import Any
 
 from ._atomic import atomic_write_text
 
-__all__ = ["build_report", "load_results", "claims_table", "summary_table", "diagnostics_table"]
+__all__ = ["build_report", "load_results", "claims_table", "paired_interval", "summary_table", "diagnostics_table"]
 
 
 def load_results(path: str | os.PathLike):
@@ -98,19 +98,6 @@ def _present(ds: Any, *models: str) -> bool:
     return all(m in ds["model"].values for m in models)
 
 
-def _verdict(ok: bool | None) -> str:
-    return "not measured" if ok is None else ("holds" if ok else "does not hold")
-
-
-def _judge(test: Any, *numbers: float) -> str:
-    """``_verdict(test())``, or "not measured" when any of the numbers it compares is NaN.
-
-    A NaN compares False, so without this guard a missing measurement would
-    read as a claim that does not hold.
-    """
-    return _verdict(bool(test()) if all(math.isfinite(v) for v in numbers) else None)
-
-
 def summary_table(ds: Any):
     """One tidy row per model x layer with every scalar measure of the study.
 
@@ -127,14 +114,53 @@ def summary_table(ds: Any):
         ``description``); ``n_peaks``, the mean peak count of the layer's
         tuning maps, is NaN for ``input``.
     """
-    names = [v for v in ds.data_vars if set(ds[v].dims) == {"model", "layer"}]
-    per_model = [v for v in ds.data_vars if ds[v].dims == ("model",)]
+    seed = ["seed"] if "seed" in ds.dims else []
+    names = [v for v in ds.data_vars if set(ds[v].dims) == {*seed, "model", "layer"}]
+    per_model = [v for v in ds.data_vars if set(ds[v].dims) == {*seed, "model"}]
     table = ds[names].to_dataframe().reset_index()
     if per_model:
         # the model's coordinates (its description) are in the table already: merged twice they
         # would come back as description_x and description_y
-        table = table.merge(ds[per_model].reset_coords(drop=True).to_dataframe().reset_index(), on="model")
+        table = table.merge(ds[per_model].reset_coords(drop=True).to_dataframe().reset_index(),
+                            on=[*seed, "model"])
     return table
+
+
+def _seed_summary(ds: Any):
+    """Per model x layer: every scalar measure as ``mean ± sd`` over seeds (the report's summary).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study's results, with or without a ``seed`` dimension.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model``, ``layer``, then one string column per numeric
+        variable of :func:`summary_table` (``"mean ± sd"``; the bare value with
+        one seed).
+    """
+    table = summary_table(ds)
+    keys = ["model", "layer"]
+    numeric = [c for c in table.columns if c not in (*keys, "seed") and table[c].dtype.kind in "fiu"]
+    grouped = table.groupby(keys, sort=False)
+    out = grouped.size().reset_index()[keys]
+    for c in numeric:
+        values = grouped[c].apply(list).values
+        out[c] = [_mean_sd(v, ".4g") if all(map(math.isfinite, v)) else "n/a" for v in values]
+    return out
+
+
+def _seed_mean(ds: Any):
+    """Numeric variables averaged over seeds, the others from the first seed (for the figures)."""
+    if "seed" not in ds.dims:
+        return ds
+    numeric = [v for v in ds.data_vars if "seed" in ds[v].dims and ds[v].dtype.kind in "fiu"]
+    other = [v for v in ds.data_vars if v not in numeric]
+    mean = ds[numeric].mean("seed", keep_attrs=True)
+    rest = ds[other].isel(seed=0, drop=True) if other else None
+    return mean.merge(rest) if rest is not None else mean
 
 
 def diagnostics_table(ds: Any):
@@ -148,7 +174,8 @@ def diagnostics_table(ds: Any):
     Returns
     -------
     pandas.DataFrame
-        One row per model; columns ``model``, then ``pgd_auc`` (PGD score),
+        One row per model (numbers averaged over seeds, per-seed labels
+        joined by "/" where the seeds differ); columns ``model``, then ``pgd_auc`` (PGD score),
         ``worst_auc`` and ``worst_attack`` (the smallest area over every
         attack and that attack) where present, then one column per check
         holding ``"pass"``, ``"warn"`` or ``"n/a"``
@@ -161,31 +188,160 @@ def diagnostics_table(ds: Any):
         return pd.DataFrame(columns=["model"])
     table = pd.DataFrame({"model": [str(m) for m in ds["model"].values]})
     for var in ("pgd_auc", "worst_auc", "worst_attack"):
-        if var in ds and ds[var].dims == ("model",):
-            values = ds[var].values
-            table[var] = [str(v) for v in values] if values.dtype.kind in "USO" else values.astype(float)
+        if var in ds and set(ds[var].dims) <= {"seed", "model"}:
+            table[var] = _over_seeds(ds[var])
     for check in ds["check"].values:
-        table[str(check)] = [str(v) for v in ds["diagnostic"].sel(check=check).values]
+        table[str(check)] = _over_seeds(ds["diagnostic"].sel(check=check))
     return table
 
 
-def claims_table(ds: Any):
-    """The "what the papers claim / what this run measured" table.
+def _over_seeds(da: Any) -> list:
+    """Per model: the mean over seeds (numbers) or the seeds' values joined by "/" where they differ."""
+    import numpy as np
 
-    One row per claim, with the numbers measured on held-out data and a
-    verdict (``"holds"``, ``"does not hold"`` or ``"not measured"``) by the
-    criterion stated in the row.
+    if "seed" not in da.dims:
+        values = da.values
+        return [str(v) for v in values] if values.dtype.kind in "USO" else list(values.astype(float))
+    values = da.transpose("model", "seed").values
+    if values.dtype.kind not in "USO":
+        return list(np.nanmean(values.astype(float), axis=1)) if values.size else []
+    return ["/".join(dict.fromkeys(str(v) for v in row)) for row in values]
+
+
+# --------------------------------------------------------------------------- statistics per claim
+#: Confidence level of the claims' intervals.
+CLAIM_CONFIDENCE = 0.95
+_T_TEST = "paired difference per seed, two-sided 95 % t interval over seeds (n − 1 df)"
+
+
+def _seeds(ds: Any) -> int:
+    return int(ds.sizes["seed"]) if "seed" in ds.dims else 1
+
+
+def _per_seed(ds: Any, var: str, model: str, layer: str | None = None):
+    """The values of ``var`` for one model (and layer), one per seed (NaN where absent)."""
+    import numpy as np
+
+    n = _seeds(ds)
+    if var not in ds or not _present(ds, model):
+        return np.full(n, np.nan)
+    da = ds[var].sel(model=model)
+    if layer is not None:
+        if "layer" not in da.dims or layer not in da["layer"].values:
+            return np.full(n, np.nan)
+        da = da.sel(layer=layer)
+    return np.asarray(da.values, dtype=float).reshape(n)
+
+
+def _mean_sd(values: Any, fmt: str = ".3f") -> str:
+    """``mean ± sd`` over seeds (sd with ddof 1); the bare value with one seed."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(v)):
+        return "not measured"
+    if v.size == 1:
+        return f"{v[0]:{fmt}} (1 seed)"
+    return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt}}"
+
+
+def paired_interval(differences: Any, confidence: float = CLAIM_CONFIDENCE) -> tuple[float, float, float]:
+    """Mean of per-seed differences and its two-sided t interval over seeds.
+
+    Parameters
+    ----------
+    differences : array-like of shape (n_seeds,)
+        One paired difference per seed (the same seed's two models).
+    confidence : float, default=0.95
+
+    Returns
+    -------
+    mean, low, high : float
+        ``mean ± t_{(1 + confidence) / 2, n - 1} sd / sqrt(n)``; the interval
+        is NaN with fewer than 2 seeds, everything is NaN if a difference is.
+
+    Examples
+    --------
+    >>> from geomkit.report import paired_interval
+    >>> [round(v, 3) for v in paired_interval([0.1, 0.3, 0.2])]
+    [0.2, -0.048, 0.448]
+    """
+    import numpy as np
+    from scipy.stats import t
+
+    d = np.asarray(differences, dtype=float).ravel()
+    if d.size == 0 or not np.all(np.isfinite(d)):
+        return float("nan"), float("nan"), float("nan")
+    mean = float(d.mean())
+    if d.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(t.ppf(0.5 + confidence / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+    return mean, mean - half, mean + half
+
+
+def _three_way(low: float, high: float, band: tuple[float, float] | None = None) -> str:
+    """``holds`` / ``does not hold`` / ``inconclusive`` from an interval of a difference.
+
+    One-sided claims (``band=None``: the difference is claimed > 0) hold when the
+    interval excludes 0 on the positive side and fail when it excludes 0 on the
+    negative side. Band claims (``low <= difference <= high`` claimed) hold when
+    the interval lies inside the band and fail when it lies wholly outside.
+    """
+    import math
+
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if band is None:
+        return "holds" if low > 0 else ("does not hold" if high < 0 else "inconclusive")
+    a, b = band
+    if a <= low and high <= b:
+        return "holds"
+    if high < a or low > b:
+        return "does not hold"
+    return "inconclusive"
+
+
+def _comparison(claim: str, source: str, measured: str, differences: Any, criterion: str,
+                band: tuple[float, float] | None = None) -> dict[str, Any]:
+    """A claims-table row judged on the per-seed ``differences`` (NaN anywhere: not measured)."""
+    import numpy as np
+
+    d = np.asarray(differences, dtype=float).ravel()
+    mean, low, high = paired_interval(d)
+    if d.size == 0 or not np.all(np.isfinite(d)):
+        verdict = "not measured"
+    else:
+        verdict = _three_way(low, high, band)
+        if d.size < 2:
+            verdict += " (one seed: no interval)"
+    return dict(claim=claim, source=source, measured=measured,
+                differences=", ".join(f"{v:+.4g}" for v in d), mean_difference=mean,
+                ci_low=low, ci_high=high, criterion=f"{criterion}; {_T_TEST}", verdict=verdict)
+
+
+def claims_table(ds: Any):
+    """The "what the papers claim / what this run measured" table, judged over seeds.
+
+    Each row compares named quantities across models (or with a target): the
+    difference is taken per seed (the same seed's models, paired), and its
+    mean and two-sided 95 % t interval over seeds decide the verdict:
+    ``"holds"`` (the interval excludes 0 in the claimed direction, or lies
+    inside the claimed band), ``"does not hold"`` (it excludes 0 the other
+    way, or lies wholly outside the band), ``"inconclusive"`` (neither; always
+    with a single seed) or ``"not measured"``. A claim with two parts is two
+    rows. Per-model numbers are given as mean ± sd over seeds.
 
     Parameters
     ----------
     ds : xarray.Dataset
-        A study's results; claims whose models or variables are absent are
-        left out or marked ``"not measured"``.
+        A study's results, with or without a ``seed`` dimension; claims whose
+        models or variables are absent are left out or ``"not measured"``.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``claim``, ``source``, ``measured``, ``criterion``, ``verdict``.
+        Columns ``claim``, ``source``, ``measured``, ``differences`` (per seed),
+        ``mean_difference``, ``ci_low``, ``ci_high``, ``criterion``, ``verdict``.
     """
     import numpy as np
     import pandas as pd
@@ -196,111 +352,105 @@ def claims_table(ds: Any):
     # 1. Hebbian WTA learns a power-law hidden code (Holzhausen et al. studied Krotov-Hopfield units).
     hebb = [m for m in ("krotov_hopfield", "softhebb") if _present(ds, m)]
     if hebb:
-        parts = []
-        for m in hebb:
-            a = _value(ds, "alpha", model=m, layer="hidden")
-            r2 = _value(ds, "alpha_r2", model=m, layer="hidden")
-            lo, hi = _value(ds, "fit_rank_low", model=m, layer="hidden"), _value(ds, "fit_rank_high", model=m, layer="hidden")
-            parts.append(f"{m}: α = {a:.2f}, r² = {r2:.3f} over ranks {lo:.0f}–{hi:.0f}")
+        parts = [f"{m}: α = {_mean_sd(_per_seed(ds, 'alpha', m, 'hidden'), '.2f')}, "
+                 f"r² = {_mean_sd(_per_seed(ds, 'alpha_r2', m, 'hidden'))}" for m in hebb]
         parts.append(f"mouse V1 α ≈ 1; smoothness bound 1 + 2/d = {bound:.2f}")
         # judged on the Krotov-Hopfield net by name: SoftHebb's r² says nothing about this criterion
-        r2_kh = _value(ds, "alpha_r2", model="krotov_hopfield", layer="hidden")
-        rows.append(dict(
-            claim="Hebbian winner-take-all learning gives a power-law hidden code (a straight log-log spectrum)",
-            source="Holzhausen et al. 2024",
-            measured="; ".join(parts),
-            criterion="r² of the log-log fit ≥ 0.95 for the Krotov-Hopfield net",
-            verdict=_judge(lambda: r2_kh >= 0.95, r2_kh),
+        rows.append(_comparison(
+            "Hebbian winner-take-all learning gives a power-law hidden code (a straight log-log spectrum)",
+            "Holzhausen et al. 2024", "; ".join(parts),
+            _per_seed(ds, "alpha_r2", "krotov_hopfield", "hidden") - 0.95,
+            "r² of the Krotov-Hopfield net's log-log fit − 0.95 > 0",
         ))
 
-    # 2. Spectral regularization sets the exponent.
-    targets = {"spectral_a1": 1.0, "spectral_a2.5": 2.5}
-    got = {m: _value(ds, "alpha", model=m, layer="hidden") for m in targets if _present(ds, m)}
-    if got:
-        base = _value(ds, "alpha", model="mlp", layer="hidden")
-        measured = ", ".join(f"{m}: α = {a:.2f} (target {targets[m]})" for m, a in got.items())
-        rows.append(dict(
-            claim="Spectral regularization sets the hidden layer's power-law exponent",
-            source="Nassar et al. 2020",
-            measured=f"{measured}; unregularized mlp: α = {base:.2f}",
-            criterion="|α − target| ≤ 0.15 for every target",
-            verdict=_judge(lambda: all(abs(a - targets[m]) <= 0.15 for m, a in got.items()),
-                           *got.values()),
-        ))
-        # judged against the unregularized mlp (does regularizing change robustness?) and against α = 1
-        aucs = {m: _value(ds, "pgd_auc", model=m) for m in ("mlp", "spectral_a1", "spectral_a2.5")}
-        measured = ", ".join(f"{m}: {v:.3f}" for m, v in aucs.items() if np.isfinite(v))
-        verdict = _verdict(None)
-        if all(np.isfinite(v) for v in aucs.values()):
-            above = {m: aucs["spectral_a2.5"] > aucs[m] for m in ("mlp", "spectral_a1")}
-            if all(above.values()) or not any(above.values()):
-                verdict = _verdict(all(above.values()))
-            else:
-                yes, no = [m for m, v in above.items() if v], [m for m, v in above.items() if not v]
-                verdict = f"partly: above {', '.join(yes)}, not above {', '.join(no)}"
-        rows.append(dict(
-            claim="Spectral regularization changes robustness; α ≈ 2–3 is better than brain-like α ≈ 1 for dense nets",
-            source="Nassar et al. 2020; Gerum et al. 2022",
-            measured=f"PGD score (area under the PGD curve over log ε): {measured or 'not measured'}",
-            criterion="PGD score of spectral_a2.5 above the unregularized mlp's and above spectral_a1's",
-            verdict=verdict,
-        ))
+    # 2. Spectral regularization sets the exponent: one row per target.
+    base = _per_seed(ds, "alpha", "mlp", "hidden")
+    for m, target in (("spectral_a1", 1.0), ("spectral_a2.5", 2.5)):
+        if _present(ds, m):
+            a = _per_seed(ds, "alpha", m, "hidden")
+            rows.append(_comparison(
+                f"Spectral regularization sets the hidden layer's power-law exponent (target {target})",
+                "Nassar et al. 2020",
+                f"{m}: α = {_mean_sd(a, '.2f')} (bias-corrected); unregularized mlp: α = {_mean_sd(base, '.2f')}",
+                a - target, f"α − {target} within ±0.15", band=(-0.15, 0.15),
+            ))
+    # ... and alpha ~ 2-3 is more robust than alpha ~ 1 and than no regularization: two rows.
+    if _present(ds, "spectral_a2.5"):
+        auc = {m: _per_seed(ds, "pgd_auc", m) for m in ("mlp", "spectral_a1", "spectral_a2.5")}
+        for other in ("spectral_a1", "mlp"):
+            rows.append(_comparison(
+                f"Spectral regularization to α ≈ 2–3 gives more robustness than "
+                f"{'brain-like α ≈ 1' if other == 'spectral_a1' else 'no regularization'}",
+                "Nassar et al. 2020; Gerum et al. 2022",
+                f"PGD score (area under the PGD curve over log ε): spectral_a2.5 "
+                f"{_mean_sd(auc['spectral_a2.5'])}, {other} {_mean_sd(auc[other])}",
+                auc["spectral_a2.5"] - auc[other], f"PGD score of spectral_a2.5 − {other} > 0",
+            ))
 
-    # 3. Saturated nets: kurtotic weights, resist gradient attacks — or gradient masking?
+    # 3. Saturated nets: kurtotic weights, and resistance to gradient attacks — two claims.
     if _present(ds, "sigmoid_saturated", "mlp"):
-        k_sat = _value(ds, "weight_kurtosis", model="sigmoid_saturated", layer="hidden")
-        k_mlp = _value(ds, "weight_kurtosis", model="mlp", layer="hidden")
+        k_sat, k_mlp = (_per_seed(ds, "weight_kurtosis", m, "hidden") for m in ("sigmoid_saturated", "mlp"))
+        rows.append(_comparison(
+            "Saturated networks have heavy-tailed (kurtotic) weights", "Nayebi & Ganguli 2017",
+            f"hidden-weight excess kurtosis: sigmoid_saturated {_mean_sd(k_sat, '.2f')}, mlp {_mean_sd(k_mlp, '.2f')}",
+            k_sat - k_mlp, "hidden-weight kurtosis of sigmoid_saturated − mlp > 0",
+        ))
         # "resist gradient-based attacks": the PGD score, not the worst case over noise and transfer too
-        auc_sat = _value(ds, "pgd_auc", model="sigmoid_saturated")
-        auc_mlp = _value(ds, "pgd_auc", model="mlp")
-        sat = _value(ds, "saturation_fraction", model="sigmoid_saturated")
-        rows.append(dict(
-            claim="Saturated networks have heavy-tailed (kurtotic) weights and resist gradient-based attacks",
-            source="Nayebi & Ganguli 2017",
-            measured=f"hidden-weight kurtosis {k_sat:.2f} vs {k_mlp:.2f} (mlp); PGD score {auc_sat:.3f} vs "
-                     f"{auc_mlp:.3f}; {sat:.0%} of hidden pre-activations in the flat tails",
-            criterion="kurtosis and PGD score both above the plain mlp's",
-            verdict=_judge(lambda: k_sat > k_mlp and auc_sat > auc_mlp, k_sat, k_mlp, auc_sat, auc_mlp),
+        a_sat, a_mlp = _per_seed(ds, "pgd_auc", "sigmoid_saturated"), _per_seed(ds, "pgd_auc", "mlp")
+        sat = _per_seed(ds, "saturation_fraction", "sigmoid_saturated")
+        rows.append(_comparison(
+            "Saturated networks resist gradient-based attacks", "Nayebi & Ganguli 2017",
+            f"PGD score: sigmoid_saturated {_mean_sd(a_sat)}, mlp {_mean_sd(a_mlp)}; hidden "
+            f"pre-activations in the flat tails: {_mean_sd(sat, '.2f')}",
+            a_sat - a_mlp, "PGD score of sigmoid_saturated − mlp > 0",
         ))
         if "diagnostic" in ds:
             diag = ds["diagnostic"].sel(model="sigmoid_saturated")
-            warned = [str(c) for c, v in zip(diag["check"].values, diag.values) if str(v) == "warn"]
+            per_seed = diag.transpose("seed", "check") if "seed" in diag.dims else diag.expand_dims("seed")
+            warned = [[str(c) for c, v in zip(per_seed["check"].values, row) if str(v) == "warn"]
+                      for row in per_seed.values]
+            n_warn = sum(bool(w) for w in warned)
+            verdict = ("holds" if n_warn == len(warned) else "does not hold" if n_warn == 0 else "inconclusive")
             rows.append(dict(
                 claim="The saturated nets' robustness is an artefact of vanishing gradients (gradient masking)",
                 source="Brendel & Bethge 2017",
-                measured="masking diagnostics that warn: " + (", ".join(warned) if warned else "none"),
-                criterion="at least one gradient-masking diagnostic warns for the saturated net",
-                verdict=_verdict(bool(warned)),
+                measured="masking diagnostics that warn, per seed: "
+                         + "; ".join(", ".join(w) if w else "none" for w in warned),
+                differences="", mean_difference=np.nan, ci_low=np.nan, ci_high=np.nan,
+                criterion="at least one gradient-masking diagnostic warns for the saturated net, in every "
+                          "seed (holds) / in none (does not hold) / in some (inconclusive)",
+                verdict=verdict,
             ))
 
-    # 4. Categoricality grows with depth.
+    # 4. Categoricality grows with depth: one row per step, the mean over models paired by seed.
     if "categoricality" in ds:
-        layers = list(ds["layer"].values)
-        parts, oks = [], []
-        for m in ds["model"].values:
-            values = [_value(ds, "categoricality", model=m, layer=l) for l in layers]
-            parts.append(f"{m}: " + " → ".join(f"{v:.2f}" for v in values))
-            oks.append(all(b > a for a, b in zip(values, values[1:])))
-        rows.append(dict(
-            claim="Categoricality grows with depth",
-            source="Bonnasse-Gahot & Nadal 2022",
-            measured="; ".join(parts) + f" ({' → '.join(layers)})",
-            criterion="strictly increasing with depth in every model",
-            verdict=_verdict(all(oks)) if all(oks) or not any(oks) else f"holds in {sum(oks)} of {len(oks)} models",
-        ))
+        layers = [str(l) for l in ds["layer"].values]
+        models = [str(m) for m in ds["model"].values]
+        parts = [f"{m}: " + " → ".join(_mean_sd(_per_seed(ds, 'categoricality', m, l), '.2f') for l in layers)
+                 for m in models]
+        for a, b in zip(layers, layers[1:]):
+            diff = np.mean([_per_seed(ds, "categoricality", m, b) - _per_seed(ds, "categoricality", m, a)
+                            for m in models], axis=0)
+            rows.append(_comparison(
+                f"Categoricality grows with depth ({a} → {b})", "Bonnasse-Gahot & Nadal 2022",
+                "; ".join(parts) + f" ({' → '.join(layers)}; bias-corrected index)",
+                diff, f"mean over models of categoricality({b}) − categoricality({a}) > 0",
+            ))
 
     # 5. SoftHebb is more robust than backprop.
     if _present(ds, "softhebb", "mlp"):
-        a_sh, a_bp = _value(ds, "pgd_auc", model="softhebb"), _value(ds, "pgd_auc", model="mlp")
-        c_sh, c_bp = _value(ds, "critical_eps_median", model="softhebb"), _value(ds, "critical_eps_median", model="mlp")
-        rows.append(dict(
-            claim="SoftHebb networks are more robust to adversarial attacks than backprop networks",
-            source="Moraitis et al. 2022; Journé et al. 2023",
-            measured=f"PGD score {a_sh:.3f} vs {a_bp:.3f} (mlp); median critical ε {c_sh:.4f} vs {c_bp:.4f}",
-            criterion="PGD score above the plain mlp's",
-            verdict=_judge(lambda: a_sh > a_bp, a_sh, a_bp),
+        a_sh, a_bp = _per_seed(ds, "pgd_auc", "softhebb"), _per_seed(ds, "pgd_auc", "mlp")
+        c_sh, c_bp = (_per_seed(ds, "critical_eps_median", m) for m in ("softhebb", "mlp"))
+        rows.append(_comparison(
+            "SoftHebb networks are more robust to adversarial attacks than backprop networks",
+            "Moraitis et al. 2022; Journé et al. 2023",
+            f"PGD score: softhebb {_mean_sd(a_sh)}, mlp {_mean_sd(a_bp)}; median critical ε "
+            f"{_mean_sd(c_sh, '.4f')} vs {_mean_sd(c_bp, '.4f')}",
+            a_sh - a_bp, "PGD score of softhebb − mlp > 0",
         ))
-    return pd.DataFrame(rows, columns=["claim", "source", "measured", "criterion", "verdict"])
+    columns = ["claim", "source", "measured", "differences", "mean_difference", "ci_low", "ci_high",
+               "criterion", "verdict"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _figure_to_base64(fig: Any) -> str:
@@ -380,7 +530,7 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
     out = Path(out) if out is not None else default_out
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    figures = study_figures(ds)
+    figures = study_figures(_seed_mean(ds))
     blocks = []
     for name, (fig, caption) in figures.items():
         if figures_dir is not None:
@@ -393,7 +543,7 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
         plt.close(fig)
 
     claims = claims_table(ds)
-    summary = summary_table(ds)
+    summary = _seed_summary(ds)
     diagnostics = diagnostics_table(ds)
     masking = ""
     if len(diagnostics):
@@ -414,27 +564,34 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
     )
     accuracy = ""
     if "accuracy" in ds:
-        acc = ds["accuracy"].to_dataframe().reset_index()[["model", "accuracy"]]
+        acc = _seed_summary(ds).query("layer == 'input'")[["model", "accuracy"]]
         accuracy = _table_html(acc)
     notes = ""
     if "notes" in attrs and str(attrs["notes"]).strip():
         items = "".join(f"<li>{html.escape(n)}</li>" for n in str(attrs["notes"]).split("\n") if n.strip())
         notes = f"<h2>Notes from the run</h2><ul class='warn'>{items}</ul>"
+    n_seeds = int(ds.sizes["seed"]) if "seed" in ds.dims else 1
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>geomkit study report</title>
 <style>{_CSS}</style></head><body>
 <h1>geomkit study</h1>
 <p class="meta">{meta}</p>
 <h2>What the papers claim / what this run measured</h2>
-<p>Each row states a claim from the literature, the numbers this run measured on held-out data, and
-whether the claim holds on this data. Verdicts use the thresholds stated in the row.</p>
+<p>Each row states a claim from the literature, the numbers this run measured on held-out data
+(mean ± sd over the {n_seeds} training seed(s)), and a verdict. Every claim compares named
+quantities: their difference is taken per seed (the same seed's models, paired), and the verdict
+follows the two-sided 95 % t interval of its mean over seeds: "holds" when the interval excludes 0
+in the claimed direction (or lies inside the claimed band), "does not hold" when it excludes 0 the
+other way (or lies wholly outside the band), "inconclusive" otherwise (always with one seed). A
+claim with two parts is two rows. Spectral exponents are bias-corrected (alpha_corrected_,
+the centre of their interval), categoricality indices too.</p>
 {_table_html(claims, verdict_col="verdict")}
 <h2>Test accuracy</h2>
 {accuracy}
 {masking}
 <h2>Figures</h2>
 {''.join(blocks)}
-<h2>Summary (one row per model and layer)</h2>
+<h2>Summary (one row per model and layer, mean ± sd over seeds; per seed in summary.csv)</h2>
 {_table_html(summary)}
 {notes}
 <p class="meta">Rebuild this page without recomputing: <code>geomkit report results.nc</code>.</p>

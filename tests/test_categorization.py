@@ -123,8 +123,11 @@ def test_bad_labels_are_named():
         CategorizationIndex().fit(X, [0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match="metric must be"):
         categoricality_index(X, [0, 0, 0, 1, 1, 1], metric="no_such_metric")
-    with pytest.raises(ValueError, match=r"CategorizationIndex: n_pairs must be an integer >= 10; got 0\."):
+    with pytest.raises(ValueError, match=r"CategorizationIndex: n_pairs must be an integer >= 50; got 0\."):
         CategorizationIndex(n_pairs=0).fit(X, [0, 0, 0, 1, 1, 1])
+    # A handful of pairs gives 1.0 with interval (1, 1) on structureless data: refused.
+    with pytest.raises(ValueError, match=r"n_pairs must be an integer >= 50; got 2\."):
+        CategorizationIndex(n_pairs=2).fit(X, [0, 0, 0, 1, 1, 1])
 
 
 # -- selectivity ----------------------------------------------------------------------------
@@ -235,3 +238,44 @@ def test_plot_selectivity_draws_d_prime_of_the_most_selective_units():
 @parametrize_with_checks([CategorizationIndex(n_bootstraps=20), CategorySelectivity()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# -- bias and interval ------------------------------------------------------------------
+@pytest.mark.parametrize("sep", [0.0, 6.0])
+def test_basic_interval_covers_the_population_index_where_the_percentile_one_does_not(sep):
+    # Ground truth: the index of this data set with 200000 pairs of each kind (sampling
+    # error ~0.003). Structureless data (sep 0): population index 0.005, while 300 pairs
+    # give ~0.066 and the percentile interval never covers it; near 1 (sep 6) the
+    # percentile interval covered 80 %, the basic one 88 % (measured, 60 data sets).
+    from geomkit.measures.categorization import _index_from_distances, paired_distances
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 100)
+    X = rng.normal(size=(1000, 20))
+    X[:, :10] += sep * np.eye(10)[y]
+    w, b = sample_category_pairs(y, 200000, np.random.default_rng(1))
+    truth = _index_from_distances(paired_distances(X, w, "cosine"), paired_distances(X, b, "cosine"))[0]
+    basic = percentile = 0
+    for seed in range(40):
+        est = CategorizationIndex(n_pairs=300, n_bootstrap=300, random_state=seed).fit(X, y)
+        lo, hi = est.ci_
+        assert lo <= est.index_corrected_ <= hi
+        basic += lo <= truth <= hi
+        q_lo, q_hi = np.percentile(est.bootstrap_, [2.5, 97.5])
+        percentile += q_lo <= truth <= q_hi
+    assert basic / 40 >= 0.8
+    assert basic >= percentile
+    if sep == 0.0:
+        assert percentile == 0
+
+
+def test_corrected_index_is_nearer_the_population_index_on_structureless_data():
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(5), 60)
+    X = rng.normal(size=(300, 30))  # population index 0
+    raw, corrected = [], []
+    for seed in range(20):
+        est = CategorizationIndex(n_pairs=200, n_bootstrap=200, random_state=seed).fit(X, y)
+        raw.append(est.index_)
+        corrected.append(est.index_corrected_)
+    assert np.mean(corrected) < 0.8 * np.mean(raw)

@@ -273,7 +273,7 @@ def test_masked_entries_are_refused_not_ignored():
 def test_degenerate_categorization_settings_are_refused():
     X, y = _data()
     with pytest.raises(ValueError, match=re.escape(
-            "CategorizationIndex: n_pairs must be an integer >= 10; got 1.")):
+            "CategorizationIndex: n_pairs must be an integer >= 50; got 1.")):
         CategorizationIndex(n_pairs=1).fit(X, y)  # was 1.0 with interval (1, 1)
     with pytest.raises(ValueError, match=re.escape(
             "CategorizationIndex: n_bootstraps must be one of 0 or an integer >= 2; got 1.")):
@@ -286,9 +286,9 @@ def test_degenerate_categorization_settings_are_refused():
     with pytest.raises(ValueError, match=re.escape(
             "PowerLawSpectrum: confidence_level must be a finite real number in (0, 1); got 1.0.")):
         PowerLawSpectrum(confidence_level=1.0, n_bootstraps=5).fit(X)  # was (-inf, inf)
-    # ten pairs is the documented minimum and gives a KS statistic on a 1/10 grid
-    index = CategorizationIndex(n_pairs=10, n_bootstraps=0, random_state=0).fit(X, y).index_
-    assert index * 10 == pytest.approx(round(index * 10))
+    # fifty pairs is the documented minimum and gives a KS statistic on a 1/50 grid
+    index = CategorizationIndex(n_pairs=50, n_bootstraps=0, random_state=0).fit(X, y).index_
+    assert index * 50 == pytest.approx(round(index * 50))
 
 
 def test_metric_returning_nan_is_refused():

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geomkit.report import build_report, claims_table, diagnostics_table, load_results, summary_table
+from geomkit.report import (
+    build_report,
+    claims_table,
+    diagnostics_table,
+    load_results,
+    paired_interval,
+    summary_table,
+)
 
 MODELS = ["mlp", "spectral_a1", "spectral_a2.5", "sigmoid_saturated", "krotov_hopfield", "softhebb"]
 LAYERS = ["input", "hidden", "output"]
@@ -82,87 +89,108 @@ class _ByPrefix(dict):
         return dict.__getitem__(self, match)
 
 
+# Per-seed noise with mean exactly 0 (deterministic): a true difference of 0 stays 0 on average.
+NOISE = np.array([0.02, -0.01, 0.03, -0.04, 0.0])
+
+
+def _seeded(ds, changes=None):
+    """Five seeds of ``ds``: every value repeated, then ``changes`` {(var, model, layer): per-seed values}."""
+    out = xr.concat([ds] * len(NOISE), dim=xr.DataArray(np.arange(len(NOISE)), dims="seed", name="seed"))
+    for (var, model, layer), values in (changes or {}).items():
+        where = dict(model=model, **({"layer": layer} if layer else {}))
+        out[var] = out[var].copy()
+        out[var].loc[where] = np.asarray(values, dtype=float)
+    return out
+
+
 def _verdicts(ds):
     table = claims_table(ds)
     return _ByPrefix(zip(table["claim"], table["verdict"]))
 
 
-def test_claims_follow_their_criteria():
-    v = _verdicts(_results())
-    assert v["Hebbian winner-take-all learning gives a "] == "holds"  # r2 0.97 >= 0.95
-    assert v["Spectral regularization sets the hidden "] == "holds"  # |1.05-1|, |2.45-2.5| <= 0.15
-    assert v["Spectral regularization changes robustne"] == "holds"  # 0.35 > 0.28
-    assert v["Saturated networks have heavy-tailed (ku"] == "holds"  # 4.0 > 0.5 and 0.60 > 0.30
-    assert v["The saturated nets' robustness is an art"] == "holds"  # zero_gradient warns
-    assert v["Categoricality grows with depth"] == "holds"  # 0.2 < 0.5 < 0.8 everywhere
-    assert v["SoftHebb networks are more robust to adv"] == "does not hold"  # 0.25 < 0.30
+SOFTHEBB = "SoftHebb networks are more robust to adv"
 
 
-def test_claims_fail_when_the_numbers_do():
-    v = _verdicts(_results(alpha_a1=1.3, kh_r2=0.8, cat=(0.5, 0.4, 0.8)))
-    assert v["Hebbian winner-take-all learning gives a "] == "does not hold"
-    assert v["Spectral regularization sets the hidden "] == "does not hold"  # |1.3 - 1| > 0.15
-    assert v["Categoricality grows with depth"] == "does not hold"
+@pytest.mark.parametrize("shift, verdict", [(0.0, "inconclusive"), (0.1, "holds"), (-0.1, "does not hold")])
+def test_paired_verdict_follows_the_true_difference(shift, verdict):
+    # Synthetic truth: softhebb's PGD score = mlp's + shift, plus per-seed noise of mean 0.
+    ds = _seeded(_results(), {("pgd_auc", "softhebb", None): 0.30 + shift + NOISE})
+    table = claims_table(ds).set_index("claim")
+    row = table.loc[[c for c in table.index if c.startswith(SOFTHEBB)][0]]
+    assert row.verdict == verdict
+    assert row.mean_difference == pytest.approx(shift)
+    assert row.ci_low < row.mean_difference < row.ci_high
+    assert "t interval" in row.criterion
+    assert "softhebb 0.300 ± 0.027" in row.measured if shift == 0 else True
 
 
-def test_hebbian_claim_is_judged_on_the_krotov_hopfield_net_by_name():
-    # SoftHebb alone (r2 0.99) must not be judged under the Krotov-Hopfield criterion
-    ds = _results(kh_r2=0.8)
-    assert _verdicts(ds.drop_sel(model="krotov_hopfield"))["Hebbian winner-take-all learning gives a "] \
-        == "not measured"
-    # order of the models does not matter: the Krotov-Hopfield r2 (0.8) decides
-    reordered = ds.sel(model=["softhebb", "krotov_hopfield", "mlp"])
-    assert _verdicts(reordered)["Hebbian winner-take-all learning gives a "] == "does not hold"
-    # a failed fit (NaN r2) is not a verdict
-    ds_nan = _results()
-    ds_nan["alpha_r2"].loc[dict(model="krotov_hopfield", layer="hidden")] = np.nan
-    assert _verdicts(ds_nan)["Hebbian winner-take-all learning gives a "] == "not measured"
+def test_paired_interval_equals_scipys_one_sample_t_interval():
+    from scipy.stats import ttest_1samp
+
+    d = np.array([0.12, 0.05, 0.2, -0.01])
+    mean, low, high = paired_interval(d)
+    ref = ttest_1samp(d, 0.0).confidence_interval(0.95)
+    assert mean == pytest.approx(d.mean())
+    assert (low, high) == (pytest.approx(ref.low), pytest.approx(ref.high))
+    assert np.isnan(paired_interval([0.3])[1])  # one seed: no interval
+
+
+def test_band_claims_hold_inside_fail_outside_and_are_inconclusive_across():
+    claim = "Spectral regularization sets the hidden layer's power-law exponent (target 1.0)"
+    v = _verdicts(_seeded(_results(), {("alpha", "spectral_a1", "hidden"): 1.02 + NOISE / 4}))
+    assert v[claim] == "holds"
+    v = _verdicts(_seeded(_results(), {("alpha", "spectral_a1", "hidden"): 1.5 + NOISE}))
+    assert v[claim] == "does not hold"
+    v = _verdicts(_seeded(_results(), {("alpha", "spectral_a1", "hidden"): 1.14 + 3 * NOISE}))
+    assert v[claim] == "inconclusive"
+
+
+def test_saturated_claim_is_two_rows_judged_separately():
+    # The issue's case: kurtosis 0.55 vs 0.55 and a higher PGD score was one "holds".
+    ds = _seeded(_results(), {("weight_kurtosis", "sigmoid_saturated", "hidden"): 0.5 + NOISE,
+                              ("pgd_auc", "sigmoid_saturated", None): 0.6 + NOISE})
+    v = _verdicts(ds)
+    assert v["Saturated networks have heavy-tailed (kurtotic) weights"] == "inconclusive"
+    assert v["Saturated networks resist gradient-based attacks"] == "holds"
+    assert v["The saturated nets' robustness is an art"] == "holds"  # zero_gradient warns in every seed
+
+
+def test_claims_follow_their_criteria_over_seeds():
+    ds = _seeded(_results(), {("alpha_r2", "krotov_hopfield", "hidden"): 0.97 + NOISE / 10})
+    v = _verdicts(ds)
+    assert v["Hebbian winner-take-all learning gives a "] == "holds"
+    assert v["Spectral regularization to α ≈ 2–3 gives more robustness than brain-like"] == "holds"
+    assert v["Categoricality grows with depth (input → hidden)"] == "holds"
+    assert v["Categoricality grows with depth (hidden → output)"] == "holds"
+    # identical values in every seed: sd 0, the interval is the point; softhebb 0.25 < mlp 0.30
+    assert v[SOFTHEBB] == "does not hold"
+
+
+def test_one_seed_is_never_more_than_inconclusive():
+    table = claims_table(_results())
+    judged = table[table["criterion"].str.contains("t interval")]
+    assert len(judged) >= 8
+    assert set(judged["verdict"]) <= {"inconclusive (one seed: no interval)", "not measured"}
 
 
 @pytest.mark.parametrize("claim, var, model, layer", [
-    ("Spectral regularization sets the hidden ", "alpha", "spectral_a1", "hidden"),
-    ("SoftHebb networks are more robust to adv", "pgd_auc", "softhebb", None),
-    ("Saturated networks have heavy-tailed (ku", "weight_kurtosis", "mlp", "hidden"),
+    ("Spectral regularization sets the hidden layer's power-law exponent (target 1.0)", "alpha",
+     "spectral_a1", "hidden"),
+    (SOFTHEBB, "pgd_auc", "softhebb", None),
+    ("Saturated networks have heavy-tailed (kurtotic) weights", "weight_kurtosis", "mlp", "hidden"),
 ])
 def test_a_missing_number_is_not_measured_rather_than_failed(claim, var, model, layer):
-    ds = _results()
+    ds = _seeded(_results())
     ds[var].loc[dict(model=model, **({"layer": layer} if layer else {}))] = np.nan
     assert _verdicts(ds)[claim] == "not measured"
 
 
-def test_spectral_robustness_is_compared_with_the_unregularized_mlp():
-    ds = _results()
-    claim = "Spectral regularization changes robustne"
-    # 0.35 > 0.30 (mlp) and > 0.28 (alpha = 1)
-    assert _verdicts(ds)[claim] == "holds"
-    # above alpha = 1 (0.28) but not above the plain mlp: mixed
-    ds["pgd_auc"].loc[dict(model="mlp")] = 0.40
-    assert _verdicts(ds)[claim] == "partly: above spectral_a1, not above mlp"
-    # below both
-    ds["pgd_auc"].loc[dict(model="spectral_a1")] = 0.50
-    assert _verdicts(ds)[claim] == "does not hold"
-    # without the unregularized baseline the comparison cannot be made
-    assert _verdicts(_results().drop_sel(model="mlp"))[claim] == "not measured"
-
-
-def test_saturation_claim_uses_the_pgd_score_not_the_worst_case():
-    ds = _results()
-    claim = "Saturated networks have heavy-tailed (ku"
-    # the saturated net's worst case (noise / transfer) collapses, its PGD score stays high (masking-like)
-    ds["worst_auc"].loc[dict(model="sigmoid_saturated")] = 0.01
-    assert _verdicts(ds)[claim] == "holds"  # kurtosis 4.0 > 0.5 and PGD 0.60 > 0.30
-    ds["pgd_auc"].loc[dict(model="sigmoid_saturated")] = 0.20
-    assert _verdicts(ds)[claim] == "does not hold"
-    ds["pgd_auc"].loc[dict(model="sigmoid_saturated")] = np.nan
-    assert _verdicts(ds)[claim] == "not measured"
-
-
-def test_categoricality_verdict_counts_the_models_where_it_holds():
-    ds = _results()
-    # two of six models lose categoricality from hidden to output: 4 of 6 hold
-    for m in ("mlp", "softhebb"):
-        ds["categoricality"].loc[dict(model=m, layer="output")] = 0.3
-    assert _verdicts(ds)["Categoricality grows with depth"] == "holds in 4 of 6 models"
+def test_hebbian_claim_is_judged_on_the_krotov_hopfield_net_by_name():
+    ds = _seeded(_results(kh_r2=0.8))
+    assert _verdicts(ds.drop_sel(model="krotov_hopfield"))["Hebbian winner-take-all learning gives a "] \
+        == "not measured"
+    reordered = ds.sel(model=["softhebb", "krotov_hopfield", "mlp"])
+    assert _verdicts(reordered)["Hebbian winner-take-all learning gives a "] == "does not hold"
 
 
 def test_diagnostics_table_has_one_row_per_model_with_every_check():
@@ -200,7 +228,7 @@ def test_page_embeds_every_figure_and_the_claims(tmp_path):
     assert len(images) == len(pngs) == 7
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert "What the papers claim / what this run measured" in html
-    assert "spectral_a1: α = 1.05 (target 1.0)" in html
+    assert "spectral_a1: α = 1.05 (1 seed) (bias-corrected)" in html
     # the per-model masking diagnostics: the saturated net's row with its warning
     assert "gradient-masking diagnostics</h2>" in html
     assert re.search(r"<tr><td>sigmoid_saturated</td><td>0\.6</td><td>0\.55</td><td>transfer</td>"

@@ -27,18 +27,20 @@ def test_every_output_is_written_and_round_trips(quick_run):
     with xr.open_dataset(out / "results.nc") as saved:
         xr.testing.assert_identical(saved.load(), ds)
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == len(study.ZOO) * 3
+    assert len(summary) == len(study.ZOO) * 3 * 2  # models x layers x seeds
     assert set(summary["model"]) == set(study.ZOO)
     assert {p.stem for p in (out / "figures").glob("*.png")} >= {
         "spectra", "kurtosis", "flatness", "robustness", "categoricality", "betti_curves"}
     for name in study.ZOO:
-        assert (out / "models" / name / "state_dict.pt").is_file()
+        for seed in (0, 1):
+            assert (out / "models" / f"seed{seed}" / name / "state_dict.pt").is_file()
     html = (out / "report.html").read_text()
     assert html.count("<img") >= 6 and "What the papers claim" in html
 
 
 def test_input_layer_spectrum_equals_numpy(quick_run):
     _, ds = quick_run
+    ds = ds.sel(seed=0)  # the first seed's values (seed 0, as the checks below)
     from geomkit.datasets import load_mnist5k
 
     _, X_test, _, y_test = load_mnist5k(test_size=0.2, random_state=0)
@@ -52,6 +54,7 @@ def test_input_layer_spectrum_equals_numpy(quick_run):
 
 def test_measured_values_are_sane(quick_run):
     _, ds = quick_run
+    ds = ds.sel(seed=0)  # the first seed's values (seed 0, as the checks below)
     # Held-out accuracy of the plain MLP, trained for a few epochs on 1500 images: well above chance.
     assert float(ds["accuracy"].sel(model="mlp")) > 0.8
     # Robust accuracy starts near 1 (correctly classified inputs, tiny eps) and falls with eps for PGD.
@@ -77,6 +80,7 @@ def _eval_inputs():
 
 def test_hidden_tuning_maps_are_ramps_and_topology_is_per_layer(quick_run):
     out, ds = quick_run
+    ds = ds.sel(seed=0)  # the first seed's values (seed 0, as the checks below)
     assert ds["betti0"].dims == ds["betti1"].dims == ("model", "layer", "level")
     assert ds["n_peaks"].dims == ("model", "layer")
     # a hidden unit is a monotone function of one projection w.x + b, a ramp on any plane: its
@@ -93,7 +97,7 @@ def test_hidden_tuning_maps_are_ramps_and_topology_is_per_layer(quick_run):
     # at the lowest level the superlevel set is the whole map: one component, no hole
     np.testing.assert_array_equal(ds["betti0"].sel(layer="output").isel(level=0).values, 1.0)
     np.testing.assert_array_equal(ds["betti1"].sel(layer="output").isel(level=0).values, 0.0)
-    summary = pd.read_csv(out / "summary.csv").set_index(["model", "layer"])
+    summary = pd.read_csv(out / "summary.csv").query("seed == 0").set_index(["model", "layer"])
     for (model, layer), value in summary["n_peaks"].items():
         np.testing.assert_equal(value, float(ds["n_peaks"].sel(model=model, layer=layer)))
 
@@ -108,9 +112,10 @@ def test_output_topology_equals_a_recomputation_from_the_checkpoint(quick_run, n
     from geomkit.train import HebbianClassifier, NetClassifier
 
     out, ds = quick_run
+    ds = ds.sel(seed=0)  # the first seed's values (seed 0, as the checks below)
     cfg = study.StudyConfig.make(quick=True)
     X_eval = _eval_inputs()
-    module = (NetClassifier if name == "mlp" else HebbianClassifier).load(out / "models" / name).module_
+    module = (NetClassifier if name == "mlp" else HebbianClassifier).load(out / "models" / "seed0" / name).module_
     pca = PCA(n_components=2, random_state=0).fit(X_eval)
     maps = tuning_map(module, "out", list(range(10)), origin=pca.mean_, direction_1=pca.components_[0],
                       direction_2=pca.components_[1], extent=2 * np.sqrt(pca.explained_variance_[0]),
@@ -144,8 +149,9 @@ def test_hidden_weights_are_measured_for_every_net(quick_run, name):
     from geomkit.train import HebbianClassifier, NetClassifier
 
     out, ds = quick_run
+    ds = ds.sel(seed=0)  # the first seed's values (seed 0, as the checks below)
     cls = NetClassifier if name == "mlp" else HebbianClassifier
-    W = cls.load(out / "models" / name).module_.hidden1.weight.detach().double().numpy()
+    W = cls.load(out / "models" / "seed0" / name).module_.hidden1.weight.detach().double().numpy()
     got = ds.sel(model=name, layer="hidden")
     for var in ("weight_kurtosis", "weight_l1_l2", "weight_stable_rank", "weight_alpha"):
         assert np.isfinite(float(got[var])), var
@@ -157,6 +163,7 @@ def test_hidden_weights_are_measured_for_every_net(quick_run, name):
 
 def test_pgd_score_and_worst_case_are_stored_apart(quick_run):
     _, ds = quick_run
+    ds = ds.sel(seed=0)  # the first seed's values (seed 0, as the checks below)
     eps = ds["eps"].values
     # independent trapezoid over log eps of each attack's robust-accuracy curve
     area = np.trapezoid(ds["robust_accuracy"].values, np.log(eps), axis=-1) / np.log(eps[-1] / eps[0])
@@ -167,6 +174,30 @@ def test_pgd_score_and_worst_case_are_stored_apart(quick_run):
     np.testing.assert_allclose(ds["worst_auc"].values, area.min(axis=1), rtol=1e-12)
     assert list(ds["worst_attack"].values) == [attacks[i] for i in area.argmin(axis=1)]
     assert "robust_auc" not in ds
+
+
+def test_results_have_a_seed_dimension_and_every_interval_contains_its_estimate(quick_run):
+    out, ds = quick_run
+    assert list(ds["seed"].values) == [0, 1] and ds.attrs["seeds"] == "0,1"
+    assert ds["accuracy"].dims == ("seed", "model")
+    # the two seeds trained different weights
+    assert not np.array_equal(ds["accuracy"].sel(seed=0).values, ds["accuracy"].sel(seed=1).values) or \
+        not np.array_equal(ds["weight_kurtosis"].sel(seed=0).values, ds["weight_kurtosis"].sel(seed=1).values)
+    with xr.open_dataset(out / "results.nc") as saved:
+        lows = [v for v in saved.data_vars if v.endswith("_ci_low")]
+        assert {"alpha_ci_low", "categoricality_ci_low"} <= set(lows)
+        for low in lows:
+            name = low[: -len("_ci_low")]
+            est, lo, hi = (saved[v].values for v in (name, low, f"{name}_ci_high"))
+            ok = np.isfinite(lo)
+            assert ok.any(), name
+            assert np.all((lo[ok] <= est[ok] + 1e-12) & (est[ok] <= hi[ok] + 1e-12)), name
+    # the claims are judged over the seeds
+    from geomkit.report import claims_table
+
+    table = claims_table(ds)
+    assert set(table["verdict"]) <= {"holds", "does not hold", "inconclusive", "not measured"}
+    assert table["criterion"].str.contains("t interval").any()
 
 
 def test_config_is_stored_in_the_attributes(quick_run):
@@ -248,8 +279,9 @@ def test_checkpoint_stamp_decides_reuse(tmp_path):
 def test_rerun_reuses_checkpoints(quick_run):
     out, ds = quick_run
     again = study.run(out=out, quick=True, progress=False, seed=0, models=["mlp"])
-    assert "mlp: reusing the checkpoint" in again.attrs["notes"]
-    assert float(again["accuracy"].sel(model="mlp")) == float(ds["accuracy"].sel(model="mlp"))
+    assert "seed 0: mlp: reusing the checkpoint" in again.attrs["notes"]
+    assert "seed 1: mlp: reusing the checkpoint" in again.attrs["notes"]
+    np.testing.assert_array_equal(again["accuracy"].sel(model="mlp").values, ds["accuracy"].sel(model="mlp").values)
 
 
 def test_report_command_rebuilds_the_page(quick_run, tmp_path, capsys):
@@ -293,3 +325,14 @@ def test_model_similarity_of_hidden_layers_equals_a_recomputation(quick_run):
     expected = cka(acts["mlp"], acts["weight_decay"], debiased=True)
     assert float(ds["hidden_cka"].sel(model_a="mlp", model_b="weight_decay")) == pytest.approx(expected, abs=1e-6)
     assert (out / "figures" / "model_similarity.png").is_file()
+
+
+def test_seeds_and_jobs_are_checked_before_any_work(tmp_path, capsys):
+    assert main(["study", "--seeds", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--seeds must be >= 1; got 0" in capsys.readouterr().err
+    assert main(["study", "--jobs", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--jobs must be >= 1; got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="jobs must be a positive int"):
+        study.run(out=tmp_path / "o3", jobs=0, progress=False)
+    assert study.StudyConfig.make(quick=True).n_seeds == 2
+    assert study.StudyConfig.make(quick=False).n_seeds == 3

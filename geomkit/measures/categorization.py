@@ -45,10 +45,11 @@ from .._params import (
 )
 from .._validation import check_float, check_int, host_array, to_numpy
 
-MIN_PAIRS = 10
+MIN_PAIRS = 50
 """Fewest pairs of each kind :class:`CategorizationIndex` accepts: the KS statistic of
-n against n distances moves in steps of 1/n, so with 1 pair it is 0 or 1 and its
-bootstrap interval a single point (a confident-looking number that measures nothing)."""
+structureless data with n pairs of each kind is about 0.87 sqrt(2 / n) (0.17 at 50
+pairs); with 1 pair it is 0 or 1 and its bootstrap interval a single point (a
+confident-looking number that measures nothing)."""
 
 __all__ = [
     "CategorizationIndex",
@@ -275,7 +276,7 @@ def categoricality_index(
         Category labels (at least 2 classes, each with at least 2 items).
     n_pairs : int, default=1000
         Within- and between-category pairs drawn (each), at least
-        10 (``MIN_PAIRS``).
+        50 (``MIN_PAIRS``).
     metric : str or callable, default="cosine"
         See :func:`paired_distances`.
     random_state : None, int, numpy.random.Generator or RandomState
@@ -312,7 +313,7 @@ class CategorizationIndex(BaseEstimator):
     ----------
     n_pairs : int, default=1000
         Within-category and between-category pairs drawn (each), at least
-        10 (``MIN_PAIRS``): fewer cannot give a meaningful index.
+        50 (``MIN_PAIRS``): fewer cannot give a meaningful index.
     metric : str or callable, default="cosine"
         Distance between two representations (see :func:`paired_distances`).
         A metric that returns NaN for a pair raises a ``ValueError``.
@@ -334,8 +335,22 @@ class CategorizationIndex(BaseEstimator):
         KS statistic between the between- and within-category distances, in [0, 1].
     pvalue_ : float
         Two-sided KS test p-value (``scipy.stats.ks_2samp``).
+    index_corrected_ : float
+        The index less its bootstrap-estimated bias, ``2 index_ - median(bootstrap_)``,
+        clipped to [0, 1] (NaN when ``n_bootstraps=0``). A KS statistic between
+        finite samples is biased upwards (noise in the two empirical CDFs only
+        adds distance: structureless data give ~0.87 sqrt(2 / n_pairs), not 0).
     ci_ : (float, float)
-        Bootstrap interval of the index ((nan, nan) when ``n_bootstraps=0``).
+        Basic bootstrap interval of the index, ``(2 index_ - q_high, 2 index_ - q_low)``
+        with ``q`` the bootstrap quantiles, clipped to [0, 1]; it contains
+        ``index_corrected_`` ((nan, nan) when ``n_bootstraps=0``). The percentile
+        interval (``(q_low, q_high)``) sits on the biased side and missed the
+        population index in 100 % of structureless data sets (300 pairs),
+        20 % near an index of 1; the basic interval's coverage, measured over
+        60 data sets per level with 300 pairs and a 95 % level, was 92 % at an
+        index of 0, 83-88 % at 0.1-0.3 and 0.97, 92 % at 0.55: the bootstrap
+        sees about half of the KS statistic's bias, so the interval is somewhat
+        narrow; more pairs shrink the bias as 1 / sqrt(n_pairs).
     bootstrap_ : ndarray of shape (n_bootstraps,)
         Bootstrap replicates of the index.
     within_pairs_, between_pairs_ : ndarray of shape (n_pairs, 2)
@@ -354,8 +369,8 @@ class CategorizationIndex(BaseEstimator):
     0.02
     >>> X[:, :3] += 4 * np.eye(3)[y]                                     # one direction per class
     >>> est = CategorizationIndex(random_state=0).fit(X, y)
-    >>> round(est.index_, 2), [round(c, 2) for c in est.ci_]
-    (0.86, [0.84, 0.88])
+    >>> round(est.index_, 2), round(est.index_corrected_, 2), [round(c, 2) for c in est.ci_]
+    (0.86, 0.85, [0.83, 0.88])
     """
 
     _parameter_constraints: dict = {
@@ -437,9 +452,9 @@ class CategorizationIndex(BaseEstimator):
         self.index_, self.pvalue_ = _index_from_distances(
             self.within_distances_, self.between_distances_
         )
-        self.bootstrap_, self.ci_ = _bootstrap(
+        self.bootstrap_, self.ci_, self.index_corrected_ = _bootstrap(
             self.within_distances_, self.between_distances_, settings["n_bootstraps"],
-            settings["confidence_level"], rng,
+            settings["confidence_level"], rng, self.index_,
         )
         return self
 
@@ -477,10 +492,10 @@ def _n_rows(X: Any) -> int:
     return int(shape[0]) if shape else len(X)
 
 
-def _bootstrap(within, between, n_bootstraps, confidence_level, rng):
-    """Percentile interval of the KS statistic over resamples of the pairs."""
+def _bootstrap(within, between, n_bootstraps, confidence_level, rng, index):
+    """Bootstrap of the KS statistic over resamples of the pairs: replicates, basic interval, corrected index."""
     if n_bootstraps == 0:
-        return np.empty(0), (np.nan, np.nan)
+        return np.empty(0), (np.nan, np.nan), np.nan
     reps = np.empty(n_bootstraps)
     chunk = max(1, 2_000_000 // (within.size + between.size))  # bounded memory
     for start in range(0, n_bootstraps, chunk):
@@ -489,8 +504,11 @@ def _bootstrap(within, between, n_bootstraps, confidence_level, rng):
         b = between[rng.integers(between.size, size=(k, between.size))]
         reps[start : start + k] = ks_statistics(b, w)
     tail = 100 * (1 - confidence_level) / 2
-    low, high = np.percentile(reps, [tail, 100 - tail])
-    return reps, (float(low), float(high))
+    low, median, high = np.percentile(reps, [tail, 50, 100 - tail])
+    # Basic (reverse percentile) interval: the replicates' excess over the index mirrors
+    # the index's excess over the population value; the percentile interval does not.
+    clip = lambda v: float(min(max(v, 0.0), 1.0))  # noqa: E731
+    return reps, (clip(2 * index - high), clip(2 * index - low)), clip(2 * index - median)
 
 
 def category_selectivity(X: Any, y: Any, *, unit_coords: Any = None):

@@ -16,6 +16,7 @@ the eigenvalues off the CPU), and no geomkit model code. On the CPU the default
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from .._backend import resolve_device
 from .._progress import progress_bar
 from .._validation import check_option, to_numpy
-from ._powerlaw import clauset_fit, usable_count
+from ._powerlaw import MIN_TAIL, SMALL_SAMPLE, SpectrumWarning, clauset_fit, small_sample_fit, usable_count
 
 __all__ = ["weight_spectra", "WEIGHT_SPECTRA_COLUMNS"]
 
@@ -42,6 +43,7 @@ WEIGHT_SPECTRA_COLUMNS = (
     "xmin",
     "ks_distance",
     "n_tail",
+    "fit_rule",
     "stable_rank",
     "alpha_weighted",
     "log_norm",
@@ -99,13 +101,31 @@ def _weight_layers(model: Any, layers: Any) -> list[tuple[str, str, Any]]:
     return [entry for entry in found if entry[0] in wanted]
 
 
-def _fit_row(lam: np.ndarray) -> dict:
+def _fit_row(lam: np.ndarray, name: str) -> dict:
     row = {"alpha": math.nan, "alpha_rank": math.nan, "xmin": math.nan,
-           "ks_distance": math.nan, "n_tail": 0}
+           "ks_distance": math.nan, "n_tail": 0, "fit_rule": "none"}
     positive = lam[: usable_count(lam)]
-    if positive.size >= 3:
-        a, xmin, ks, n_tail = clauset_fit(positive)
-        row.update(alpha=a, alpha_rank=1.0 / (a - 1.0), xmin=xmin, ks_distance=ks, n_tail=n_tail)
+    if positive.size < MIN_TAIL:
+        warnings.warn(
+            f"layer {name!r}: only {positive.size} non-zero eigenvalue(s); a power-law tail needs at "
+            f"least {MIN_TAIL}, so its alpha is NaN.",
+            SpectrumWarning,
+            stacklevel=3,
+        )
+        return row
+    small = positive.size < SMALL_SAMPLE
+    a, xmin, ks, n_tail = small_sample_fit(positive) if small else clauset_fit(positive)
+    row["fit_rule"] = "small-sample" if small else "clauset"
+    if n_tail < MIN_TAIL:
+        # A tail of 2-3 values gives any exponent at all (a rank-3 matrix gave 25.5).
+        warnings.warn(
+            f"layer {name!r}: the best power-law tail has only {n_tail} eigenvalues (fewer than "
+            f"{MIN_TAIL}); its alpha is NaN.",
+            SpectrumWarning,
+            stacklevel=3,
+        )
+        return {**row, "xmin": xmin, "ks_distance": ks, "n_tail": n_tail}
+    row.update(alpha=a, alpha_rank=1.0 / (a - 1.0), xmin=xmin, ks_distance=ks, n_tail=n_tail)
     return row
 
 
@@ -179,10 +199,18 @@ def weight_spectra(
         ``eigenvalues`` (descending ndarray, ``min(rows, cols)`` squared
         singular values), ``lambda_max``, ``alpha`` (density exponent ``a`` of
         the powerlaw MLE), ``alpha_rank`` (``1 / (a - 1)``), ``xmin``,
-        ``ks_distance``, ``n_tail`` (eigenvalues >= xmin), ``stable_rank``
+        ``ks_distance``, ``n_tail`` (eigenvalues >= xmin), ``fit_rule``
+        (``"clauset"``: the KS-minimizing MLE of the ``powerlaw`` package;
+        ``"small-sample"``: fewer than 20 non-zero eigenvalues, WeightWatcher
+        0.7.7's rule, bias-corrected MLE over tails of >= 8 values chosen by
+        ``D_KS - 0.868 / sqrt(n_tail)``, see
+        :func:`geomkit.measures._powerlaw.small_sample_fit`; ``"none"``), ``stable_rank``
         (``sum(lambda) / lambda_max``), ``alpha_weighted``
         (``a * log10(lambda_max)``) and ``log_norm`` (``log10`` of the squared
-        Frobenius norm). Layers with fewer than 3 non-zero eigenvalues get NaN fits.
+        Frobenius norm). Layers with fewer than 4 non-zero eigenvalues, or
+        whose best tail has fewer than 4, get NaN fits and a
+        :class:`~geomkit.measures.spectrum.SpectrumWarning`: such tails give any
+        exponent at all.
 
     Raises
     ------
@@ -243,7 +271,7 @@ def weight_spectra(
             "eigenvalues": lam,
             "lambda_max": lam_max,
         }
-        row.update(_fit_row(lam))
+        row.update(_fit_row(lam, name))
         total = float(lam.sum())
         row["stable_rank"] = total / lam_max if lam_max > 0 else math.nan
         row["alpha_weighted"] = (row["alpha"] * math.log10(lam_max)) if lam_max > 0 else math.nan

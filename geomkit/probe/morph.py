@@ -116,7 +116,8 @@ def categorization_by_layer(
     pandas.DataFrame
         One row per layer, the inputs first: ``layer`` (``"input"``, then the
         recorded names), ``depth`` (0, 1, ...), ``n_units``, ``index``,
-        ``ci_low``, ``ci_high``, ``pvalue``.
+        ``index_corrected`` (bias-corrected, NaN without bootstraps), ``ci_low``,
+        ``ci_high`` (the interval, around ``index_corrected``), ``pvalue``.
 
     Examples
     --------
@@ -169,7 +170,8 @@ def categorization_by_layer(
                                   confidence_level=confidence_level,
                                   random_state=seed).fit(X, y)
         rows.append({"layer": name, "depth": depth, "n_units": X.shape[1], "index": est.index_,
-                     "ci_low": est.ci_[0], "ci_high": est.ci_[1], "pvalue": est.pvalue_})
+                     "index_corrected": est.index_corrected_, "ci_low": est.ci_[0],
+                     "ci_high": est.ci_[1], "pvalue": est.pvalue_})
     return pd.DataFrame(rows)
 
 
