@@ -431,9 +431,14 @@ def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, see
                 progress: bool) -> dict[str, Any]:
     from .robustness import AdversarialRobustness
 
-    est = AdversarialRobustness(module, eps=list(cfg.eps), steps=cfg.pgd_steps, n_bisect=cfg.n_bisect,
+    from .robustness import DEFAULT_ATTACKS
+
+    # AutoAttack "standard" on every model; quick mode: 20 APGD / FAB steps, 3 targets, 500 Square queries
+    budget = dict(steps=20, n_target_classes=3, n_queries=500) if cfg.quick else {}
+    est = AdversarialRobustness(module, attacks=[*DEFAULT_ATTACKS, "autoattack"], eps=list(cfg.eps),
+                                steps=cfg.pgd_steps, n_bisect=cfg.n_bisect,
                                 n_noise_draws=cfg.n_noise_draws, surrogate=surrogate, random_state=seed,
-                                progress=progress).fit(X, y)
+                                progress=progress, attack_params={"autoattack": budget}).fit(X, y)
     diag = est.diagnostics_
     # score(X, y) would rerun the sweep; the areas are in auc_. The PGD area (the stronger of the
     # cross-entropy and margin-loss PGD) measures resistance to gradient attacks; the worst case over
@@ -647,7 +652,7 @@ def run(
     log(f"data {data!r}: {len(X_train)} training and {len(X_eval)} held-out images of {X_train.shape[1]} pixels")
     dim = twonn_dimension(X_eval)
 
-    from .probe.attacks import train_surrogate
+    from .train.surrogate import train_surrogate
 
     torch.manual_seed(seed)
     surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1, device=device)
