@@ -37,8 +37,7 @@ class AutoAttack(Attack):
         Queries of Square.
     members : sequence of str or None
         Subset of ("apgd-ce", "apgd-t", "fab-t", "square"), run in that
-        order; ``None``: all four (the L2 threat model leaves Square out, as
-        it is implemented for L-inf only).
+        order; ``None``: all four.
     **kwargs
         ``norm``, ``bounds``, ``dtype``, ``batch_size``, ``random_state``,
         ``eot``: as in :class:`Attack`, shared by the members.
@@ -71,7 +70,7 @@ class AutoAttack(Attack):
         self.n_target_classes = check_int(n_target_classes, "n_target_classes", low=1)
         self.n_queries = check_int(n_queries, "n_queries", low=1)
         if members is None:
-            members = MEMBERS if self.norm == "linf" else MEMBERS[:3]
+            members = MEMBERS
         if isinstance(members, str) or not len(members) or any(m not in MEMBERS for m in members):
             raise ValueError(f"members must be a non-empty subset of {MEMBERS}; got {members!r}.")
         self.members = tuple(m for m in MEMBERS if m in members)

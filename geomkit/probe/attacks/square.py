@@ -11,8 +11,15 @@ the ball and the box, and kept if it lowers the margin loss
 ``z_y - max_{j != y} z_j`` (or breaks the input). The fraction ``p`` of
 pixels a window covers halves on the schedule of the paper (iterations 10, 50,
 200, 500, 1000, 2000, 4000, 6000, 8000 of a 10 000-query budget, rescaled to
-``n_queries``), from ``p_init = 0.8``. Inputs must be images (n, c, h, w),
-(n, h, w) or flat with a square number of features.
+``n_queries``), from ``p_init = 0.8``.
+
+L2: start from a grid of "meta pseudo-Gaussian" patches (concentric
+rectangles of weight ``1 / k^2``, opposite signs in the two halves) scaled to
+norm eps; at each query the perturbation inside one random window (odd side
+>= 3) is replaced by a fresh patch plus the old content, and the mass of a
+second window moved into it, so that the norm stays eps (the paper's
+Algorithm 3). Windows are drawn once per query for the whole batch. Inputs must
+be images (n, c, h, w), (n, h, w) or flat with a square number of features.
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ def _image_shape(x0):
 
 
 class Square(Attack):
-    """Square attack, L-inf (Andriushchenko et al. 2020): random search with square windows.
+    """Square attack, L-inf or L2 (Andriushchenko et al. 2020): random search with square windows.
 
     Parameters
     ----------
@@ -84,7 +91,7 @@ class Square(Attack):
     restarts : int, default=1
         Runs on the inputs not yet broken.
     **kwargs
-        ``norm`` ("linf"), ``bounds``, ``dtype``, ``batch_size``,
+        ``norm``, ``bounds``, ``dtype``, ``batch_size``,
         ``random_state``: as in :class:`Attack`.
 
     Examples
@@ -98,7 +105,6 @@ class Square(Attack):
     """
 
     name = "square"
-    norms = ("linf",)
     losses = ("margin",)
     supports_targeted = False
     white_box = False
@@ -125,6 +131,84 @@ class Square(Attack):
             0.5, generator=ctx.generator).mul_(2).sub_(1)
 
     def _run(self, ctx, x0, y, eps):
+        if self.norm == "l2":
+            return self._run_l2(ctx, x0, y, eps)
+        return self._run_linf(ctx, x0, y, eps)
+
+    def _patch(self, ctx, s: int, like):
+        """An s x s meta pseudo-Gaussian patch of unit L2 norm (randomly transposed)."""
+        import torch
+
+        def rectangles(a: int, b: int):
+            d = torch.zeros(a, b, dtype=like.dtype, device=like.device)
+            ca, cb = a // 2, b // 2
+            for k in range(max(ca, cb) + 1):
+                d[max(ca - k, 0):min(ca + k + 1, a), max(cb - k, 0):min(cb + k + 1, b)] += 1.0 / (k + 1) ** 2
+            return d / d.norm()
+
+        top = s // 2
+        patch = torch.cat([rectangles(top, s), -rectangles(s - top, s)]) if top else rectangles(s, s)
+        patch = patch / patch.norm()
+        flip = torch.rand(1, generator=ctx.generator, device=like.device)
+        return patch.T if bool(flip > 0.5) else patch
+
+    def _run_l2(self, ctx, x0, y, eps):
+        import torch
+
+        n = x0.shape[0]
+        c, h, w = _image_shape(x0)
+        img0 = x0.reshape(n, c, h, w)
+        e = bcast(eps, img0)
+        box = self.bounds if self.bounds is not None else (-float("inf"), float("inf"))
+
+        def norms(d):
+            return d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+
+        def candidate(delta, x):
+            return (x + delta * e_l / norms(delta).clamp_min(1e-12)).clamp(*box)
+
+        s0 = max(h // 5, 1)
+        delta = torch.zeros_like(img0)
+        start = (h - 5 * s0) // 2, (w - 5 * s0) // 2
+        for i in range(start[0], h - s0 + 1, s0):
+            for j in range(start[1], w - s0 + 1, s0):
+                delta[:, :, i:i + s0, j:j + s0] += self._patch(ctx, s0, img0) * self._sign(
+                    ctx, (n, c, 1, 1), img0)
+        e_l = e
+        best = candidate(delta, img0)
+        loss = self._margin(ctx, best.view_as(x0), y)
+        for it in range(self.n_queries - 1):
+            live = (loss > 0).nonzero().flatten()
+            if live.numel() == 0:
+                break
+            x_l, e_l = img0[live], e[live]
+            d = best[live] - x_l
+            p = p_schedule(it, self.n_queries, self.p_init)
+            s = max(int(round(math.sqrt(p * h * w))), 3)
+            s = min(s + 1 - s % 2, h, w)  # odd, inside the image
+            r1, c1, r2, c2 = (int(torch.randint(0, k + 1, (1,), generator=ctx.generator,
+                                                device=x0.device)) for k in (h - s, w - s, h - s, w - s))
+            old = d[:, :, r1:r1 + s, c1:c1 + s]
+            old_norm = old.flatten(2).norm(dim=2)[..., None, None]
+            both = torch.zeros_like(d)
+            both[:, :, r1:r1 + s, c1:c1 + s] = 1
+            both[:, :, r2:r2 + s, c2:c2 + s] = 1
+            budget = ((e_l ** 2 - norms(d) ** 2).clamp_min(0) / c + norms(d * both) ** 2).sqrt()
+            new = self._patch(ctx, s, d) * self._sign(ctx, (live.numel(), c, 1, 1), d)
+            new = new + old / (old_norm + 1e-12)
+            new = new / new.flatten(2).norm(dim=2)[..., None, None].clamp_min(1e-12) * budget
+            d = d.clone()
+            d[:, :, r2:r2 + s, c2:c2 + s] = 0
+            d[:, :, r1:r1 + s, c1:c1 + s] = new
+            cand = candidate(d, x_l)
+            new_loss = self._margin(ctx, cand.view((live.numel(), *x0.shape[1:])), y[live])
+            better = (new_loss < loss[live]) | (new_loss <= 0)
+            idx = live[better]
+            best[idx] = cand[better]
+            loss[idx] = new_loss[better]
+        return best.view_as(x0), loss <= 0
+
+    def _run_linf(self, ctx, x0, y, eps):
         import torch
 
         n = x0.shape[0]
