@@ -25,7 +25,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..._validation import check_float, check_int
-from .base import Attack, BatchContext, bcast, loss_and_grad, most_likely_targets, project, steepest
+from .base import (
+    Attack,
+    BatchContext,
+    bcast,
+    loss_and_grad,
+    most_likely_targets,
+    on_remaining,
+    project,
+    steepest,
+)
 
 __all__ = ["APGD", "APGDT", "checkpoints"]
 
@@ -186,11 +195,9 @@ class APGD(Attack):
     def _perturb_batch(self, ctx, x0, y, eps, t):
         out, broken = self._run(ctx, x0, y, eps, None, self.loss_fn)
         for _ in range(self.restarts - 1):
-            todo = (~broken).nonzero().flatten()
-            if todo.numel() == 0:
+            if not on_remaining(out, broken, lambda i: self._run(ctx, x0[i], y[i], eps[i], None,
+                                                                 self.loss_fn)):
                 break
-            adv, hit = self._run(ctx, x0[todo], y[todo], eps[todo], None, self.loss_fn)
-            out[todo[hit]], broken[todo[hit]] = adv[hit], True
         return out
 
 
@@ -248,12 +255,9 @@ class APGDT(APGD):
             for _ in range(self.restarts):
                 if out is None:
                     out, broken = self._run(ctx, x0, y, eps, targets, self.loss_fn)
-                    continue
-                todo = (~broken).nonzero().flatten()
-                if todo.numel() == 0:
+                elif not on_remaining(out, broken, lambda i: self._run(
+                        ctx, x0[i], y[i], eps[i], targets[i], self.loss_fn)):
                     return out
-                adv, hit = self._run(ctx, x0[todo], y[todo], eps[todo], targets[todo], self.loss_fn)
-                out[todo[hit]], broken[todo[hit]] = adv[hit], True
             if t is not None:
                 break
         return out

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..._validation import check_int
 from .apgd import APGD, APGDT
-from .base import Attack, flipped
+from .base import Attack, flipped, on_remaining
 from .fab import FAB
 from .square import Square
 
@@ -85,20 +85,14 @@ class AutoAttack(Attack):
         self.members_ = {m: make[m]() for m in self.members}
 
     def _perturb_batch(self, ctx, x0, y, eps, t):
-        import torch
+        first, *others = self.members_.values()
+        out = first._perturb_batch(ctx, x0, y, eps, None)  # the default where nothing succeeds
+        broken = flipped(ctx, out, y)
+        for member in others:
+            def run(i, member=member):
+                adv = member._perturb_batch(ctx, x0[i], y[i], eps[i], None)
+                return adv, flipped(ctx, adv, y[i])
 
-        out = None
-        broken = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
-        for member in self.members_.values():
-            todo = (~broken).nonzero().flatten()
-            if todo.numel() == 0:
+            if not on_remaining(out, broken, run):
                 break
-            adv = member._perturb_batch(ctx, x0[todo], y[todo], eps[todo], None)
-            hit = flipped(ctx, adv, y[todo])
-            if out is None:
-                out = adv  # the first member ran on every input: its output is the default
-                broken = hit.clone()
-                continue
-            out[todo[hit]] = adv[hit]
-            broken[todo[hit]] = True
         return out

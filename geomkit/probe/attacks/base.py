@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._params import RANDOM_STATE, validate_params
 from ..._validation import check_float, check_int
 from ._checks import (
     NORMS,
@@ -256,7 +257,8 @@ class Attack:
             _resolve_dtype(dtype, None)  # raises on a bad name
         self.dtype = dtype
         self.batch_size = _check_batch_size(batch_size)
-        _seed(random_state if not isinstance(random_state, np.random.Generator) else None)
+        validate_params({"random_state": random_state}, {"random_state": [RANDOM_STATE]},
+                        caller=type(self).__name__)
         self.random_state = random_state
         self.eot = check_int(eot, "eot", low=1)
 
@@ -347,6 +349,18 @@ def most_likely_targets(logits, y, k: int):
     """Per input, the ``k``-th most likely class other than ``y`` (k = 1: the runner-up)."""
     masked = logits.scatter(1, y[:, None], float("-inf"))
     return masked.topk(k, dim=1).indices[:, k - 1]
+
+
+def on_remaining(out, broken, run) -> bool:
+    """Run ``run(todo) -> (adv, hit)`` on the inputs not yet broken and merge its successes into
+    ``out`` / ``broken`` in place (restarts, targets, ensemble members); False if none was left."""
+    todo = (~broken).nonzero().flatten()
+    if todo.numel() == 0:
+        return False
+    adv, hit = run(todo)
+    out[todo[hit]] = adv[hit]
+    broken[todo[hit]] = True
+    return True
 
 
 def flipped(ctx: BatchContext, x, y):

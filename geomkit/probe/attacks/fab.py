@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._validation import check_float, check_int
-from .base import Attack, bcast, lp_norms, most_likely_targets
+from .base import Attack, bcast, lp_norms, most_likely_targets, on_remaining
 
 __all__ = ["FAB", "project_hyperplane"]
 
@@ -203,11 +203,10 @@ class FAB(Attack):
         for k in range(1, n_targets + 1):
             targets = t if t is not None else most_likely_targets(clean, y, k)
             for r in range(self.restarts):
-                todo = (~broken).nonzero().flatten()
-                if todo.numel() == 0:
+                def run(i, targets=targets, r=r):
+                    adv, size = self._run(ctx, x0[i], y[i], targets[i], eps[i], r > 0)
+                    return adv, size <= eps[i] * (1 + 1e-6)
+
+                if not on_remaining(out, broken, run):
                     return out
-                adv, size = self._run(ctx, x0[todo], y[todo], targets[todo], eps[todo], r > 0)
-                hit = size <= eps[todo] * (1 + 1e-6)
-                out[todo[hit]] = adv[hit]
-                broken[todo[hit]] = True
         return out

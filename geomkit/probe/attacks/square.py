@@ -28,7 +28,7 @@ import math
 from typing import Any
 
 from ..._validation import check_float, check_int
-from .base import Attack, bcast
+from .base import Attack, bcast, on_remaining
 
 __all__ = ["Square", "p_schedule"]
 
@@ -252,9 +252,6 @@ class Square(Attack):
     def _perturb_batch(self, ctx, x0, y, eps, t):
         out, broken = self._run(ctx, x0, y, eps)
         for _ in range(self.restarts - 1):
-            todo = (~broken).nonzero().flatten()
-            if todo.numel() == 0:
+            if not on_remaining(out, broken, lambda i: self._run(ctx, x0[i], y[i], eps[i])):
                 break
-            adv, hit = self._run(ctx, x0[todo], y[todo], eps[todo])
-            out[todo[hit]], broken[todo[hit]] = adv[hit], True
         return out

@@ -13,7 +13,7 @@ from ...train.surrogate import train_surrogate
 from ._checks import _as_input, _Target, model_device
 from .base import Attack
 from .evaluate import predict_labels
-from .pgd import PGD, pgd
+from .pgd import PGD
 
 __all__ = ["TransferAttack", "transfer_attack", "train_surrogate"]
 
@@ -126,7 +126,7 @@ def transfer_attack(
     model : torch.nn.Module
         The target (only queried for its labels when a surrogate is trained).
     X, y, eps, norm, steps, step_size, restarts, loss, bounds, batch_size, random_state
-        As in :func:`pgd` (applied to the surrogate).
+        As in :func:`~geomkit.probe.attacks.pgd.pgd` (applied to the surrogate).
     surrogate : torch.nn.Module or None
         Returns logits over the same classes as ``model``.
     surrogate_params : dict or None
