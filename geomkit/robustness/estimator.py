@@ -1,14 +1,10 @@
-"""Adversarial robustness of a classifier, with checks that catch gradient masking.
+"""The adversarial-robustness estimator: a sweep of registered attacks x eps.
 
-:class:`AdversarialRobustness` sweeps attacks x eps on the inputs a model
-classifies correctly, and checks its own evaluation the way Carlini et al.
-(2019, "On evaluating adversarial robustness") and Athalye, Carlini & Wagner
-(2018, "Obfuscated gradients give a false sense of security") ask: gradients
-must not vanish, iterative attacks must beat single-step ones, no gradient-free
-or transfer attack may beat the white-box ones, accuracy must reach 0 at a large
-eps and must not rise with eps. The saturated networks that once looked robust
-(Nayebi & Ganguli 2017) fail these checks: their robustness came from
-numerically vanishing gradients (Brendel & Bethge 2017, arXiv 1704.01547).
+:class:`AdversarialRobustness` runs any attack of the registry
+(:func:`geomkit.probe.attacks.make_attack`: FGSM, PGD, APGD, FAB-T, Square,
+AutoAttack, noise, transfer, user attacks) over an eps grid on the inputs a
+model classifies correctly, finds each input's critical eps, and hands the
+numbers to the masking checks of :mod:`geomkit.robustness.diagnostics`.
 """
 
 from __future__ import annotations
@@ -178,7 +174,10 @@ class AdversarialRobustness(BaseEstimator):
         (cross-entropy as the model runs, in float64, and the margin loss).
     diagnostics_ : pandas.DataFrame
         One row per check (``check``, ``status`` "pass" / "warn" / "n/a",
-        ``evidence``, ``advice``).
+        ``evidence``, ``advice``): :func:`geomkit.robustness.diagnostics.diagnose`.
+    randomized_forward_ : bool
+        Whether two forward passes on the same inputs differed (then attack
+        with ``eot``, through ``attack_params``).
     eps_ : ndarray of shape (n_eps,)
     n_inputs_, n_correct_ : int
     clean_accuracy_ : float
