@@ -137,59 +137,58 @@ class APGD(Attack):
         x = self._start(ctx, x0, eps)
         values, logits, grad = loss_and_grad(ctx, loss, x, y, t)
         out = x.clone()
-        broken = logits.argmax(1) != y
-        x_best, grad_best, best = x.clone(), grad.clone(), values.clone()
-        eta = 2.0 * eps
-        x_prev = x.clone()
-        # `live` maps the rows still attacked to rows of the batch: broken inputs are dropped.
-        live = torch.arange(n, device=x0.device)
-        x0l, yl, epsl, tl = x0, y, eps, t
+        broken = torch.zeros(n, dtype=torch.bool, device=x0.device)
+        # Per-row state of the inputs still attacked; `row` maps them to rows of the batch, and
+        # broken inputs are dropped (their first adversarial iterate is final).
+        st = dict(row=torch.arange(n, device=x0.device), x0=x0, y=y, eps=eps, x=x, x_prev=x.clone(),
+                  grad=grad, x_best=x.clone(), grad_best=grad.clone(), best=values.clone(),
+                  last=values.clone(), eta=2.0 * eps, rises=torch.zeros(n, dtype=torch.long,
+                                                                        device=x0.device),
+                  best_at_check=values.clone(),
+                  halved_at_check=torch.ones(n, dtype=torch.bool, device=x0.device))
+        if t is not None:
+            st["t"] = t
         k = max(int(0.22 * self.steps), 1)
         decr, k_min = max(int(0.03 * self.steps), 1), max(int(0.06 * self.steps), 1)
-        since, rises = 0, torch.zeros(n, dtype=torch.long, device=x0.device)
-        last = values.clone()
-        best_at_check, halved_at_check = best.clone(), torch.ones(n, dtype=torch.bool, device=x0.device)
-        for i in range(self.steps):
+        since = 0
+        now_broken = logits.argmax(1) != y
+        for i in range(self.steps + 1):
             with torch.no_grad():
-                a = self.momentum if i > 0 else 1.0
-                z = project(x + bcast(eta, x) * steepest(grad, self.norm), x0l, epsl, self.norm,
-                            self.bounds)
-                x_new = x + a * (z - x) + (1.0 - a) * (x - x_prev)
-                x_prev, x = x, project(x_new, x0l, epsl, self.norm, self.bounds)
-            values, logits, grad = loss_and_grad(ctx, loss, x, yl, tl)
-            with torch.no_grad():
-                now_broken = logits.argmax(1) != yl
-                improved = values > best
-                x_best[improved], grad_best[improved] = x[improved], grad[improved]
-                best = torch.where(improved, values, best)
-                rises += values > last
-                last = values
-                since += 1
-                if since == k:
-                    oscillating = rises <= k * self.rho
-                    stalled = ~halved_at_check & (best_at_check >= best)
-                    halve = oscillating | stalled
-                    halved_at_check, best_at_check = halve, best.clone()
-                    eta = torch.where(halve, eta / 2, eta)
-                    x[halve], grad[halve] = x_best[halve], grad_best[halve]
-                    since, k = 0, max(k - decr, k_min)
-                    rises.zero_()
                 if bool(now_broken.any()):
-                    rows = live[now_broken]
-                    out[rows], broken[rows] = x[now_broken], True
-                    keep = ~now_broken
-                    if not bool(keep.any()):
-                        break
-                    # drop the broken rows from every piece of state
-                    live = live[keep]
-                    x0l, yl, epsl = x0l[keep], yl[keep], epsl[keep]
-                    tl = None if tl is None else tl[keep]
-                    x, x_prev, grad = x[keep], x_prev[keep], grad[keep]
-                    x_best, grad_best, best = x_best[keep], grad_best[keep], best[keep]
-                    eta, rises, last = eta[keep], rises[keep], last[keep]
-                    best_at_check, halved_at_check = best_at_check[keep], halved_at_check[keep]
-        with torch.no_grad():
-            out[live] = x_best
+                    rows = st["row"][now_broken]
+                    out[rows], broken[rows] = st["x"][now_broken], True
+                    st = {key: v[~now_broken] for key, v in st.items()}
+                    if st["row"].numel() == 0:
+                        return out, broken
+                if i == self.steps:
+                    break
+                x, x_prev = st["x"], st["x_prev"]
+                a = self.momentum if i > 0 else 1.0
+                z = project(x + bcast(st["eta"], x) * steepest(st["grad"], self.norm), st["x0"],
+                            st["eps"], self.norm, self.bounds)
+                x_new = x + a * (z - x) + (1.0 - a) * (x - x_prev)
+                st["x_prev"], st["x"] = x, project(x_new, st["x0"], st["eps"], self.norm, self.bounds)
+            values, logits, st["grad"] = loss_and_grad(ctx, loss, st["x"], st["y"], st.get("t"))
+            with torch.no_grad():
+                now_broken = logits.argmax(1) != st["y"]
+                improved = values > st["best"]
+                st["x_best"][improved] = st["x"][improved]
+                st["grad_best"][improved] = st["grad"][improved]
+                st["best"] = torch.where(improved, values, st["best"])
+                st["rises"] += values > st["last"]
+                st["last"] = values
+                since += 1
+                if since == k:  # a checkpoint: halve the step where progress stalled
+                    oscillating = st["rises"] <= k * self.rho
+                    stalled = ~st["halved_at_check"] & (st["best_at_check"] >= st["best"])
+                    halve = oscillating | stalled
+                    st["halved_at_check"], st["best_at_check"] = halve, st["best"].clone()
+                    st["eta"] = torch.where(halve, st["eta"] / 2, st["eta"])
+                    st["x"][halve] = st["x_best"][halve]
+                    st["grad"][halve] = st["grad_best"][halve]
+                    since, k = 0, max(k - decr, k_min)
+                    st["rises"].zero_()
+        out[st["row"]] = st["x_best"]
         return out, broken
 
     def _perturb_batch(self, ctx, x0, y, eps, t):
