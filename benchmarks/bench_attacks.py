@@ -87,7 +87,8 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def autoattack_suite(device, repeats: int, n: int = 1000, eps: float = 0.1) -> None:
+def autoattack_suite(device, repeats: int, n: int = 1000, eps: float = 0.1,
+                     only: tuple[str, ...] = ("APGD-CE 100", "AutoAttack")) -> None:
     """APGD-CE and AutoAttack, geomkit vs torchattacks, on a trained MLP."""
     import numpy as np
     import torchattacks
@@ -123,6 +124,8 @@ def autoattack_suite(device, repeats: int, n: int = 1000, eps: float = 0.1) -> N
     print(f"L-inf eps={eps} on {n} MNIST-5k inputs, trained MLP 784-1000-1000-10 (clean accuracy "
           f"{clean:.4f}), device={device}, torch threads={torch.get_num_threads()}")
     for name, (ours, theirs) in pairs.items():
+        if name not in only:
+            continue
         ratios = []
         for _ in range(repeats):
             sync(device)
@@ -151,12 +154,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--suite", choices=("pgd", "autoattack"), default="pgd")
+    parser.add_argument("--n", type=int, default=1000, help="inputs of the autoattack suite")
+    parser.add_argument("--only", choices=("APGD-CE 100", "AutoAttack"), default=None,
+                        help="run one attack of the autoattack suite")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.suite == "autoattack":
-        autoattack_suite(device, args.repeats)
+        only = (args.only,) if args.only else ("APGD-CE 100", "AutoAttack")
+        autoattack_suite(device, args.repeats, n=args.n, only=only)
         return
 
     import torchattacks
