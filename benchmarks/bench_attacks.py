@@ -12,6 +12,13 @@ shared machine makes wall-clock time noisy — in process CPU time:
 
 Targets: geomkit / torchattacks <= 1.05, geomkit / raw <= 1.15.
 
+``--suite autoattack``: APGD-CE (100 steps) and the AutoAttack "standard" ensemble
+(APGD-CE 100, APGD-T 100 x 9 targets, FAB-T 100 x 9 targets, Square 5000 queries;
+torchattacks' members built with the same budgets in a ``MultiAttack``) on 1000
+MNIST-5k inputs through the MLP 784-1000-1000-10 trained for 2 epochs on 4000
+others, L-inf eps 0.1. Target: time geomkit / torchattacks <= 1.0 with robust
+accuracies equal to a point.
+
 Run from the repository root::
 
     PYTHONPATH=. python benchmarks/bench_attacks.py [--repeats 5] [--threads N] [--device cuda]
@@ -80,15 +87,84 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def autoattack_suite(device, repeats: int, n: int = 1000, eps: float = 0.1,
+                     only: tuple[str, ...] = ("APGD-CE 100", "AutoAttack")) -> None:
+    """APGD-CE and AutoAttack, geomkit vs torchattacks, on a trained MLP."""
+    import numpy as np
+    import torchattacks
+
+    from geomkit.datasets import load_mnist5k
+    from geomkit.probe.attacks import APGD, AutoAttack, train_surrogate
+
+    X, y = load_mnist5k(flatten=False)
+    X, y = torch.as_tensor(np.array(X)), torch.as_tensor(np.array(y))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))  # the file is sorted
+    X, y = X[perm].to(device), y[perm].to(device)
+    model = train_surrogate(X[n:], y[n:], hidden=(1000, 1000), epochs=2, device=device, random_state=0)
+    X, y = X[:n], y[:n]
+    steps, targets, queries = 100, 9, 5000
+
+    def ta_autoattack():
+        apgdt = torchattacks.APGDT(model, eps=eps, steps=steps, n_classes=10, seed=0)
+        fab = torchattacks.FAB(model, eps=eps, steps=steps, multi_targeted=True, n_classes=10, seed=0)
+        apgdt.n_target_classes = fab.n_target_classes = targets
+        return torchattacks.MultiAttack([
+            torchattacks.APGD(model, eps=eps, steps=steps, loss="ce", seed=0), apgdt, fab,
+            torchattacks.Square(model, eps=eps, n_queries=queries, seed=0)])
+
+    pairs = {
+        "APGD-CE 100": (lambda: APGD(eps, steps=steps, random_state=0).perturb(model, X, y),
+                        lambda: torchattacks.APGD(model, eps=eps, steps=steps, loss="ce", seed=0)(X, y)),
+        "AutoAttack": (lambda: AutoAttack(eps, steps=steps, n_target_classes=targets,
+                                          n_queries=queries, random_state=0).perturb(model, X, y),
+                       lambda: ta_autoattack()(X, y)),
+    }
+    with torch.no_grad():
+        clean = (model(X).argmax(1) == y).float().mean().item()
+    print(f"L-inf eps={eps} on {n} MNIST-5k inputs, trained MLP 784-1000-1000-10 (clean accuracy "
+          f"{clean:.4f}), device={device}, torch threads={torch.get_num_threads()}")
+    for name, (ours, theirs) in pairs.items():
+        if name not in only:
+            continue
+        ratios = []
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            adv_gk = ours()
+            sync(device)
+            t_gk = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            adv_ta = theirs()
+            sync(device)
+            t_ta = time.perf_counter() - t0
+            with torch.no_grad():
+                acc_gk = (model(adv_gk).argmax(1) == y).float().mean().item()
+                acc_ta = (model(adv_ta).argmax(1) == y).float().mean().item()
+            ratios.append(t_gk / t_ta)
+            print(f"  {name:12s} geomkit {t_gk:7.2f} s  torchattacks {t_ta:7.2f} s  ratio "
+                  f"{t_gk / t_ta:.3f} (target <= 1.0)   robust accuracy geomkit {acc_gk:.4f} "
+                  f"torchattacks {acc_ta:.4f}", flush=True)
+        print(f"  {name:12s} ratio over {repeats} runs: min {min(ratios):.3f} median "
+              f"{statistics.median(ratios):.3f} max {max(ratios):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--suite", choices=("pgd", "autoattack"), default="pgd")
+    parser.add_argument("--n", type=int, default=1000, help="inputs of the autoattack suite")
+    parser.add_argument("--only", choices=("APGD-CE 100", "AutoAttack"), default=None,
+                        help="run one attack of the autoattack suite")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.suite == "autoattack":
+        only = (args.only,) if args.only else ("APGD-CE 100", "AutoAttack")
+        autoattack_suite(device, args.repeats, n=args.n, only=only)
+        return
 
     import torchattacks
 

@@ -2,7 +2,12 @@
 
 from .jacobian import JacobianFallbackWarning, JacobianInfo, SaturationWarning, jacobian, jacobian_norm
 from .attacks import (
+    Attack,
+    AutoAttack,
+    NormalizedModel,
     critical_eps,
+    make_attack,
+    register_attack,
     fgsm,
     input_gradient,
     noise_attack,
@@ -42,6 +47,11 @@ __all__ = [
     "JacobianInfo",
     "SaturationWarning",
     "JacobianFallbackWarning",
+    "Attack",
+    "AutoAttack",
+    "NormalizedModel",
+    "make_attack",
+    "register_attack",
     "fgsm",
     "pgd",
     "noise_attack",

@@ -6,11 +6,13 @@
   :class:`JacobianRegularizer`, :class:`WeightDecay`, :class:`SaturationPenalty`.
 - :mod:`~geomkit.train.classifiers`: :class:`NetClassifier`,
   :class:`HebbianClassifier` (scikit-learn classifiers).
+- :mod:`~geomkit.train.surrogate`: :func:`train_surrogate` (the transfer attack's surrogate).
 """
 
 from .classifiers import HebbianClassifier, HebbianNet, NetClassifier, TrainingDiverged, train_module
 from .hebbian import KrotovHopfield, SoftHebb
 from .models import MLP, SmallCNN, build_model
+from .surrogate import train_surrogate
 from .regularizers import (
     JacobianRegularizer,
     Regularizer,
@@ -39,4 +41,5 @@ __all__ = [
     "HebbianNet",
     "TrainingDiverged",
     "train_module",
+    "train_surrogate",
 ]

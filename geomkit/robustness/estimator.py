@@ -1,14 +1,10 @@
-"""Adversarial robustness of a classifier, with checks that catch gradient masking.
+"""The adversarial-robustness estimator: a sweep of registered attacks x eps.
 
-:class:`AdversarialRobustness` sweeps attacks x eps on the inputs a model
-classifies correctly, and checks its own evaluation the way Carlini et al.
-(2019, "On evaluating adversarial robustness") and Athalye, Carlini & Wagner
-(2018, "Obfuscated gradients give a false sense of security") ask: gradients
-must not vanish, iterative attacks must beat single-step ones, no gradient-free
-or transfer attack may beat the white-box ones, accuracy must reach 0 at a large
-eps and must not rise with eps. The saturated networks that once looked robust
-(Nayebi & Ganguli 2017) fail these checks: their robustness came from
-numerically vanishing gradients (Brendel & Bethge 2017, arXiv 1704.01547).
+:class:`AdversarialRobustness` runs any attack of the registry
+(:func:`geomkit.probe.attacks.make_attack`: FGSM, PGD, APGD, FAB-T, Square,
+AutoAttack, noise, transfer, user attacks) over an eps grid on the inputs a
+model classifies correctly, finds each input's critical eps, and hands the
+numbers to the masking checks of :mod:`geomkit.robustness.diagnostics`.
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import warnings
+from types import SimpleNamespace
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,19 +20,19 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import as_float_array, check_float, check_int, check_option
-from .probe import attacks as _atk
+from .._validation import as_float_array, check_float, check_int
+from ..probe import attacks as _atk
+from ..probe.attacks.registry import attack_spec, available_attacks
+from .diagnostics import SweepResult, diagnose
 
 __all__ = ["AdversarialRobustness", "GradientMaskingWarning", "robustness_auc", "ATTACKS"]
 
-#: Attack names understood by :class:`AdversarialRobustness`. Modifiers join
-#: with "-": ``fgsm`` / ``pgd`` take ``margin`` (logit-margin loss instead of the
-#: cross-entropy) and ``f64`` (float64 evaluation); ``noise`` takes ``uniform``
-#: (default) or ``gaussian``; ``transfer`` takes ``margin``.
-ATTACKS = (
-    "fgsm", "fgsm-margin", "fgsm-f64", "pgd", "pgd-margin", "pgd-f64", "pgd-margin-f64",
-    "noise", "noise-uniform", "noise-gaussian", "transfer", "transfer-margin",
-)
+#: Attack names understood by :class:`AdversarialRobustness`: those registered when geomkit was
+#: imported (see :func:`geomkit.probe.attacks.available_attacks` for the current list, user
+#: attacks included). Modifiers join with "-": ``margin`` (logit-margin loss), ``f64`` (float64
+#: evaluation), ``t`` (targeted); ``noise`` takes ``uniform`` or ``gaussian``.
+ATTACKS = tuple(available_attacks())
+
 DEFAULT_ATTACKS = ("fgsm", "pgd", "pgd-margin", "noise", "transfer")
 
 
@@ -52,17 +49,18 @@ def _quiet():
 
 
 def _parse_attack(name: Any) -> dict:
-    if not isinstance(name, str):
-        raise TypeError(f"attack names must be strings; got {name!r}.")
-    check_option(name, "attacks", ATTACKS)
-    kind, *mods = name.split("-")
+    """What the estimator and its checks need to know of a registered attack name."""
+    cls, params = attack_spec(name, "attacks")
+    kind = name.split("-")[0]
     return {
         "name": name,
         "kind": kind,
-        "loss": "margin" if "margin" in mods else "ce",
-        "dtype": "float64" if "f64" in mods else None,
-        "distribution": "gaussian" if "gaussian" in mods else "uniform",
-        "white_box": kind in ("fgsm", "pgd"),
+        "cls": cls,
+        "params": params,
+        "loss": params.get("loss", "ce"),
+        "dtype": "float64" if params.get("dtype") in ("float64", "double") else None,
+        "distribution": params.get("distribution", "uniform"),
+        "white_box": bool(getattr(cls, "white_box", True)),
     }
 
 
@@ -109,7 +107,10 @@ class AdversarialRobustness(BaseEstimator):
         Classifier returning logits (n, n_classes). Left untouched (eval mode
         during the attacks, flags restored).
     attacks : sequence of str, default=("fgsm", "pgd", "pgd-margin", "noise", "transfer")
-        From :data:`ATTACKS`. White-box: ``fgsm`` (Goodfellow et al. 2015),
+        Registered attack names (:func:`geomkit.probe.attacks.available_attacks`;
+        ``"autoattack"`` is the AutoAttack "standard" ensemble, ``"square"`` the
+        black-box Square attack, ``"apgd-ce"``, ``"apgd-t"``, ``"fab-t"`` its
+        members). White-box: ``fgsm`` (Goodfellow et al. 2015),
         ``pgd`` (Madry et al. 2018) with the cross-entropy, ``-margin`` for the
         logit-margin loss, ``-f64`` for float64. Gradient-free: ``noise``
         (random noise of norm eps, best of ``n_noise_draws``), ``transfer``
@@ -146,6 +147,9 @@ class AdversarialRobustness(BaseEstimator):
     random_state : int, RandomState, Generator or None, default=0
         Seeds every random start, noise draw and the surrogate.
     progress : bool, default=True
+    attack_params : dict or None
+        Per attack name, parameters of its class that override the ones above
+        (``{"autoattack": {"steps": 20, "n_queries": 500}}``: a reduced budget).
 
     Attributes
     ----------
@@ -170,7 +174,10 @@ class AdversarialRobustness(BaseEstimator):
         (cross-entropy as the model runs, in float64, and the margin loss).
     diagnostics_ : pandas.DataFrame
         One row per check (``check``, ``status`` "pass" / "warn" / "n/a",
-        ``evidence``, ``advice``).
+        ``evidence``, ``advice``): :func:`geomkit.robustness.diagnostics.diagnose`.
+    randomized_forward_ : bool
+        Whether two forward passes on the same inputs differed (then attack
+        with ``eot``, through ``attack_params``).
     eps_ : ndarray of shape (n_eps,)
     n_inputs_, n_correct_ : int
     clean_accuracy_ : float
@@ -214,6 +221,7 @@ class AdversarialRobustness(BaseEstimator):
         batch_size: int | None = 512,
         random_state: Any = 0,
         progress: bool = True,
+        attack_params: dict | None = None,
     ):
         self.model = model
         self.attacks = attacks
@@ -233,9 +241,11 @@ class AdversarialRobustness(BaseEstimator):
         self.batch_size = batch_size
         self.random_state = random_state
         self.progress = progress
+        self.attack_params = attack_params
 
     # ------------------------------------------------------------------ validation
-    def _validate_params(self) -> None:
+    def _validate_params(self) -> SimpleNamespace:
+        """The validated settings of one fit / score call (the estimator is not changed)."""
         import torch
 
         if not isinstance(self.model, torch.nn.Module):
@@ -245,14 +255,14 @@ class AdversarialRobustness(BaseEstimator):
             )
         if isinstance(self.attacks, str) or not len(self.attacks):
             raise ValueError(
-                f"attacks must be a non-empty sequence of names from {ATTACKS}; "
+                f"attacks must be a non-empty sequence of names from {available_attacks()}; "
                 f"got {self.attacks!r}."
             )
-        self._specs = [_parse_attack(a) for a in self.attacks]
-        if len({s["name"] for s in self._specs}) != len(self._specs):
+        cfg = SimpleNamespace(specs=[_parse_attack(a) for a in self.attacks], attacks={})
+        if len({s["name"] for s in cfg.specs}) != len(cfg.specs):
             raise ValueError(f"attacks contains duplicates: {list(self.attacks)}.")
-        self._norm = _atk._check_norm(self.norm)
-        self._bounds = _atk._check_bounds(self.bounds)
+        cfg.norm = _atk._check_norm(self.norm)
+        cfg.bounds = _atk._check_bounds(self.bounds)
         check_int(self.n_eps, "n_eps", low=1)
         check_int(self.steps, "steps", low=1)
         check_int(self.restarts, "restarts", low=1)
@@ -260,10 +270,16 @@ class AdversarialRobustness(BaseEstimator):
         check_int(self.n_bisect, "n_bisect", low=0)
         check_float(self.tolerance, "tolerance", low=0.0, high=1.0)
         check_float(self.zero_gradient_threshold, "zero_gradient_threshold", low=0.0, high=1.0)
-        self._batch = _atk._check_batch_size(self.batch_size)
-        self._seed = _atk._seed(self.random_state)
+        cfg.batch = _atk._check_batch_size(self.batch_size)
+        cfg.seed = _atk._seed(self.random_state)
+        extra = self.attack_params or {}
+        if not isinstance(extra, dict) or any(k not in self.attacks for k in extra):
+            raise ValueError("attack_params must be a dict from names in attacks to dicts of "
+                             f"parameters; got {extra!r}.")
+        cfg.attack_params = extra
+        return cfg
 
-    def _eps_grid(self, x) -> np.ndarray:
+    def _eps_grid(self, cfg, x) -> np.ndarray:
         if self.eps is not None:
             if isinstance(self.eps, numbers.Real):
                 grid = np.array([check_float(self.eps, "eps", low=0.0, low_inclusive=False)])
@@ -275,46 +291,47 @@ class AdversarialRobustness(BaseEstimator):
                     f"got minimum {grid.min()}."
                 )
             return np.unique(grid)
-        if self._bounds is not None:
-            width = self._bounds[1] - self._bounds[0]
+        if cfg.bounds is not None:
+            width = cfg.bounds[1] - cfg.bounds[0]
         else:
             width = float(x.max() - x.min()) or 1.0
-        scale = width if self._norm == "linf" else width * float(np.sqrt(x[0].numel()))
+        scale = width if cfg.norm == "linf" else width * float(np.sqrt(x[0].numel()))
         return np.geomspace(1e-3, 1.0, check_int(self.n_eps, "n_eps", low=1)) * scale
 
     # ------------------------------------------------------------------ attacks
-    def _adversarial(self, spec: dict, x, y, eps):
-        kind = spec["kind"]
-        common = dict(norm=self._norm, bounds=self._bounds, batch_size=self._batch)
-        if kind == "fgsm":
-            return _atk.fgsm(self.model, x, y, eps, loss=spec["loss"], dtype=spec["dtype"],
-                             **common)
-        if kind == "pgd":
-            return _atk.pgd(self.model, x, y, eps, steps=self.steps, restarts=self.restarts,
-                            loss=spec["loss"], dtype=spec["dtype"], random_state=self._seed,
-                            **common)
-        if kind == "noise":
-            return _atk.noise_attack(self.model, x, y, eps, distribution=spec["distribution"],
-                                     n_draws=self.n_noise_draws, random_state=self._seed, **common)
-        return _atk.transfer_attack(self.model, x, y, eps, surrogate=self.surrogate_,
-                                    steps=self.steps, restarts=self.restarts, loss=spec["loss"],
-                                    random_state=self._seed, **common)
+    def _attack(self, cfg, spec: dict):
+        """The attack object of ``spec``, made once per fit / score call."""
+        if spec["name"] not in cfg.attacks:
+            kind = spec["kind"]
+            params = dict(norm=cfg.norm, bounds=cfg.bounds, batch_size=cfg.batch)
+            if kind != "fgsm":
+                params["random_state"] = cfg.seed
+            if kind in ("pgd", "transfer"):
+                params.update(steps=self.steps, restarts=self.restarts)
+            if kind == "noise":
+                params["n_draws"] = self.n_noise_draws
+            if kind == "transfer":
+                params["surrogate"] = self.surrogate_
+            params.update(spec["params"])
+            params.update(cfg.attack_params.get(spec["name"], {}))
+            cfg.attacks[spec["name"]] = spec["cls"](**params)
+        return cfg.attacks[spec["name"]]
 
-    def _flips(self, spec: dict, x, y, eps):
-        adv = self._adversarial(spec, x, y, eps)
-        return _atk.predict_labels(self.model, adv, batch_size=self._batch) != y
+    def _flips(self, cfg, spec: dict, x, y, eps):
+        adv = self._attack(cfg, spec).perturb(self.model, x, y, eps=eps)
+        return _atk.predict_labels(self.model, adv, batch_size=cfg.batch) != y
 
-    def _prepare_data(self, X, y) -> dict:
+    def _prepare_data(self, cfg, X, y) -> dict:
         """Validated tensors, predictions and the correctly classified subset."""
         import torch
 
         target = _atk._Target(self.model)
-        x = _atk._as_input(X, "X", target.device, target.dtype, self._bounds)
+        x = _atk._as_input(X, "X", target.device, target.dtype, cfg.bounds)
         labels = _atk._as_labels(y, x.shape[0], target.device)
         with target:
             n_classes = target.check(x, labels)  # warns once if the outputs look like probabilities
         with _quiet():
-            pred = _atk.predict_labels(self.model, x, batch_size=self._batch)
+            pred = _atk.predict_labels(self.model, x, batch_size=cfg.batch)
         correct = pred == labels
         if not bool(correct.any()):
             raise ValueError(
@@ -325,16 +342,16 @@ class AdversarialRobustness(BaseEstimator):
         return dict(x=x, labels=labels, pred=pred, correct=correct, idx=idx, n_classes=n_classes,
                     xc=x[idx], yc=labels[idx])
 
-    def _sweep(self, x, y, eps_grid, desc: str):
+    def _sweep(self, cfg, x, y, eps_grid, desc: str):
         """flipped[a, e, i] for each attack a, eps e and input i (a numpy bool array)."""
         from tqdm.auto import tqdm
 
-        out = np.zeros((len(self._specs), eps_grid.size, x.shape[0]), dtype=bool)
+        out = np.zeros((len(cfg.specs), eps_grid.size, x.shape[0]), dtype=bool)
         bar = tqdm(total=out.shape[0] * out.shape[1], desc=desc, disable=not self.progress)
         with bar, _quiet():
-            for a, spec in enumerate(self._specs):
+            for a, spec in enumerate(cfg.specs):
                 for e, eps in enumerate(eps_grid):
-                    flips = self._flips(spec, x, y, float(eps))
+                    flips = self._flips(cfg, spec, x, y, float(eps))
                     out[a, e] = flips.cpu().numpy()
                     bar.update()
         return out
@@ -357,28 +374,28 @@ class AdversarialRobustness(BaseEstimator):
         import pandas as pd
         import xarray as xr
 
-        self._validate_params()
-        data = self._prepare_data(X, y)
+        cfg = self._validate_params()
+        data = self._prepare_data(cfg, X, y)
         x, idx, xc, yc = data["x"], data["idx"], data["xc"], data["yc"]
         self.n_inputs_ = int(x.shape[0])
         self.n_correct_ = int(idx.numel())
         self.correct_ = data["correct"].cpu().numpy()
         self.clean_accuracy_ = self.n_correct_ / self.n_inputs_
-        self.eps_ = self._eps_grid(x)
+        self.eps_ = self._eps_grid(cfg, x)
 
         self.surrogate_ = self.surrogate
-        if self.surrogate is None and any(s["kind"] == "transfer" for s in self._specs):
+        if self.surrogate is None and any(s["kind"] == "transfer" for s in cfg.specs):
             # Black-box imitation: trained on all of X with the model's predicted labels.
-            params = {"random_state": self._seed, "n_classes": data["n_classes"],
+            params = {"random_state": cfg.seed, "n_classes": data["n_classes"],
                       **(self.surrogate_params or {})}
             self.surrogate_ = _atk.train_surrogate(
                 x, data["pred"].cpu().numpy(), device=_atk.model_device(self.model), **params
             )
 
-        names = [s["name"] for s in self._specs]
-        flipped = self._sweep(xc, yc, self.eps_, "attacks x eps")
+        names = [s["name"] for s in cfg.specs]
+        flipped = self._sweep(cfg, xc, yc, self.eps_, "attacks x eps")
         acc = 1.0 - flipped.mean(axis=2)
-        attrs = {"norm": self._norm, "n_inputs": self.n_inputs_, "n_correct": self.n_correct_,
+        attrs = {"norm": cfg.norm, "n_inputs": self.n_inputs_, "n_correct": self.n_correct_,
                  "steps": int(self.steps), "restarts": int(self.restarts)}
         coords = {"attack": names, "eps": self.eps_}
         self.robust_accuracy_ = xr.DataArray(acc, dims=("attack", "eps"), coords=coords,
@@ -394,19 +411,24 @@ class AdversarialRobustness(BaseEstimator):
                               name="auc")
         self.strongest_attack_ = str(self.auc_.idxmin())
 
-        self.zero_gradient_fraction_ = self._zero_gradients(xc, yc)
+        self.zero_gradient_fraction_ = self._zero_gradients(cfg, xc, yc)
         self.critical_eps_ = None
         self.critical_attack_ = None
         if self.compute_critical_eps:
-            self._critical(xc, yc, flipped, index)
-        self.diagnostics_ = _diagnostics(self)
+            self._critical(cfg, xc, yc, flipped, index)
+        self.randomized_forward_ = _atk.randomized_forward(self.model, xc)
+        self.diagnostics_ = diagnose(SweepResult(
+            specs=cfg.specs, eps=self.eps_, robust_accuracy=acc, n_correct=self.n_correct_,
+            zero_gradient_fraction=self.zero_gradient_fraction_, native_dtype=self._native_dtype,
+            tolerance=float(self.tolerance), zero_gradient_threshold=float(self.zero_gradient_threshold),
+            randomized_forward=self.randomized_forward_))
         for row in self.diagnostics_.itertuples():
             if row.status == "warn":
                 warnings.warn(f"{row.check}: {row.evidence} {row.advice}", GradientMaskingWarning,
                               stacklevel=2)
         return self
 
-    def _zero_gradients(self, xc, yc):
+    def _zero_gradients(self, cfg, xc, yc):
         import pandas as pd
 
         native = self._native_dtype = str(_atk._model_dtype(self.model)).replace("torch.", "")
@@ -415,19 +437,19 @@ class AdversarialRobustness(BaseEstimator):
                  f"margin/{native}": ("margin", None)}
         with _quiet():
             values = {k: _atk.zero_gradient_fraction(self.model, xc, yc, loss=loss, dtype=dtype,
-                                                     batch_size=self._batch)
+                                                     batch_size=cfg.batch)
                       for k, (loss, dtype) in cases.items()}
         return pd.Series(values, name="zero_gradient_fraction")
 
-    def _critical(self, xc, yc, flipped, index) -> None:
+    def _critical(self, cfg, xc, yc, flipped, index) -> None:
         import torch
         import xarray as xr
 
-        pgds = [a for a, s in enumerate(self._specs) if s["kind"] == "pgd"]
+        pgds = [a for a, s in enumerate(cfg.specs) if s["kind"] == "pgd"]
         if not pgds:
             return
         a = min(pgds, key=lambda k: self.auc_.iloc[k])
-        spec = self._specs[a]
+        spec = cfg.specs[a]
         self.critical_attack_ = spec["name"]
         first = np.where(flipped[a].any(0), flipped[a].argmax(0), -1)  # first flipping eps index
         crit = np.full(first.size, np.inf)
@@ -440,13 +462,13 @@ class AdversarialRobustness(BaseEstimator):
             sel = torch.as_tensor(todo, device=dev)
             xs, ys = xc[sel], yc[sel]
             with _quiet():
-                found = _atk._bisect(lambda e: self._flips(spec, xs, ys, e), lo, hi,
+                found = _atk._bisect(lambda e: self._flips(cfg, spec, xs, ys, e), lo, hi,
                                      int(self.n_bisect))
             crit[todo] = found.double().cpu().numpy()
         self.critical_eps_ = xr.DataArray(
             crit, dims=("stimulus",),
             coords={"index": ("stimulus", index), "label": ("stimulus", yc.cpu().numpy())},
-            name="critical_eps", attrs={"norm": self._norm, "attack": spec["name"]},
+            name="critical_eps", attrs={"norm": cfg.norm, "attack": spec["name"]},
         )
 
     def score(self, X: Any, y: Any) -> float:
@@ -475,145 +497,7 @@ class AdversarialRobustness(BaseEstimator):
             The normalized area of the strongest attack, in [0, 1].
         """
         check_is_fitted(self, "robust_accuracy_")
-        self._validate_params()
-        data = self._prepare_data(X, y)
-        flipped = self._sweep(data["xc"], data["yc"], self.eps_, "score")
+        cfg = self._validate_params()
+        data = self._prepare_data(cfg, X, y)
+        flipped = self._sweep(cfg, data["xc"], data["yc"], self.eps_, "score")
         return float(robustness_auc(1.0 - flipped.mean(axis=2), self.eps_).min())
-
-
-# ---------------------------------------------------------------------- diagnostics
-_ROW = ("check", "status", "evidence", "advice")
-
-
-def _fmt_eps(v: float) -> str:
-    return f"{v:.3g}"
-
-
-def _check_zero_gradient(est) -> tuple:
-    zg = est.zero_gradient_fraction_
-    k_ce = f"ce/{est._native_dtype}"
-    f_ce, f_64, f_m = zg[k_ce], zg["ce/float64"], zg[f"margin/{est._native_dtype}"]
-    evidence = (
-        f"{f_ce:.1%} of the {est.n_correct_} correctly classified inputs have an exactly zero "
-        f"input gradient ({k_ce}); in float64: {f_64:.1%}; with the margin loss: {f_m:.1%}."
-    )
-    if f_ce <= est.zero_gradient_threshold:
-        return "zero_gradient", "pass", evidence, ""
-    fixes = []
-    if f_m < f_ce:
-        fixes.append("the margin loss ('pgd-margin')")
-    if f_64 < f_ce:
-        fixes.append("float64 ('pgd-f64')")
-    advice = (
-        "Gradients vanish numerically, so cross-entropy attacks cannot move these inputs and "
-        "their robustness is an artefact (Brendel & Bethge 2017). "
-        + (f"{' and '.join(fixes).capitalize()} restore(s) the gradient: trust those attacks."
-           if fixes else "Neither float64 nor the margin loss restores it: rely on gradient-free "
-           "and transfer attacks, or attack a smoothed copy of the model.")
-    )
-    return "zero_gradient", "warn", evidence, advice
-
-
-def _worst(pairs: list, acc, eps) -> tuple[float, str]:
-    """Largest excess acc[a] - acc[b] over (a, b) pairs and eps, with a description."""
-    best, text = -np.inf, ""
-    for a, b, name_a, name_b in pairs:
-        diff = acc[a] - acc[b]
-        k = int(np.argmax(diff))
-        if diff[k] > best:
-            best = float(diff[k])
-            text = (f"'{name_a}' leaves {acc[a][k]:.1%} robust vs {acc[b][k]:.1%} for '{name_b}' "
-                    f"at eps={_fmt_eps(eps[k])}")
-    return best, text
-
-
-def _check_iterative(est, specs, acc, eps, slack) -> tuple:
-    pairs = [(p, f, specs[p]["name"], specs[f]["name"])
-             for f, sf in enumerate(specs) if sf["kind"] == "fgsm"
-             for p, sp in enumerate(specs) if sp["kind"] == "pgd"
-             and (sp["loss"], sp["dtype"]) == (sf["loss"], sf["dtype"])]
-    name = "iterative_beats_single_step"
-    if not pairs:
-        return name, "n/a", "no FGSM / PGD pair with the same loss and dtype among the attacks.", ""
-    excess, where = _worst(pairs, acc, eps)
-    evidence = f"largest excess of PGD over FGSM robust accuracy: {excess:+.1%} ({where})."
-    if excess <= slack:
-        return name, "pass", evidence, ""
-    return name, "warn", evidence, (
-        "An iterative attack weaker than a single step means its gradient steps do not climb "
-        "the loss: masked or noisy gradients, or too small a step (Carlini et al. 2019). Try "
-        "more steps / restarts and the margin loss."
-    )
-
-
-def _check_black_box(est, specs, acc, eps, slack) -> tuple:
-    pairs = [(w, b, specs[w]["name"], specs[b]["name"])
-             for w, sw in enumerate(specs) if sw["white_box"]
-             for b, sb in enumerate(specs) if not sb["white_box"]]
-    name = "white_box_beats_black_box"
-    if not pairs:
-        return name, "n/a", "no white-box and gradient-free attack pair among the attacks.", ""
-    excess, where = _worst(pairs, acc, eps)
-    weaker = sorted({specs[w]["name"] for w, b, *_ in pairs if (acc[w] - acc[b]).max() > slack})
-    evidence = ("largest excess of a white-box over a gradient-free robust accuracy: "
-                f"{excess:+.1%} ({where}).")
-    if not weaker:
-        return name, "pass", evidence, ""
-    return name, "warn", evidence, (
-        f"Gradient-free or transfer attacks beat {', '.join(map(repr, weaker))}: the white-box "
-        "gradients are masked (Athalye et al. 2018); the robustness those attacks report is "
-        "not real. Use the margin loss / float64, or report the gradient-free attacks."
-    )
-
-
-def _check_reaches_zero(est, specs, acc, eps, slack) -> tuple:
-    chosen = [a for a, s in enumerate(specs) if s["kind"] == "pgd"] or [
-        a for a, s in enumerate(specs) if s["white_box"]]
-    name = "reaches_zero"
-    if not chosen:
-        return name, "n/a", "no white-box attack among the attacks.", ""
-    last = {specs[a]["name"]: float(acc[a][-1]) for a in chosen}
-    evidence = "robust accuracy at the largest eps={}: {}.".format(
-        _fmt_eps(eps[-1]), ", ".join(f"'{k}' {v:.1%}" for k, v in last.items()))
-    stuck = [k for k, v in last.items() if v > slack]
-    if not stuck:
-        return name, "pass", evidence, ""
-    return name, "warn", evidence, (
-        f"{', '.join(map(repr, stuck))} do(es) not reach 0 although the largest eps should "
-        "allow any change of class: the attack is failing (masked gradients, too few steps) "
-        "or eps is too small (Carlini et al. 2019). Extend the eps grid, add steps / restarts."
-    )
-
-
-def _check_monotone(est, specs, acc, eps, slack) -> tuple:
-    chosen = [a for a, s in enumerate(specs) if s["kind"] != "fgsm"]
-    name = "monotone_in_eps"
-    if eps.size < 2 or not chosen:
-        return name, "n/a", "needs two eps values and an attack other than FGSM.", ""
-    rises = {a: np.diff(acc[a]) for a in chosen}
-    worst = max(chosen, key=lambda a: rises[a].max())
-    k = int(np.argmax(rises[worst]))
-    evidence = (f"largest rise of robust accuracy between consecutive eps: {rises[worst][k]:+.1%} "
-                f"('{specs[worst]['name']}', eps {_fmt_eps(eps[k])} -> {_fmt_eps(eps[k + 1])}).")
-    rising = [specs[a]["name"] for a in chosen if rises[a].max() > slack]
-    if not rising:
-        return name, "pass", evidence, ""
-    return name, "warn", evidence, (
-        f"Robust accuracy rises with eps for {', '.join(map(repr, rising))}: a larger ball "
-        "contains the smaller one, so the attack is failing at large eps (step size, masked "
-        "gradients; Carlini et al. 2019)."
-    )
-
-
-def _diagnostics(est):
-    """The five checks of an evaluation (a DataFrame with one row per check)."""
-    import pandas as pd
-
-    specs = est._specs
-    acc = est.robust_accuracy_.values
-    eps = est.eps_
-    slack = max(float(est.tolerance), 2.0 / est.n_correct_)
-    rows = [_check_zero_gradient(est)]
-    rows += [f(est, specs, acc, eps, slack) for f in (
-        _check_iterative, _check_black_box, _check_reaches_zero, _check_monotone)]
-    return pd.DataFrame(rows, columns=list(_ROW))
