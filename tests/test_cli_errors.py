@@ -239,13 +239,14 @@ def test_cli_run_writes_its_outputs_and_logs_its_notes(cli_run):
     out, code, err = cli_run
     assert code == 0
     assert (out / "thesis.tex").read_text() == "kept"
-    assert (out / "summary.csv").read_text().startswith("model,")
+    assert (out / "summary.csv").read_text().startswith("seed,model,")
     assert (out / _study_output.MARKER).is_file()
-    assert (out / "models" / "mlp" / "state_dict.pt").is_file() and (out / "models" / "mlp.study.json").is_file()
+    models = out / "models" / "seed0"  # checkpoints are per seed
+    assert (models / "mlp" / "state_dict.pt").is_file() and (models / "mlp.study.json").is_file()
     # the notes go through logging ("[geomkit] ..." lines on stderr), not print
     notes = [line for line in err.splitlines() if line.startswith("[geomkit] ")]
     assert notes[0] == "[geomkit] data 'digits': 600 training and 200 held-out images of 64 pixels"
-    assert any(line.startswith("[geomkit] mlp: test accuracy") for line in notes)
+    assert any(line.startswith("[geomkit] seed 0: mlp: test accuracy") for line in notes)
     assert not any("Jacobian of" in line for line in notes)  # other modules' INFO records stay out
     assert logging.getLogger("geomkit").handlers == []  # main() leaves logging as it found it
     assert not list(out.parent.glob(".*geomkit-partial"))  # the staging folder is gone
@@ -273,7 +274,7 @@ def test_interrupted_rerun_leaves_out_unchanged_and_is_resumed(cli_run, monkeypa
                                        "far are reused by the next run)\n")
     # Ctrl-C after retraining: the old report still sits beside the old checkpoint, nothing half-written
     assert _snapshot(out) == before
-    staged = out.parent / f".{out.name}.geomkit-partial" / "models"
+    staged = out.parent / f".{out.name}.geomkit-partial" / "models" / "seed0"
     assert (staged / "mlp" / "state_dict.pt").is_file() and (staged / "mlp.study.json").is_file()
     monkeypatch.undo()
 
@@ -281,19 +282,19 @@ def test_interrupted_rerun_leaves_out_unchanged_and_is_resumed(cli_run, monkeypa
         ds = study.run(data="digits", out=out, models=["mlp"], config=dataclasses.replace(TINY, epochs=2),
                        progress=False)
     notes = ds.attrs["notes"]
-    assert "an interrupted run left the checkpoints of mlp" in notes
-    assert f"mlp: reusing the checkpoint in {staged / 'mlp'}" in notes
+    assert "an interrupted run left the checkpoints of seed0/mlp" in notes
+    assert f"seed 0: mlp: reusing the checkpoint in {staged / 'mlp'}" in notes
     assert [r.name for r in caplog.records if "reusing the checkpoint" in r.message] == ["geomkit.study"]
     after = _snapshot(out)
-    assert after["models/mlp/state_dict.pt"] != before["models/mlp/state_dict.pt"]
+    assert after["models/seed0/mlp/state_dict.pt"] != before["models/seed0/mlp/state_dict.pt"]
     assert json_epochs(out) == 2
-    assert not staged.parent.exists()
+    assert not staged.parent.parent.exists()
 
 
 def json_epochs(out):
     import json
 
-    return json.loads((out / "models" / "mlp.study.json").read_text())["params"]["epochs"]
+    return json.loads((out / "models" / "seed0" / "mlp.study.json").read_text())["params"]["epochs"]
 
 
 def test_commit_moves_this_runs_checkpoints_and_keeps_the_others_waiting(tmp_path):

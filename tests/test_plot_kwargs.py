@@ -143,6 +143,13 @@ def _spectra():
     return {"alpha = 1": n ** -1.0, "alpha = 2": n ** -2.0}
 
 
+def _similarity():
+    import xarray as xr
+
+    return xr.DataArray([[1.0, 0.4], [0.4, 1.0]], dims=("layer_a", "layer_b"),
+                        coords={"layer_a": ["fc1", "fc2"], "layer_b": ["fc1", "fc2"]})
+
+
 # name -> (call with the user's kwargs, the data artists it must reach)
 CASES = {
     "plot_spectrum": (lambda kw: gp.plot_spectrum(_spectrum(), show_fit=False, show_noise=False, **kw),
@@ -151,6 +158,8 @@ CASES = {
                             lambda ax: [ln for ln in _drawn_lines(ax) if ln.get_drawstyle() == "steps-post"]),
     "plot_weight_kurtosis": (lambda kw: gp.plot_weight_kurtosis(_weight_kurtosis(), **kw),
                              lambda ax: list(ax.patches)),
+    "plot_layer_similarity": (lambda kw: gp.plot_layer_similarity(_similarity(), **kw),
+                              lambda ax: list(ax.images)),
     "plot_categorization_by_layer": (lambda kw: gp.plot_categorization_by_layer(_categorization_table(), **kw),
                                      lambda ax: _drawn_lines(ax)),
     "plot_morph_profile": (lambda kw: gp.plot_morph_profile(_morph_profile(), **kw),

@@ -311,7 +311,8 @@ def test_model_similarity_of_hidden_layers_equals_a_recomputation(quick_run):
     from geomkit.train import NetClassifier
 
     out, ds = quick_run
-    assert ds["hidden_cka"].dims == ("model_a", "model_b")
+    assert ds["hidden_cka"].dims == ("seed", "model_a", "model_b")  # one matrix per training seed
+    ds = ds.sel(seed=0)
     assert ds["model_a"].values.tolist() == list(study.ZOO)
     values = ds["hidden_cka"].values
     np.testing.assert_allclose(values, values.T, rtol=0, atol=1e-12)
@@ -320,7 +321,7 @@ def test_model_similarity_of_hidden_layers_equals_a_recomputation(quick_run):
     X_eval = _eval_inputs()
     acts = {}
     for name in ("mlp", "weight_decay"):
-        module = NetClassifier.load(out / "models" / name).module_
+        module = NetClassifier.load(out / "models" / "seed0" / name).module_
         acts[name] = extract(module, X_eval, ["act1"], progress=False)["act1"].values
     expected = cka(acts["mlp"], acts["weight_decay"], debiased=True)
     assert float(ds["hidden_cka"].sel(model_a="mlp", model_b="weight_decay")) == pytest.approx(expected, abs=1e-6)

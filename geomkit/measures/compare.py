@@ -317,12 +317,12 @@ def compare_layers(
 
 
 def _progress(total: int, show: bool) -> Callable[..., None]:
-    """A step callback on a tqdm bar (a no-op when hidden or nothing to resample)."""
+    """A step callback on a progress bar (a no-op when hidden or nothing to resample)."""
     if not show or total == 0:
         return lambda close=False: None
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
-    bar = tqdm(total=total, desc="compare_layers")
+    bar = progress_bar(total=total, desc="compare_layers", progress=show)
 
     def step(close: bool = False) -> None:
         bar.close() if close else bar.update()

@@ -45,7 +45,7 @@ def split_half(responses: Any, *, random_state: Any = None) -> np.ndarray:
     --------
     >>> from geomkit.datasets import make_powerlaw_data
     >>> from geomkit.measures import PowerLawSpectrum
-    >>> X, _ = make_powerlaw_data(2000, 300, alpha=1.0, noise=0.5, n_repeats=6, random_state=0)
+    >>> X, _ = make_powerlaw_data(2000, 300, alpha=1.0, noise=0.2, n_repeats=6, random_state=0)
     >>> halves = split_half(X, random_state=0)
     >>> halves.shape
     (2, 2000, 300)

@@ -19,6 +19,7 @@ def plot_layer_similarity(
     vmax: float | None = 1.0,
     cmap: str = "viridis",
     ax: Any = None,
+    **kwargs: Any,
 ):
     """Draw a similarity matrix as a heat map, each cell annotated with value and interval.
 
@@ -37,6 +38,9 @@ def plot_layer_similarity(
         Matplotlib colour map.
     ax : matplotlib Axes, optional
         Where to draw (default: a new figure).
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.imshow` (e.g. ``alpha``,
+        ``interpolation``).
 
     Returns
     -------
@@ -66,7 +70,7 @@ def plot_layer_similarity(
     data = np.asarray(values.values, dtype=float)
     n_rows, n_cols = data.shape
     ax = get_ax(ax, figsize=(1.0 + 0.9 * n_cols, 0.8 + 0.75 * n_rows))
-    image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, **{"aspect": "auto", **kwargs})
     ax.figure.colorbar(image, ax=ax, label=str(metric).upper() if metric in ("cka", "rsa") else str(metric))
     ax.set_xticks(range(n_cols), [str(v) for v in values[col_dim].values], rotation=30, ha="right")
     ax.set_yticks(range(n_rows), [str(v) for v in values[row_dim].values])

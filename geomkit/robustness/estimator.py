@@ -344,10 +344,10 @@ class AdversarialRobustness(BaseEstimator):
 
     def _sweep(self, cfg, x, y, eps_grid, desc: str):
         """flipped[a, e, i] for each attack a, eps e and input i (a numpy bool array)."""
-        from tqdm.auto import tqdm
+        from .._progress import progress_bar
 
         out = np.zeros((len(cfg.specs), eps_grid.size, x.shape[0]), dtype=bool)
-        bar = tqdm(total=out.shape[0] * out.shape[1], desc=desc, disable=not self.progress)
+        bar = progress_bar(total=out.shape[0] * out.shape[1], desc=desc, progress=self.progress)
         with bar, _quiet():
             for a, spec in enumerate(cfg.specs):
                 for e, eps in enumerate(eps_grid):
