@@ -145,7 +145,7 @@ def _study(args: argparse.Namespace) -> int:
                 out=args.out,
                 quick=args.quick,
                 device=args.device,
-                seed=args.seed,
+                random_state=args.random_state,
                 retrain=args.retrain,
                 progress=not args.no_progress,
                 overwrite=args.overwrite,
@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_study.add_argument("--out", default="geomkit-study", help="output folder (default: geomkit-study)")
     p_study.add_argument("--quick", action="store_true", help="fewer epochs and inputs: a fast look")
     p_study.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
-    p_study.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p_study.add_argument("--random-state", "--seed", dest="random_state", type=int, default=0,
+                         help="the data split's seed and the first training seed (default: 0; "
+                              "--seed is its old name)")
     p_study.add_argument("--retrain", action="store_true", help="ignore saved checkpoints")
     p_study.add_argument("--seeds", type=int, default=None,
                          help="training seeds per model (default: 3, or 2 with --quick)")

@@ -63,6 +63,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._params import DEPRECATED, renamed_parameter
 from ._atomic import atomic_write_text
 from ._progress import progress_bar
 from ._study_output import prepare_output
@@ -722,13 +723,14 @@ def run(
     *,
     quick: bool = False,
     device: Any = None,
-    seed: int = 0,
+    random_state: int = 0,
     retrain: bool = False,
     models: list[str] | None = None,
     progress: bool = True,
     config: StudyConfig | None = None,
     overwrite: bool = False,
     jobs: int = 1,
+    seed: Any = DEPRECATED,
 ):
     """Train the model zoo, measure every model and write the report.
 
@@ -744,10 +746,10 @@ def run(
         Fewer epochs, units and inputs: a fast look (minutes on a laptop CPU).
     device : None, str or torch.device
         Where to train and measure; ``None``: CUDA if available, else CPU.
-    seed : int, default=0
+    random_state : int, default=0
         Seed of the split; the ``config.n_seeds`` replicates train and measure
-        with seeds ``seed``, ``seed + 1``, ... (initializations, surrogate,
-        every random measure), checkpoints in ``out/models/seed<N>/``.
+        with seeds ``random_state``, ``random_state + 1``, ... (initializations,
+        surrogate, every random measure), checkpoints in ``out/models/seed<N>/``.
     retrain : bool, default=False
         Ignore checkpoints in ``out/models``.
     models : list of str, optional
@@ -768,6 +770,9 @@ def run(
     jobs : int, default=1
         Seeds run in parallel processes (joblib); each seed's work is
         independent. ``1``: one after the other in this process.
+    seed : int, deprecated
+        The old name of ``random_state`` (one name per concept across geomkit);
+        it still works, with a ``DeprecationWarning``, for one release.
 
     Returns
     -------
@@ -801,6 +806,9 @@ def run(
     from .report import build_report, summary_table
 
     start = time.perf_counter()
+    seed = renamed_parameter("seed", seed, "random_state", random_state, caller="study.run", new_default=0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"random_state must be an integer >= 0 (the first training seed); got {seed!r}.")
     if config is not None and not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig (StudyConfig.make(quick)), got {type(config).__name__}.")
     cfg = StudyConfig.make(quick) if config is None else config

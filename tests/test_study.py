@@ -16,7 +16,7 @@ def quick_run(tmp_path_factory):
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("study")
     try:
-        ds = study.run(out=out, quick=True, progress=False, seed=0)
+        ds = study.run(out=out, quick=True, progress=False, random_state=0)
     finally:
         torch.set_num_threads(threads)
     return out, ds
@@ -278,7 +278,7 @@ def test_checkpoint_stamp_decides_reuse(tmp_path):
 
 def test_rerun_reuses_checkpoints(quick_run):
     out, ds = quick_run
-    again = study.run(out=out, quick=True, progress=False, seed=0, models=["mlp"])
+    again = study.run(out=out, quick=True, progress=False, random_state=0, models=["mlp"])
     assert "seed 0: mlp: reusing the checkpoint" in again.attrs["notes"]
     assert "seed 1: mlp: reusing the checkpoint" in again.attrs["notes"]
     np.testing.assert_array_equal(again["accuracy"].sel(model="mlp").values, ds["accuracy"].sel(model="mlp").values)
@@ -337,3 +337,26 @@ def test_seeds_and_jobs_are_checked_before_any_work(tmp_path, capsys):
         study.run(out=tmp_path / "o3", jobs=0, progress=False)
     assert study.StudyConfig.make(quick=True).n_seeds == 2
     assert study.StudyConfig.make(quick=False).n_seeds == 3
+
+
+def test_seed_is_the_old_name_of_random_state(tmp_path, monkeypatch):
+    # Checked before any work: a refused value or both names cost nothing.
+    with pytest.raises(TypeError, match="got both seed= and random_state="):
+        study.run(out=tmp_path / "a", seed=1, random_state=2, progress=False)
+    with pytest.raises(ValueError, match="random_state must be an integer >= 0"):
+        study.run(out=tmp_path / "b", random_state=-1, progress=False)
+    seen = {}
+
+    def fake_load(data, test_size, random_state):
+        seen["random_state"] = random_state
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("geomkit.datasets.load_dataset", fake_load)
+    with pytest.warns(DeprecationWarning, match="seed= is deprecated"), pytest.raises(RuntimeError, match="stop"):
+        study.run(out=tmp_path / "c", seed=5, progress=False)
+    assert seen["random_state"] == 5
+    from geomkit.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["study", "--seed", "3"]).random_state == 3
+    assert parser.parse_args(["study", "--random-state", "4"]).random_state == 4
