@@ -465,6 +465,8 @@ body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; mar
 h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+/* wide tables (the per-layer summary) scroll inside the page instead of overflowing it */
+.table-wrap { overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 td.holds { background: #e3f4e3; } td.fails { background: #fbe3e3; } td.mixed { background: #fff6d8; }
@@ -492,7 +494,8 @@ def _table_html(df: Any, classes: dict[int, str] | None = None, verdict_col: str
                 css = f' class="{css}"'
             cells.append(f"<td{css}>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_dir: str | os.PathLike | None = None) -> Path:

@@ -66,6 +66,7 @@ import numpy as np
 from ._params import DEPRECATED, renamed_parameter
 from ._atomic import atomic_write_text
 from ._progress import progress_bar
+from ._study_attrs import annotate
 from ._study_output import prepare_output
 
 __all__ = ["run", "ZOO", "StudyConfig"]
@@ -886,6 +887,7 @@ def run(
     ds.attrs["wall_time_s"] = round(time.perf_counter() - start, 1)
     ds.attrs["notes"] = "\n".join(notes)
     # everything goes to the staging folder first and moves into `out` once complete (_study_output)
+    annotate(ds)  # CF long_name / units on every variable
     ds.to_netcdf(output.staged("results.nc"))
     summary_table(ds).to_csv(output.staged("summary.csv"), index=False)
     build_report(ds, output.staged("report.html"), figures_dir=output.staged("figures"))

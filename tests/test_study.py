@@ -360,3 +360,30 @@ def test_seed_is_the_old_name_of_random_state(tmp_path, monkeypatch):
     parser = build_parser()
     assert parser.parse_args(["study", "--seed", "3"]).random_state == 3
     assert parser.parse_args(["study", "--random-state", "4"]).random_state == 4
+
+
+def test_every_variable_has_a_long_name_and_units(quick_run):
+    # CF conventions: a reader of results.nc sees what each number is and its units.
+    from geomkit._study_attrs import COORDINATES, VARIABLES
+
+    out, ds = quick_run
+    with xr.open_dataset(out / "results.nc") as saved:
+        missing = [v for v in saved.data_vars if not {"long_name", "units"} <= set(saved[v].attrs)]
+        assert missing == []
+        for name in saved.data_vars:
+            assert (saved[name].attrs["long_name"], saved[name].attrs["units"]) == VARIABLES[name]
+        for name in set(COORDINATES) & set(saved.coords):
+            assert saved[name].attrs["units"] == COORDINATES[name][1]
+        assert saved["eps"].attrs["units"] == "pixel" and saved["accuracy"].attrs["units"] == "1"
+
+
+def test_report_tables_scroll_inside_the_page(quick_run):
+    import re
+
+    out, _ = quick_run
+    page = (out / "report.html").read_text()
+    tables = page.count("<table>")
+    assert tables >= 3
+    # every table sits in a scrolling wrapper, so a wide one cannot push the page wider
+    assert page.count('<div class="table-wrap"><table>') == tables
+    assert re.search(r"\.table-wrap \{ overflow-x: auto; max-width: 100%; \}", page)
