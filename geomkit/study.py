@@ -53,6 +53,7 @@ holds the :class:`StudyConfig` as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -545,6 +546,20 @@ def _measure_input(X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed: int) ->
     return {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed)}
 
 
+@contextlib.contextmanager
+def _named_warnings(where: str):
+    """Re-emit the warnings raised inside with ``where`` ("model/layer") before their text.
+
+    A study measures eight models with the same estimators; a bare "fit_range clipped" or
+    "gradient masking" warning would not say which model and layer it is about.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        warnings.warn(f"{where}: {w.message}", w.category, stacklevel=3)
+
+
 def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarray, y: np.ndarray,
              seed: int, surrogate: Any, progress: bool, input_values: dict[str, Any],
              plane: dict[str, Any]) -> dict[str, Any]:
@@ -558,18 +573,22 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
     result["layers"]["input"] = dict(input_values)
     recorded = _activations(module, X, [entry.hidden, entry.output, entry.hidden_pre], progress)
     for layer, module_name in (("hidden", entry.hidden), ("output", entry.output)):
-        acts = recorded[module_name]
-        values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed), **weights.get(layer, {})}
-        values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name, progress=progress)))
+        with _named_warnings(f"{name}/{layer}"):
+            acts = recorded[module_name]
+            values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed),
+                      **weights.get(layer, {})}
+            values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name,
+                                                                  progress=progress)))
         result["layers"][layer] = values
-    fisher = FisherFlatness(module, progress=progress).fit(X_sens)
-    result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
-    result["saturation_fraction"] = _saturation_fraction(module, entry, recorded[entry.hidden_pre])
-    n_logits = recorded[entry.output].shape[1]
-    for layer, values in _topology(module, entry, recorded[entry.hidden], n_logits, plane, cfg, seed,
-                                   progress).items():
-        result["layers"][layer].update(values)
-    result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
+    with _named_warnings(name):
+        fisher = FisherFlatness(module, progress=progress).fit(X_sens)
+        result["fisher_log_trace"] = float(np.mean(np.log(np.maximum(fisher.trace_[:, 0], 1e-300))))
+        result["saturation_fraction"] = _saturation_fraction(module, entry, recorded[entry.hidden_pre])
+        n_logits = recorded[entry.output].shape[1]
+        for layer, values in _topology(module, entry, recorded[entry.hidden], n_logits, plane, cfg, seed,
+                                       progress).items():
+            result["layers"][layer].update(values)
+        result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
     result["hidden_acts"] = recorded[entry.hidden]  # for the model x model similarity
     return result
 

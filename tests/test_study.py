@@ -387,3 +387,15 @@ def test_report_tables_scroll_inside_the_page(quick_run):
     # every table sits in a scrolling wrapper, so a wide one cannot push the page wider
     assert page.count('<div class="table-wrap"><table>') == tables
     assert re.search(r"\.table-wrap \{ overflow-x: auto; max-width: 100%; \}", page)
+
+
+def test_warnings_of_a_measure_name_the_model_and_layer():
+    from geomkit.robustness import GradientMaskingWarning
+
+    with pytest.warns(GradientMaskingWarning) as caught:
+        with study._named_warnings("sigmoid_saturated/hidden"):
+            import warnings
+
+            warnings.warn("PGD is weaker than the noise baseline", GradientMaskingWarning)
+    assert [str(w.message) for w in caught] == ["sigmoid_saturated/hidden: PGD is weaker than the noise baseline"]
+    assert caught[0].category is GradientMaskingWarning
