@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .._params import RANDOM_STATE, Integer, Options, Real, validate_params
+from .._params import Options, Real, validate_params
 from ._repeats import (
     NOISE_CORRECTIONS,
     centre,
@@ -38,6 +38,7 @@ from ._repeats import (
     with_intervals,
 )
 from ._resampling import ResamplingResult
+from ._similarity_estimator import RESAMPLING_CONSTRAINTS
 
 __all__ = ["cca_similarity", "canonical_correlations"]
 
@@ -45,10 +46,7 @@ _CONSTRAINTS = {
     "method": [Options("mean", "svcca", "pwcca")],
     "variance_kept": [Real(0, 1, closed="right")],
     "noise_correction": [Options(*NOISE_CORRECTIONS)],
-    "n_bootstraps": [Integer(0, None)],
-    "n_permutations": [Integer(0, None)],
-    "confidence_level": [Real(0, 1, closed="neither")],
-    "random_state": [RANDOM_STATE],
+    **RESAMPLING_CONSTRAINTS,
 }
 _RTOL = 1e-10  # eigenvalues below this fraction of the largest are directions the data does not span
 

@@ -45,7 +45,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .._params import RANDOM_STATE, Integer, Options, Real, validate_params
+from .._params import Options, Real, validate_params
 from ._repeats import (
     NOISE_CORRECTIONS,
     centre,
@@ -56,6 +56,7 @@ from ._repeats import (
     with_intervals,
 )
 from ._resampling import ResamplingResult
+from ._similarity_estimator import RESAMPLING_CONSTRAINTS
 
 __all__ = ["ShapeMetric", "shape_distance"]
 
@@ -65,12 +66,7 @@ _CONSTRAINTS = {
     "dim_mismatch": [Options("pad", "pca")],
     "noise_correction": [Options(*NOISE_CORRECTIONS)],
 }
-_RESAMPLING = {
-    "n_bootstraps": [Integer(0, None)],
-    "n_permutations": [Integer(0, None)],
-    "confidence_level": [Real(0, 1, closed="neither")],
-    "random_state": [RANDOM_STATE],
-}
+_RESAMPLING = RESAMPLING_CONSTRAINTS
 
 
 def _side_map(C: np.ndarray, alpha: float, k: int, dim_mismatch: str) -> np.ndarray:
