@@ -747,13 +747,18 @@ def _run_model(seed: int, name: str, cfg: StudyConfig, X_train, y_train, X_eval,
 
     entry = _zoo()[name]
     torch.manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
-    # checkpoints: trained into the staging folder, reused from there or from earlier runs' models/
-    t0 = time.perf_counter()
-    clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train, output.staged_models / f"seed{seed}",
-                                     seed, device, retrain, progress, note, data_hash,
-                                     reuse_dirs=(output.models / f"seed{seed}",))
-    t1 = time.perf_counter()
-    result = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress, input_values, plane)
+    # warnings are handed back and raised again by the main process, so that they reach its
+    # filters and handlers (and tests) whether the task ran there or in a worker process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # checkpoints: trained into the staging folder, reused from there or from earlier runs' models/
+        t0 = time.perf_counter()
+        clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train,
+                                         output.staged_models / f"seed{seed}", seed, device, retrain,
+                                         progress, note, data_hash, reuse_dirs=(output.models / f"seed{seed}",))
+        t1 = time.perf_counter()
+        result = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress, input_values, plane)
+    result["warnings"] = [(w.category, str(w.message)) for w in caught]
     note(
         f"{name}: test accuracy {result['accuracy']:.3f}, hidden α = "
         f"{result['layers']['hidden']['alpha']:.2f} ({'loaded' if was_reused else 'trained'} in "
@@ -933,6 +938,9 @@ def run(
     tasks = [(s, name, cfg, X_train, y_train, X_eval, y_eval, plane, output, device, retrain, inner,
               data_hash, *shared[k], None) for k, s in enumerate(seeds) for name in chosen]
     done = _run_tasks(tasks, _run_model, jobs, progress, f"study: {len(seeds)} seed(s) x {len(chosen)} model(s)")
+    for result, _, _ in done:
+        for category, message in result.pop("warnings"):
+            warnings.warn(message, category, stacklevel=2)
     per_seed = []
     for k, s in enumerate(seeds):
         mine = done[k * len(chosen):(k + 1) * len(chosen)]

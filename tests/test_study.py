@@ -416,13 +416,21 @@ def test_the_numbers_do_not_depend_on_the_number_of_processes(tmp_path):
         softhebb_epochs=2, readout_epochs=3, n_train=600, n_eval=200, n_attack=20, n_bootstraps=3,
         n_pairs=50, n_tuning_units=2, tuning_resolution=8, eps=(0.01, 0.3), pgd_steps=2, n_bisect=2,
         n_noise_draws=1, surrogate_epochs=1, n_seeds=2)
+    import warnings
+
     threads = torch.get_num_threads()
-    runs = {}
+    runs, raised = {}, {}
     try:
         for jobs in (1, 2):
-            runs[jobs] = study.run(data="digits", out=tmp_path / f"jobs{jobs}", models=["mlp", "krotov_hopfield"],
-                                   config=tiny, progress=False, jobs=jobs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                runs[jobs] = study.run(data="digits", out=tmp_path / f"jobs{jobs}",
+                                       models=["mlp", "krotov_hopfield"], config=tiny, progress=False, jobs=jobs)
+            raised[jobs] = sorted((w.category.__name__, str(w.message)) for w in caught
+                                  if str(w.message).startswith(("mlp", "krotov_hopfield")))
     finally:
         torch.set_num_threads(threads)
     one, two = (runs[j].drop_attrs(deep=False) for j in (1, 2))
     xr.testing.assert_identical(one, two)
+    # the workers' warnings reach this process, named by model (and layer), as in a serial run
+    assert raised[1] and raised[1] == raised[2]
