@@ -84,21 +84,17 @@ def _sample(images, sx, sy, fill: float):
     import torch
 
     n, c, h, w = images.shape
+    # a border of `fill` around the image: every neighbour outside reads it (indices clamped onto it)
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), value=fill).reshape(n, c, (h + 2) * (w + 2))
     x0f, y0f = sx.floor(), sy.floor()
     wx, wy = sx - x0f, sy - y0f  # carries the gradient with respect to the coordinates
-    x0, y0 = x0f.long(), y0f.long()
-    flat = images.reshape(n, c, h * w)
-    fill_t = torch.tensor(fill, dtype=images.dtype, device=images.device)
-    out = None
-    for dy, dx, weight in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
-                           (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).reshape(n, 1, h * w).expand(n, c, h * w)
-        values = torch.where(inside[:, None], flat.gather(2, index).reshape(n, c, h, w), fill_t)
-        term = weight[:, None] * values
-        out = term if out is None else out + term
-    return out
+    xs = [(x0f + k).clamp(-1, w).long() + 1 for k in (0, 1)]
+    ys = [(y0f + k).clamp(-1, h).long() + 1 for k in (0, 1)]
+    index = torch.stack([ys[0] * (w + 2) + xs[0], ys[0] * (w + 2) + xs[1],
+                         ys[1] * (w + 2) + xs[0], ys[1] * (w + 2) + xs[1]], dim=1)  # (n, 4, h, w)
+    values = padded.gather(2, index.reshape(n, 1, 4 * h * w).expand(n, c, 4 * h * w)).reshape(n, c, 4, h, w)
+    weights = torch.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy], dim=1)
+    return (values * weights[:, None]).sum(2)
 
 
 def _grid(images):
