@@ -1,5 +1,5 @@
 """The composite attack (CAA) against ground truth: each semantic component exact at its identity and
-equal to a closed form (or scipy's Gaussian filter) at known parameters; the composite rebuilt from the
+equal to a closed form, scipy's Gaussian filter or kornia's rotation / translation at known parameters; the composite rebuilt from the
 parameters it reports, inside the box and the L-inf ball; robust accuracy under the composite below every
 single component's on a trained model; orders that differ; bad input refused by name."""
 
@@ -126,6 +126,18 @@ def test_blur_matches_scipy_gaussian_filter(sigma):
     for i in range(2):
         ref = gaussian_filter(x[i, 0].numpy(), sigma, mode="nearest", radius=radius)
         np.testing.assert_allclose(out[i, 0], ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("angle", [7.3, -12.0, 33.0])
+def test_rotation_and_translation_match_kornia(angle):
+    # kornia (test-only peer): the same bilinear sampling about the centre, zero padding
+    kornia = pytest.importorskip("kornia")
+    x = images(n=2, c=1, h=9, w=7, dtype=torch.float64)
+    theirs = kornia.geometry.transform.rotate(x, torch.full((2,), angle, dtype=torch.float64), align_corners=True)
+    torch.testing.assert_close(S.rotate(x, angle), theirs, atol=1e-12, rtol=0)
+    shift = torch.tensor([[1.3, -0.6], [-0.25, 2.5]], dtype=torch.float64)
+    theirs = kornia.geometry.transform.translate(x, shift, align_corners=True)
+    torch.testing.assert_close(S.translate(x, shift), theirs, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("name, param", [("rotation", 7.3), ("translation", (0.3, -0.6)),
