@@ -21,14 +21,6 @@ from geomkit.probe.attacks.composite import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(flatten=False)  # (n, 1, 8, 8)
