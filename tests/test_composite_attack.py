@@ -288,6 +288,10 @@ def test_bad_inputs_are_refused(mlp, eval_set):
         CompositeAttack(0.1, image_shape=(7, 7)).perturb(mlp, X.reshape(len(X), -1), y)
     with pytest.raises(ValueError, match="norm"):
         CompositeAttack(0.1, norm="l2")
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        composite_robust_accuracy(mlp, X, y, -0.1, components=("linf",))
+    with pytest.raises(ValueError, match="orders must be 'all' or a non-empty list"):
+        composite_robust_accuracy(mlp, X, y, 0.1, components=("linf",), orders=[])
     with pytest.raises(ValueError, match="orders='all' makes 720 orders"):
         composite_robust_accuracy(mlp, X, y, 0.1)
     with pytest.raises(ValueError, match="sigma must be >= 0"):

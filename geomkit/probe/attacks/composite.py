@@ -515,6 +515,7 @@ def composite_robust_accuracy(
     from .evaluate import predict_labels
 
     components = _check_components(components)
+    eps = check_float(eps, "eps", low=0.0)
     if isinstance(orders, str) and orders == "all":
         n_orders = math.factorial(len(components))
         if n_orders > _MAX_ALL_ORDERS:
