@@ -164,7 +164,9 @@ class CompositeAttack(Attack):
     Attributes
     ----------
     orders_ : list of tuple of str
-        Set by :meth:`perturb`: per input, the order of the pass whose output was returned.
+        Set by :meth:`perturb`: per input, the order of the pass whose output was returned
+        (an input misclassified without attack is returned as it is, with ``components`` as listed
+        and every parameter at its identity).
     params_ : dict of str to torch.Tensor
         Per semantic component, the parameters of that pass, shape (n,) ((n, 2) for translation).
     delta_ : torch.Tensor of shape (n, channels, height, width) or None
