@@ -42,6 +42,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "worst_attack": ("attack with the lowest robust accuracy", ""),
     "robust_accuracy": ("accuracy under attack, among the inputs correct without attack", "1"),
     "diagnostic": ("gradient-masking diagnostic verdict", ""),
+    "caa_robust_accuracy": ("accuracy under the composite semantic attack (CAA) in an attack order, "
+                            "among the inputs correct without attack", "1"),
     "hidden_cka": ("debiased linear CKA between the models' hidden layers", "1"),
     "hidden_cka_ci_low": ("lower bound of the bootstrap interval of hidden_cka", "1"),
     "hidden_cka_ci_high": ("upper bound of the bootstrap interval of hidden_cka", "1"),

@@ -366,6 +366,31 @@ def test_seed_is_the_old_name_of_random_state(tmp_path, monkeypatch):
     assert parser.parse_args(["study", "--random-state", "4"]).random_state == 4
 
 
+def test_composite_attack_per_order_is_stored_and_equals_a_recomputation(quick_run):
+    from geomkit.datasets import load_mnist5k
+    from geomkit.probe.attacks import composite_robust_accuracy
+    from geomkit.train import NetClassifier
+
+    out, ds = quick_run
+    caa = ds["caa_robust_accuracy"]
+    assert caa.dims == ("seed", "model", "order")
+    orders = [o if isinstance(o, str) else ">".join(o) for o in study.CAA_ORDERS] + ["worst"]
+    assert list(ds["order"].values) == orders
+    values = caa.values
+    assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
+    # the per-input worst case is below every order
+    assert (caa.sel(order="worst") <= caa.drop_sel(order="worst").min("order")).all()
+    # seed 0's MLP, recomputed from its checkpoint on the same inputs
+    cfg = study.StudyConfig.make(quick=True)
+    _, X_test, _, y_test = load_mnist5k(test_size=0.2, random_state=0)
+    X_eval, y_eval = study._subsample(X_test, y_test, cfg.n_eval, 0)
+    n = min(cfg.n_attack, cfg.caa_inputs)
+    module = NetClassifier.load(out / "models" / "seed0" / "mlp").module_
+    table = composite_robust_accuracy(module, X_eval[:n], y_eval[:n], cfg.caa_eps, orders=list(study.CAA_ORDERS),
+                                      ranges=study.CAA_RANGES, steps=cfg.caa_steps, rounds=cfg.caa_rounds, random_state=0)
+    np.testing.assert_array_equal(caa.sel(seed=0, model="mlp").values, table["robust_accuracy"].to_numpy())
+
+
 def test_every_variable_has_a_long_name_and_units(quick_run):
     # CF conventions: a reader of results.nc sees what each number is and its units.
     from geomkit._study_attrs import COORDINATES, VARIABLES

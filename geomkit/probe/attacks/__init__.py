@@ -11,6 +11,9 @@ for the original attacks, a function form:
 * :mod:`~geomkit.probe.attacks.fab` — FAB-T, the targeted minimal-norm attack;
 * :mod:`~geomkit.probe.attacks.square` — Square, the query-based black-box attack;
 * :mod:`~geomkit.probe.attacks.autoattack` — the AutoAttack "standard" ensemble;
+* :mod:`~geomkit.probe.attacks.composite` — CAA, the composite semantic attack
+  (Hsiung et al. 2023), whose differentiable rotation, translation, brightness,
+  contrast and blur live in :mod:`~geomkit.probe.attacks.semantic`;
 * :mod:`~geomkit.probe.attacks.noise`, :mod:`~geomkit.probe.attacks.transfer` —
   gradient-free baselines;
 * :mod:`~geomkit.probe.attacks.wrappers` — :class:`NormalizedModel` (eps in
@@ -35,6 +38,7 @@ from ._losses import margin
 from .apgd import APGD, APGDT
 from .autoattack import AutoAttack
 from .base import Attack, BatchContext
+from .composite import CompositeAttack, composite_robust_accuracy
 from .evaluate import _bisect, critical_eps, input_gradient, predict_labels, robust_accuracy  # noqa: F401
 from .evaluate import zero_gradient_fraction
 from .fab import FAB
@@ -57,6 +61,8 @@ __all__ = [
     "FAB",
     "Square",
     "AutoAttack",
+    "CompositeAttack",
+    "composite_robust_accuracy",
     "NoiseAttack",
     "TransferAttack",
     "NormalizedModel",
@@ -97,6 +103,9 @@ for _name, _cls, _defaults in [
     ("fab-t", FAB, {}),
     ("square", Square, {}),
     ("autoattack", AutoAttack, {}),
+    ("caa", CompositeAttack, {}),
+    ("caa-fixed", CompositeAttack, {"order": "fixed", "rounds": 1}),
+    ("caa-random", CompositeAttack, {"order": "random"}),
     ("noise", NoiseAttack, {}),
     ("noise-uniform", NoiseAttack, {"distribution": "uniform"}),
     ("noise-gaussian", NoiseAttack, {"distribution": "gaussian"}),
