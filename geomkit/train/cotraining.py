@@ -252,6 +252,13 @@ class _RecordingRegularizer(Regularizer):
         self.n_neurons_ = int(R.shape[1])
 
     def layers_needed(self) -> list[str]:
+        """The co-trained layer.
+
+        Returns
+        -------
+        list of str
+            ``[layer]``.
+        """
         return [self.layer]
 
     def _rows(self, ctx: BatchContext) -> torch.Tensor:
@@ -433,6 +440,12 @@ class NeuralPredictionHead(_RecordingRegularizer):
         self.readout_ = nn.Linear(width, self.n_neurons_).to(device=X.device)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """The readout's weight and bias, optimized with the network's.
+
+        Returns
+        -------
+        list of torch.nn.Parameter
+        """
         return list(self.readout_.parameters())
 
     def predict(self, activations: torch.Tensor) -> torch.Tensor:
