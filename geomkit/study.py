@@ -775,7 +775,6 @@ def _run_seed(seed: int, chosen: list[str], cfg: StudyConfig, X_train, y_train, 
             f"{name}: test accuracy {results[name]['accuracy']:.3f}, hidden α = "
             f"{results[name]['layers']['hidden']['alpha']:.2f} ({'loaded' if was_reused else 'trained'} in "
             f"{t1 - t0:.0f} s, measured on {len(X_eval)} held-out images in {time.perf_counter() - t1:.0f} s)")
-    _v1_similarity(results, cfg, X_train, X_eval, seed)
     return results, reused, notes
 
 
@@ -938,6 +937,7 @@ def run(
     # each with its model x model similarity of the hidden layers
     per_seed_ds = []
     for s, (results, _, _) in zip(seeds, per_seed):
+        _v1_similarity(results, cfg, X_train, X_eval, s)  # v1_cka, from the hidden layers popped below
         similarity = _model_similarity({m: r.pop("hidden_acts") for m, r in results.items()}, cfg, s, progress)
         per_seed_ds.append(_assemble(results, cfg, dict(attrs)).assign(similarity))
     ds = xr.concat(per_seed_ds, dim=pd.Index(seeds, name="seed"), join="outer", combine_attrs="override")
