@@ -16,6 +16,7 @@ ORDER = (
     "plot_topology.py",
     "plot_hebbian.py",
     "plot_spectral_sweep.py",
+    "plot_cotraining.py",
     "plot_robustness.py",
     "plot_composite_attack.py",
     "plot_study.py",

@@ -39,6 +39,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "worst_auc": ("worst-case area under robust accuracy over all attacks, normalized", "1"),
     "critical_eps_median": ("median smallest perturbation that flips the prediction", "pixel"),
     "saturation_fraction": ("fraction of hidden pre-activations in the flat part of the nonlinearity", "1"),
+    "v1_cka": ("linear CKA of the hidden layer with a Gabor V1 model's responses to the held-out images", "1"),
     "worst_attack": ("attack with the lowest robust accuracy", ""),
     "robust_accuracy": ("accuracy under attack, among the inputs correct without attack", "1"),
     "diagnostic": ("gradient-masking diagnostic verdict", ""),

@@ -9,6 +9,8 @@
   a known spectrum, noise level and linear relation to a representation.
 - :func:`load_recording`: recorded responses from NWB, NumPy, HDF5, zarr or
   netCDF files, as a (repeat, stimulus, unit) DataArray.
+- :class:`GaborV1`: a model of V1 (complex cells of a Gabor bank, power-law
+  spectrum) whose responses to images serve as a brain-like recording.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from ._validation import check_float, check_int
 
 # comparing representations
 from ._recordings import load_recording, make_recording
+# a synthetic, brain-like recording of any images (co-training)
+from ._v1model import GaborV1
 
 __all__ = [
     "load_digits",
@@ -40,6 +44,8 @@ __all__ = [
     # comparing representations
     "make_recording",
     "load_recording",
+    # co-training
+    "GaborV1",
 ]
 
 

@@ -31,7 +31,9 @@ or margin loss), ``worst_auc`` and ``worst_attack`` (the smallest area over
 every attack, noise and transfer baselines included, and that attack),
 ``critical_eps_median``, ``saturation_fraction`` (fraction of hidden
 pre-activations in the flat region of the nonlinearity,
-:func:`geomkit.train.flat_fraction`); over ``(model, layer)``:
+:func:`geomkit.train.flat_fraction`), ``v1_cka`` (linear CKA of the hidden layer with
+the responses of a V1 model, :class:`geomkit.datasets.GaborV1`, to the held-out
+images: how brain-like the representation is); over ``(model, layer)``:
 ``alpha`` (bias-corrected: ``PowerLawSpectrum.alpha_corrected_``, the centre of
 ``alpha_ci_low`` .. ``alpha_ci_high``), ``alpha_plugin`` (``alpha_``), ``alpha_ci_low``,
 ``alpha_ci_high``, ``alpha_r2``, ``fit_rank_low``, ``fit_rank_high``,
@@ -147,6 +149,11 @@ class StudyConfig:  # numpydoc ignore=PR01
         Training seeds: every model is trained and measured once per seed
         (``seed``, ``seed + 1``, ...), and the claims are judged on the
         per-seed differences (3 by default, 2 for ``quick``).
+    cotrain_epochs : int
+        Epochs of the model co-trained to the V1 model's responses (``cotrained``).
+    n_v1_neurons : int
+        Neurons of the V1 model (:class:`geomkit.datasets.GaborV1`) that
+        ``cotrained`` is pulled towards and every model's ``v1_cka`` compares with.
     """
 
     quick: bool
@@ -174,6 +181,8 @@ class StudyConfig:  # numpydoc ignore=PR01
     caa_steps: int = 3
     caa_rounds: int = 2
     caa_eps: float = 0.02
+    cotrain_epochs: int = 10
+    n_v1_neurons: int = 500
 
     @classmethod
     def make(cls, quick: bool) -> "StudyConfig":
@@ -185,7 +194,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                        eps=tuple(np.geomspace(1e-3, 0.3, 6).round(6)),
                        pgd_steps=10, n_bisect=5, n_noise_draws=3, surrogate_epochs=5, n_seeds=2,
                        n_jacobian=50,
-                       caa_inputs=20, caa_steps=2, caa_rounds=1)
+                       caa_inputs=20, caa_steps=2, caa_rounds=1,
+                       cotrain_epochs=4, n_v1_neurons=200)
         # the Hebbian budgets of the validated MNIST-5k runs (tests/test_classifiers.py, >= 0.88 test
         # accuracy); on a 2-core CPU they cost ~0.1 s (Krotov-Hopfield) / ~0.35 s (SoftHebb) per
         # unsupervised epoch and ~0.04 s per readout epoch, under a minute together
@@ -196,7 +206,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                    eps=tuple(np.geomspace(1e-4, 0.3, 9).round(6)),
                    pgd_steps=20, n_bisect=8, n_noise_draws=10, surrogate_epochs=20, n_seeds=3,
                    n_jacobian=100,
-                   caa_inputs=100, caa_steps=3, caa_rounds=2)
+                   caa_inputs=100, caa_steps=3, caa_rounds=2,
+                   cotrain_epochs=10, n_v1_neurons=500)
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
@@ -256,6 +267,13 @@ def _zoo() -> dict[str, ZooEntry]:
             )
         return build
 
+    def cotrained(cfg, n_features, seed, device, progress):
+        # the recording: a model of V1 (complex cells of a Gabor bank, mouse-V1 spectrum alpha = 1), fitted
+        # on the training images; the same one every model's v1_cka is measured against
+        reg = train.RepresentationalSimilarity(_v1_model(cfg, seed), layer="act1", similarity="cka",
+                                               strength=COTRAIN_STRENGTH)
+        return _net(cfg, n_features, seed, device, progress, regularizers=(reg,), epochs=cfg.cotrain_epochs)
+
     return {
         "mlp": ZooEntry("backprop MLP (ReLU)", backprop()),
         "weight_decay": ZooEntry("MLP + L2 weight decay 5e-4", backprop(regularizers=(train.WeightDecay(5e-4),))),
@@ -272,12 +290,35 @@ def _zoo() -> dict[str, ZooEntry]:
         ),
         "krotov_hopfield": ZooEntry("Krotov-Hopfield WTA layer + ReLU^n readout", hebbian("krotov_hopfield")),
         "softhebb": ZooEntry("SoftHebb WTA layer + readout", hebbian("softhebb")),
+        "cotrained": ZooEntry("MLP co-trained (CKA) to a Gabor V1 model's responses", cotrained),
     }
 
 
 #: Names of the models the study trains, in the order of the report.
 ZOO = ("mlp", "weight_decay", "jacobian", "spectral_a1", "spectral_a2.5", "sigmoid_saturated",
-       "krotov_hopfield", "softhebb")
+       "krotov_hopfield", "softhebb", "cotrained")
+
+#: Weight of the co-trained model's CKA term (training guide: the held-out CKA to the V1 model it reaches).
+COTRAIN_STRENGTH = 1.0
+
+
+def _v1_model(cfg: StudyConfig, seed: int):
+    """The unfitted V1 model of a seed: co-training target and the yardstick of ``v1_cka``."""
+    from .datasets import GaborV1
+
+    return GaborV1(n_neurons=cfg.n_v1_neurons, alpha=1.0, random_state=seed)
+
+
+def _v1_similarity(results: dict[str, dict[str, Any]], cfg: StudyConfig, X_train: np.ndarray,
+                   X_eval: np.ndarray, seed: int) -> None:
+    """``v1_cka``: linear CKA of every model's hidden layer with the V1 model's responses to the held-out
+    images (the model fitted on the training images, as the co-trained model's recording)."""
+    from .measures.cka import cka
+
+    responses = _v1_model(cfg, seed).fit(X_train).transform(X_eval)
+    for r in results.values():
+        acts = r["hidden_acts"]
+        r["v1_cka"] = float(cka(acts, responses)) if np.ptp(acts, axis=0).any() else float("nan")
 
 
 # --------------------------------------------------------------------------- training
@@ -691,7 +732,7 @@ def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[
             eig[i, j, : len(lam)] = lam
     data["eigenvalues"] = (("model", "layer", "rank"), eig)
     for var in ("accuracy", "fisher_log_trace", "pgd_auc", "worst_auc", "critical_eps_median",
-                "saturation_fraction"):
+                "saturation_fraction", "v1_cka"):
         data[var] = (("model",), np.array([float(results[m].get(var, np.nan)) for m in models]))
     data["worst_attack"] = (("model",), np.array([str(results[m].get("worst_attack", "n/a")) for m in models]))
     for var in _CURVES:
@@ -1016,6 +1057,7 @@ def run(
     # each with its model x model similarity of the hidden layers
     per_seed_ds = []
     for s, (results, _, _) in zip(seeds, per_seed):
+        _v1_similarity(results, cfg, X_train, X_eval, s)  # v1_cka, from the hidden layers popped below
         similarity = _model_similarity({m: r.pop("hidden_acts") for m, r in results.items()}, cfg, s, progress)
         per_seed_ds.append(_assemble(results, cfg, dict(attrs)).assign(similarity))
     ds = xr.concat(per_seed_ds, dim=pd.Index(seeds, name="seed"), join="outer", combine_attrs="override")

@@ -82,6 +82,28 @@ def _eval_inputs():
     return X_eval
 
 
+def test_cotrained_model_and_v1_cka_in_results(quick_run):
+    """v1_cka of the co-trained net equals CKA recomputed from its checkpoint and a refitted V1 model,
+    and co-training raised it above the plain MLP's (issue 17 part 4)."""
+    from geomkit.datasets import GaborV1, load_mnist5k
+    from geomkit.measures import cka
+    from geomkit.probe.extract import extract, layer_activations
+    from geomkit.train import NetClassifier
+
+    out, ds = quick_run
+    with xr.open_dataset(out / "results.nc") as saved:
+        assert saved["v1_cka"].dims == ("seed", "model") and saved["v1_cka"].attrs["units"] == "1"
+    v1_cka = ds["v1_cka"].sel(seed=0)
+    cfg = study.StudyConfig.make(quick=True)
+    X_train, X_test, y_train, y_test = load_mnist5k(test_size=0.2, random_state=0)
+    X_train, _ = study._subsample(X_train, y_train, cfg.n_train, 0)
+    truth = GaborV1(n_neurons=cfg.n_v1_neurons, alpha=1.0, random_state=0).fit(X_train).transform(_eval_inputs())
+    clf = NetClassifier.load(out / "models" / "seed0" / "cotrained")
+    acts = layer_activations(extract(clf.module_, _eval_inputs(), layers=["act1"], progress=False), "act1")
+    assert float(v1_cka.sel(model="cotrained")) == pytest.approx(cka(acts.values, truth), abs=1e-6)
+    assert float(v1_cka.sel(model="cotrained")) > float(v1_cka.sel(model="mlp")) + 0.1
+
+
 def test_hidden_tuning_maps_are_ramps_and_topology_is_per_layer(quick_run):
     out, ds = quick_run
     ds = ds.sel(seed=0)  # the first seed's values (seed 0, as the checks below)

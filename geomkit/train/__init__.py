@@ -4,6 +4,8 @@
 - :mod:`~geomkit.train.hebbian`: :class:`KrotovHopfield`, :class:`SoftHebb`.
 - :mod:`~geomkit.train.regularizers`: :class:`SpectralRegularizer`,
   :class:`JacobianRegularizer`, :class:`WeightDecay`, :class:`SaturationPenalty`.
+- :mod:`~geomkit.train.cotraining`: :class:`RepresentationalSimilarity`,
+  :class:`NeuralPredictionHead` (co-training with recordings).
 - :mod:`~geomkit.train.classifiers`: :class:`NetClassifier`,
   :class:`HebbianClassifier` (scikit-learn classifiers).
 - :mod:`~geomkit.train.surrogate`: :func:`train_surrogate` (the transfer attack's surrogate).
@@ -15,6 +17,9 @@ from .models import MLP, SmallCNN, build_model
 from .surrogate import train_surrogate
 from .regularizers import (
     JacobianRegularizer,
+    NeuralPredictionHead,
+    RepresentationalSimilarity,
+    differentiable_similarity,
     Regularizer,
     SaturationPenalty,
     SpectralRegularizer,
@@ -36,6 +41,9 @@ __all__ = [
     "SaturationPenalty",
     "flat_fraction",
     "spectral_penalty",
+    "RepresentationalSimilarity",
+    "NeuralPredictionHead",
+    "differentiable_similarity",
     "NetClassifier",
     "HebbianClassifier",
     "HebbianNet",

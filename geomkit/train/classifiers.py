@@ -52,6 +52,8 @@ from .models import MLP, build_model, register_model
 from .regularizers import (
     BatchContext,
     JacobianRegularizer,
+    NeuralPredictionHead,
+    RepresentationalSimilarity,
     Regularizer,
     SaturationPenalty,
     SpectralRegularizer,
@@ -152,12 +154,14 @@ def train_module(
     random_state = renamed_parameter("seed", seed, "random_state", random_state,
                                      caller="train_module", new_default=0)
     gen = torch.Generator().manual_seed(_seed_from(random_state, "train_module"))
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
     n = X.shape[0]
     for reg in regs:
         # the smallest batch the regularizers will see
         reg.setup(module, X, batch_size=n // -(-n // batch_size), n_epochs=epochs)
+    # the regularizers' own parameters (a neural readout) are optimized with the module's
+    params = [p for p in module.parameters() if p.requires_grad]
+    params += [p for reg in regs for p in reg.trainable_parameters()]
+    optimizer = torch.optim.Adam(params, lr=lr)
     layers = sorted({name for reg in regs for name in reg.layers_needed()})
     input_grad = any(reg.needs_input_grad for reg in regs)
     good_state = copy.deepcopy(module.state_dict())
@@ -184,7 +188,7 @@ def train_module(
                 terms = {"task_loss": F.cross_entropy(logits, yb)}
                 if regs:
                     ctx = BatchContext(module, xb, logits, {k: rec.records[k][0] for k in layers},
-                                       epoch, epochs)
+                                       epoch, epochs, index=idx)
                     terms.update({name: reg(ctx) for name, reg in zip(names, regs)})
                 bad = [name for name, t in terms.items() if not torch.isfinite(t.detach())]
                 if bad:
@@ -238,7 +242,41 @@ class _NoRecorder:
 # ---------------------------------------------------------------------------
 
 _REGULARIZERS = {cls.__name__: cls for cls in
-                 (SpectralRegularizer, JacobianRegularizer, WeightDecay, SaturationPenalty)}
+                 (SpectralRegularizer, JacobianRegularizer, WeightDecay, SaturationPenalty,
+                  RepresentationalSimilarity, NeuralPredictionHead)}
+
+
+def _json_param(value: Any) -> Any:
+    """A regularizer parameter in JSON: estimators (a recording's model) by class and parameters;
+    arrays (a recording) by their shape only, since config.json holds no data."""
+    if isinstance(value, dict):
+        return {k: _json_param(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_param(v) for v in value]
+    if isinstance(value, BaseEstimator):
+        return {"class": type(value).__name__, "params": _json_param(value.get_params(deep=False))}
+    if isinstance(value, torch.Tensor) or (hasattr(value, "shape") and hasattr(value, "dtype")):
+        return {"array_shape": [int(n) for n in value.shape]}
+    if isinstance(value, (np.random.RandomState, np.random.Generator)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _param_from_json(params: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Inverse of :func:`_json_param` for the known recording models; arrays come back as None."""
+    from ..datasets import GaborV1
+
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, dict) and value.get("class") == "GaborV1":
+            value = GaborV1(**{k: tuple(v) if isinstance(v, list) else v for k, v in value["params"].items()})
+        elif isinstance(value, dict) and "array_shape" in value:
+            warnings.warn(f"{path}: the regularizer's {key} (an array of shape {tuple(value['array_shape'])}) "
+                          f"is not saved in a checkpoint; the loaded regularizer has {key}=None.",
+                          UserWarning, stacklevel=4)
+            value = None
+        out[key] = value
+    return out
 
 
 class _TorchClassifier(ClassifierMixin, BaseEstimator):
@@ -344,7 +382,7 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
                 # a module instance is stored by its config, or marked custom
                 value = dict(value.config) if isinstance(getattr(value, "config", None), dict) else "custom"
             elif key == "regularizers" and value is not None:
-                value = [{"class": type(r).__name__, "params": r.get_params(deep=False)}
+                value = [{"class": type(r).__name__, "params": _json_param(r.get_params(deep=False))}
                          for r in as_regularizer_list(value)]
             elif isinstance(value, tuple):
                 value = list(value)
@@ -448,7 +486,7 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
             for item in params["regularizers"]:
                 if item["class"] not in _REGULARIZERS:
                     raise ValueError(f"unknown regularizer class {item['class']!r} in {path}.")
-                regs.append(_REGULARIZERS[item["class"]](**item["params"]))
+                regs.append(_REGULARIZERS[item["class"]](**_param_from_json(item["params"], path)))
             params["regularizers"] = regs
         for key in ("hidden_sizes",):
             if isinstance(params.get(key), list):

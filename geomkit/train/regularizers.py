@@ -8,6 +8,10 @@ batch. Combine them in a list or with ``+``::
 
     NetClassifier(regularizers=SpectralRegularizer(alpha=1.0) + WeightDecay(5e-4))
 
+Co-training with recordings (:class:`RepresentationalSimilarity`,
+:class:`NeuralPredictionHead`, :func:`differentiable_similarity`) lives in
+:mod:`geomkit.train.cotraining` and is re-exported here.
+
 Every regularizer is a scikit-learn-style object (``get_params`` /
 ``set_params`` / ``clone``), so a classifier holding them can be cloned and
 grid-searched; a classifier fits deep copies, never the objects you passed.
@@ -61,6 +65,9 @@ class BatchContext:
         The current epoch, counted from 0.
     n_epochs : int
         The number of epochs of the run (annealing schedules use it).
+    index : torch.Tensor of shape (batch,), optional
+        The batch's row indices into the training inputs (regularizers that
+        hold per-stimulus data, such as a recording, pick their rows by it).
     """
 
     model: nn.Module
@@ -69,6 +76,7 @@ class BatchContext:
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     epoch: int = 0
     n_epochs: int = 1
+    index: torch.Tensor | None = None
 
 
 class Regularizer(BaseEstimator):
@@ -122,6 +130,16 @@ class Regularizer(BaseEstimator):
         layers = self.layers_needed()
         if layers:
             resolve_layers(model, layers)  # unknown names -> ValueError with close matches
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the regularizer itself, optimized with the model's (e.g. a readout).
+
+        Returns
+        -------
+        list of torch.nn.Parameter
+            Empty by default; available after :meth:`setup`.
+        """
+        return []
 
     def on_epoch_start(self, model: nn.Module, X: torch.Tensor, epoch: int, n_epochs: int) -> None:
         """Called before every epoch with the full training inputs (model in eval mode).
@@ -909,3 +927,8 @@ class SaturationPenalty(Regularizer):
     def term(self, ctx: BatchContext) -> torch.Tensor:
         terms = [_psi(_flat(ctx.outputs[name]), kind).mean() for name, kind in self.kinds_.items()]
         return torch.stack(terms).mean()
+
+
+# co-training with recordings: its own module (it imports the base class above), importable from here
+# too; documented under geomkit.train.cotraining (so not in __all__)
+from .cotraining import NeuralPredictionHead, RepresentationalSimilarity, differentiable_similarity  # noqa: E402
