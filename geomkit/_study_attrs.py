@@ -42,7 +42,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "worst_attack": ("attack with the lowest robust accuracy", ""),
     "robust_accuracy": ("accuracy under attack, among the inputs correct without attack", "1"),
     "diagnostic": ("gradient-masking diagnostic verdict", ""),
-    "hidden_cka": ("debiased linear CKA between the models' hidden layers", "1"),
+    "hidden_cka": ("debiased linear CKA between the models' hidden layers, bootstrap-bias-corrected", "1"),
+    "hidden_cka_plugin": ("debiased linear CKA between the models' hidden layers, plug-in (not "
+                          "bootstrap-corrected)", "1"),
     "hidden_cka_ci_low": ("lower bound of the bootstrap interval of hidden_cka", "1"),
     "hidden_cka_ci_high": ("upper bound of the bootstrap interval of hidden_cka", "1"),
 }
