@@ -16,8 +16,8 @@ arrays whose *stimulus* axis is paired. Two resampling schemes serve them all:
   ``ci_percentile``. The corrected estimate always lies inside the basic
   interval (the median lies between the two quantiles), the plug-in need not.
   An estimator that is not the plug-in of the empirical distribution (the
-  debiased CKA, a ratio of U-statistics) passes that plug-in as
-  ``reference``: the resamples are drawn from the empirical distribution, so
+  debiased CKA, a ratio of U-statistics, and the split noise-corrected CKA)
+  passes that plug-in as ``reference``: the resamples are drawn from the empirical distribution, so
   they scatter around *its* value (the biased CKA), and the interval is
   ``theta + (reference - q)``. Against ``theta`` itself the resamples'
   duplicated stimuli look like a bias of -0.1 to -0.65 on independent data

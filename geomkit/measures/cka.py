@@ -309,13 +309,43 @@ def _reference(X: np.ndarray, Y: np.ndarray, kernel: str, debiased: bool | None,
     Resamples are drawn from the stimuli's empirical distribution, whose
     population CKA is the biased (V-statistic) CKA of the data; the
     debiased estimate on a resample is (nearly) unbiased for that, not for the
-    debiased estimate of the data. None (the estimate itself) for the biased
-    CKA, and for the split noise correction (no biased counterpart).
+    debiased estimate of the data. For the split noise correction the same
+    holds of its cross-repeat terms: the reference is :func:`_split_reference`.
+    None (the estimate itself) for the biased CKA.
     """
-    if not debiased or noise_correction == "split":
+    if noise_correction == "split":
+        return lambda: _split_reference(X, Y)
+    if not debiased:
         return None
     return lambda: _cka_arrays(X, Y, kernel=kernel, debiased=False, sigma=sigma,
                                noise_correction="none")
+
+
+def _split_reference(X: np.ndarray, Y: np.ndarray) -> float | None:
+    """The split CKA of the stimuli's empirical distribution: its HSIC terms as V-statistics.
+
+    Each term of the split estimator, a U-statistic over distinct stimuli of
+    cross-repeat products, is replaced by the plug-in sum over all stimulus
+    pairs (centred data: ``tr(K L)``; the common 1 / n^2 cancels in the
+    ratio). A resample that repeats stimulus i pairs its repeat tuple with
+    itself, so its cross-repeat products stay free of noise bias, and these
+    sums are what the resampled estimates scatter around. None where a self
+    term is <= 0.
+    """
+    def v_cross(A: np.ndarray, B: np.ndarray, transpose: bool = False) -> float:
+        C = _centred(A).T @ _centred(B)
+        return float(np.einsum("ij,ji->", C, C) if transpose else np.vdot(C, C))
+
+    # HSIC(S, S) from two copies: sum_ij K_ij K_ji with K = X1 X2^T (a side without repeats: its mean twice)
+    hxx, hyy = (v_cross(*halves(A), transpose=True) for A in (X, Y))
+    if hxx <= 0.0 or hyy <= 0.0:
+        return None
+    if has_repeats(X) and has_repeats(Y) and X.shape[0] == Y.shape[0]:
+        (x1, x2), (y1, y2) = halves(X), halves(Y)
+        hxy = 0.5 * (v_cross(x1, y2) + v_cross(x2, y1))
+    else:
+        hxy = v_cross(trial_mean(X), trial_mean(Y))
+    return hxy / np.sqrt(hxx * hyy)
 
 
 def _ratio(hxy: float, hxx: float, hyy: float) -> float:
