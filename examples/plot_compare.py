@@ -84,9 +84,10 @@ plt.show()
 # On these simple 8 x 8 digits every layer of one net is much like every layer
 # of the other; read the same depth (the diagonal) against the rest of its
 # row. The Dataset carries the intervals, so a statement such as "act2 is more
-# like its counterpart than like act1" can be checked against them.
-print(sim_seeds["value"].to_pandas().round(2))
-print(sim_seeds[["ci_low", "ci_high"]].sel(layer_a="act2", layer_b="act2"))
+# like its counterpart than like act1" can be checked against them; quote
+# ``value_corrected``, the centre of the interval (``value`` is the plug-in).
+print(sim_seeds["value_corrected"].to_pandas().round(2))
+print(sim_seeds[["value_corrected", "ci_low", "ci_high"]].sel(layer_a="act2", layer_b="act2"))
 
 # %%
 # The same with RSA
@@ -121,8 +122,9 @@ corrected = CKA(noise_correction="split", n_bootstraps=N_BOOT, n_permutations=N_
                 random_state=0).fit(recording, layer)
 print(f"noise-free CKA      {noise_free:.3f}")
 print(f"repeats averaged    {averaged:.3f}")
-print(f"noise-corrected     {corrected.value_:.3f}  95% CI [{corrected.ci_[0]:.3f}, "
-      f"{corrected.ci_[1]:.3f}], permutation p = {corrected.p_value_:.3f}")
+print(f"noise-corrected     {corrected.value_:.3f} (bootstrap-corrected "
+      f"{corrected.value_corrected_:.3f}, 95% CI [{corrected.ci_[0]:.3f}, "
+      f"{corrected.ci_[1]:.3f}]), permutation p = {corrected.p_value_:.3f}")
 
 # %%
 # RSA has its own noise correction: cross-validated (crossnobis) distances

@@ -45,7 +45,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "diagnostic": ("gradient-masking diagnostic verdict", ""),
     "caa_robust_accuracy": ("accuracy under the composite semantic attack (CAA) in an attack order, "
                             "among the inputs correct without attack", "1"),
-    "hidden_cka": ("debiased linear CKA between the models' hidden layers", "1"),
+    "hidden_cka": ("debiased linear CKA between the models' hidden layers, bootstrap-bias-corrected", "1"),
+    "hidden_cka_plugin": ("debiased linear CKA between the models' hidden layers, plug-in (not "
+                          "bootstrap-corrected)", "1"),
     "hidden_cka_ci_low": ("lower bound of the bootstrap interval of hidden_cka", "1"),
     "hidden_cka_ci_high": ("upper bound of the bootstrap interval of hidden_cka", "1"),
 }

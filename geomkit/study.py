@@ -51,7 +51,8 @@ composite semantic attack (CAA, Hsiung et al. 2023: rotation, translation,
 brightness, contrast, blur in :data:`CAA_RANGES` and L-inf at ``caa_eps``) in the orders of
 :data:`CAA_ORDERS` and their per-input worst case (``order = "worst"``);
 ``hidden_cka``, ``hidden_cka_ci_low``, ``hidden_cka_ci_high`` (debiased
-linear CKA between two models' hidden layers, with its bootstrap interval)
+linear CKA between two models' hidden layers, bootstrap-bias-corrected, with
+its basic bootstrap interval around it), ``hidden_cka_plugin`` (uncorrected)
 over ``(model_a, model_b)``. Values that
 do not apply (the weights of ``input``, the topology of ``input``, whose
 pixels are not mapped) are NaN; ``betti0``, ``betti1`` and ``n_peaks`` say
@@ -704,9 +705,15 @@ def _model_similarity(hidden: dict[str, np.ndarray], cfg: StudyConfig, seed: int
                          n_bootstraps=cfg.n_bootstraps, random_state=seed, progress=progress)
     sim = sim.rename(layer_a="model_a", layer_b="model_b").reindex(model_a=models, model_b=models)
     description = ("debiased linear CKA (Nguyen et al. 2021) between the hidden layers of two models "
-                   f"on the held-out images; interval: paired bootstrap, {cfg.n_bootstraps} resamples, 95 %")
+                   f"on the held-out images; interval: basic paired bootstrap, {cfg.n_bootstraps} resamples, "
+                   "95 %, around the bias-corrected value 2 cka - median(bootstrap) (hidden_cka); "
+                   "hidden_cka_plugin is the uncorrected CKA")
+    # the reported value is the centre of the interval (as alpha, categoricality); the plug-in is kept
+    sim["plugin"] = sim["value"]
+    sim["value"] = sim["value_corrected"].where(np.isfinite(sim["value_corrected"]), sim["value"])
     out = {}
-    for var, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+    for var, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"),
+                        ("plugin", "_plugin")):
         da = sim[var].astype(float)
         da.attrs = {"description": description}
         out[f"hidden_cka{suffix}"] = da

@@ -132,10 +132,12 @@ def test_heat_map_draws_the_values_and_intervals(acts):
     sim = compare_layers(acts[0], layers_a=["l0", "l1", "l2"], n_bootstraps=20, random_state=0,
                          progress=False)
     ax = plot_layer_similarity(sim)
-    np.testing.assert_array_equal(ax.images[0].get_array(), sim["value"].values)
+    # bootstrapped: the bias-corrected value, the centre of the interval, is drawn
+    np.testing.assert_array_equal(ax.images[0].get_array(), sim["value_corrected"].values)
     first = ax.texts[1].get_text()  # row l0, column l1
-    v, lo, hi = (float(sim[k].sel(layer_a="l0", layer_b="l1")) for k in ("value", "ci_low", "ci_high"))
-    assert first == f"{v:.2f}\n[{lo:.2f}, {hi:.2f}]"
+    v, lo, hi = (float(sim[k].sel(layer_a="l0", layer_b="l1"))
+                 for k in ("value_corrected", "ci_low", "ci_high"))
+    assert lo <= v <= hi and first == f"{v:.2f}\n[{lo:.2f}, {hi:.2f}]"
     assert [t.get_text() for t in ax.get_yticklabels()] == ["l0", "l1", "l2"]
     assert ax.get_xlabel() == "layer_b" and ax.get_ylabel() == "layer_a"
     plt.close(ax.figure)

@@ -350,7 +350,9 @@ def test_model_similarity_of_hidden_layers_equals_a_recomputation(quick_run):
         module = NetClassifier.load(out / "models" / "seed0" / name).module_
         acts[name] = extract(module, X_eval, ["act1"], progress=False)["act1"].values
     expected = cka(acts["mlp"], acts["weight_decay"], debiased=True)
-    assert float(ds["hidden_cka"].sel(model_a="mlp", model_b="weight_decay")) == pytest.approx(expected, abs=1e-6)
+    pair = ds.sel(model_a="mlp", model_b="weight_decay")
+    assert float(pair["hidden_cka_plugin"]) == pytest.approx(expected, abs=1e-6)
+    assert pair["hidden_cka_ci_low"] <= pair["hidden_cka"] <= pair["hidden_cka_ci_high"]
     assert (out / "figures" / "model_similarity.png").is_file()
 
 

@@ -109,25 +109,32 @@ def with_intervals(
     confidence_level: float,
     random_state: Any,
     larger_is_similar: bool = True,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+    reference: Callable[[], float] | None = None,
 ) -> float | ResamplingResult:
     """The statistic as a float, or with its intervals when any resampling is asked for.
 
     For a distance (``larger_is_similar=False``) the permutation test counts
     null values *at most* the observed one, and the interval is that of the
-    distance itself.
+    distance itself. ``bounds`` is the statistic's range and ``reference()``
+    (called only when bootstrapping) its value for the empirical distribution
+    (see :func:`~geomkit.measures._resampling.resample_similarity`).
     """
     if not n_bootstraps and not n_permutations:
         return float(statistic(X, Y))
+    ref = reference() if reference is not None and n_bootstraps else None
     if larger_is_similar:
         return resample_similarity(
             statistic, X, Y, n_bootstraps=n_bootstraps, n_permutations=n_permutations,
-            confidence_level=confidence_level, random_state=random_state,
+            confidence_level=confidence_level, random_state=random_state, bounds=bounds,
+            reference=ref,
         )
     r = resample_similarity(
         lambda a, b: -statistic(a, b), X, Y, n_bootstraps=n_bootstraps,
         n_permutations=n_permutations, confidence_level=confidence_level,
-        random_state=random_state,
+        random_state=random_state, bounds=(-bounds[1], -bounds[0]),
+        reference=None if ref is None else -ref,
     )
     return ResamplingResult(-r.value, (-r.ci[1], -r.ci[0]), r.p_value, -r.bootstrap, -r.null,
-                            r.confidence_level)
-
+                            r.confidence_level, -r.value_corrected,
+                            (-r.ci_percentile[1], -r.ci_percentile[0]))

@@ -39,6 +39,14 @@ class _PairedSimilarity(BaseEstimator):
     def _fit_extra(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Further fitted attributes of a subclass (none by default)."""
 
+    def _bounds(self) -> tuple[float, float]:
+        """The statistic's range; the bootstrap interval is clipped to it (none by default)."""
+        return (-np.inf, np.inf)
+
+    def _reference(self, X: np.ndarray, Y: np.ndarray) -> float | None:
+        """The statistic of the empirical distribution where it is not ``_statistic`` (None)."""
+        return None
+
     def fit(self, X: Any, Y: Any):
         """Compute the similarity of ``X`` and ``Y``, its interval and its p-value.
 
@@ -60,10 +68,13 @@ class _PairedSimilarity(BaseEstimator):
         result = resample_similarity(
             self._statistic, X, Y, n_bootstraps=self.n_bootstraps,
             n_permutations=self.n_permutations, confidence_level=self.confidence_level,
-            random_state=self.random_state,
+            random_state=self.random_state, bounds=self._bounds(),
+            reference=self._reference(X, Y) if self.n_bootstraps else None,
         )
         self.value_ = result.value
+        self.value_corrected_ = result.value_corrected
         self.ci_ = result.ci
+        self.ci_percentile_ = result.ci_percentile
         self.p_value_ = result.p_value
         self.bootstrap_ = result.bootstrap
         self.null_ = result.null

@@ -44,6 +44,7 @@ from .._params import (
     validate_params,
 )
 from .._validation import check_float, check_int, host_array, to_numpy
+from ._resampling import basic_interval
 
 MIN_PAIRS = 50
 """Fewest pairs of each kind :class:`CategorizationIndex` accepts: the KS statistic of
@@ -321,7 +322,7 @@ class CategorizationIndex(BaseEstimator):
         Bootstrap resamples of the pairs for the confidence interval: 0 (no
         interval) or at least 2.
     confidence_level : float, default=0.95
-        Level of the percentile bootstrap interval, strictly between 0 and 1.
+        Level of the basic bootstrap interval, strictly between 0 and 1.
     random_state : None, int, numpy.random.Generator or RandomState, default=None
         Seeds the pairs and the bootstrap; the same seed and labels give the
         same pairs, so several layers can be compared on identical pairs.
@@ -503,12 +504,10 @@ def _bootstrap(within, between, n_bootstraps, confidence_level, rng, index):
         w = within[rng.integers(within.size, size=(k, within.size))]
         b = between[rng.integers(between.size, size=(k, between.size))]
         reps[start : start + k] = ks_statistics(b, w)
-    tail = 100 * (1 - confidence_level) / 2
-    low, median, high = np.percentile(reps, [tail, 50, 100 - tail])
     # Basic (reverse percentile) interval: the replicates' excess over the index mirrors
     # the index's excess over the population value; the percentile interval does not.
-    clip = lambda v: float(min(max(v, 0.0), 1.0))  # noqa: E731
-    return reps, (clip(2 * index - high), clip(2 * index - low)), clip(2 * index - median)
+    low, corrected, high = (float(v) for v in basic_interval(reps, index, confidence_level, (0.0, 1.0)))
+    return reps, (low, high), corrected
 
 
 def category_selectivity(X: Any, y: Any, *, unit_coords: Any = None):

@@ -177,7 +177,7 @@ def cca_similarity(
     n_permutations : int, default=0
         Shuffles of ``Y``'s stimulus order for a one-sided permutation p-value; 0 skips.
     confidence_level : float, default=0.95
-        Coverage of the percentile interval.
+        Coverage of the basic bootstrap interval (see ``ResamplingResult``).
     random_state : None, int or numpy.random.Generator, default=None
         Seed of the resampling.
 

@@ -294,6 +294,60 @@ def _cka_arrays(X: np.ndarray, Y: np.ndarray, *, kernel: str, debiased: bool | N
     return _ratio(hxy, hxx, hyy)
 
 
+def _range(debiased: bool | None, noise_correction: str) -> tuple[float, float]:
+    """Where CKA can lie: [0, 1] biased; [-1, 1] debiased (the U-centred HSIC is an inner
+    product, so Cauchy-Schwarz holds); unbounded with the split noise correction."""
+    if noise_correction == "split":
+        return (-np.inf, np.inf)
+    return (-1.0, 1.0) if debiased else (0.0, 1.0)
+
+
+def _reference(X: np.ndarray, Y: np.ndarray, kernel: str, debiased: bool | None, sigma: float,
+               noise_correction: str):
+    """What the bootstrap resamples of a debiased CKA scatter around: the biased CKA.
+
+    Resamples are drawn from the stimuli's empirical distribution, whose
+    population CKA is the biased (V-statistic) CKA of the data; the
+    debiased estimate on a resample is (nearly) unbiased for that, not for the
+    debiased estimate of the data. For the split noise correction the same
+    holds of its cross-repeat terms: the reference is :func:`_split_reference`.
+    None (the estimate itself) for the biased CKA.
+    """
+    if noise_correction == "split":
+        return lambda: _split_reference(X, Y)
+    if not debiased:
+        return None
+    return lambda: _cka_arrays(X, Y, kernel=kernel, debiased=False, sigma=sigma,
+                               noise_correction="none")
+
+
+def _split_reference(X: np.ndarray, Y: np.ndarray) -> float | None:
+    """The split CKA of the stimuli's empirical distribution: its HSIC terms as V-statistics.
+
+    Each term of the split estimator, a U-statistic over distinct stimuli of
+    cross-repeat products, is replaced by the plug-in sum over all stimulus
+    pairs (centred data: ``tr(K L)``; the common 1 / n^2 cancels in the
+    ratio). A resample that repeats stimulus i pairs its repeat tuple with
+    itself, so its cross-repeat products stay free of noise bias, and these
+    sums are what the resampled estimates scatter around. None where a self
+    term is <= 0.
+    """
+    def v_cross(A: np.ndarray, B: np.ndarray, transpose: bool = False) -> float:
+        C = _centred(A).T @ _centred(B)
+        return float(np.einsum("ij,ji->", C, C) if transpose else np.vdot(C, C))
+
+    # HSIC(S, S) from two copies: sum_ij K_ij K_ji with K = X1 X2^T (a side without repeats: its mean twice)
+    hxx, hyy = (v_cross(*halves(A), transpose=True) for A in (X, Y))
+    if hxx <= 0.0 or hyy <= 0.0:
+        return None
+    if has_repeats(X) and has_repeats(Y) and X.shape[0] == Y.shape[0]:
+        (x1, x2), (y1, y2) = halves(X), halves(Y)
+        hxy = 0.5 * (v_cross(x1, y2) + v_cross(x2, y1))
+    else:
+        hxy = v_cross(trial_mean(X), trial_mean(Y))
+    return hxy / np.sqrt(hxx * hyy)
+
+
 def _ratio(hxy: float, hxx: float, hyy: float) -> float:
     for name, h in (("X", hxx), ("Y", hyy)):
         if not h > 0.0:
@@ -348,7 +402,7 @@ def cka(
     n_permutations : int, default=0
         Shuffles of ``Y``'s stimulus order for a one-sided permutation p-value; 0 skips.
     confidence_level : float, default=0.95
-        Coverage of the percentile interval.
+        Coverage of the basic bootstrap interval.
     random_state : None, int or numpy.random.Generator, default=None
         Seed of the resampling.
 
@@ -358,8 +412,11 @@ def cka(
         CKA; in [0, 1] for the biased estimator, close to 0 for unrelated
         representations with the debiased one (which may be slightly
         negative, or above 1 with noise correction). With resampling, a
-        :class:`~geomkit.measures._resampling.ResamplingResult` (``value``,
-        ``ci``, ``p_value``, ...).
+        :class:`~geomkit.measures._resampling.ResamplingResult`: ``value``
+        (plug-in), ``value_corrected`` (``2 value - median(bootstrap)``, the
+        value to report with the interval), ``ci`` (basic bootstrap
+        interval, centred on ``value_corrected`` and clipped to the range
+        above), ``p_value``, ...
 
     Raises
     ------
@@ -398,6 +455,8 @@ def cka(
                                  noise_correction=noise_correction),
         X, Y, n_bootstraps=n_bootstraps, n_permutations=n_permutations,
         confidence_level=confidence_level, random_state=random_state,
+        bounds=_range(debiased, noise_correction),
+        reference=_reference(X, Y, kernel, debiased, sigma, noise_correction),
     )
 
 
@@ -431,9 +490,16 @@ class CKA(_PairedSimilarity):
     Attributes
     ----------
     value_ : float
-        CKA of the fitted pair.
+        CKA of the fitted pair (the plug-in estimate).
+    value_corrected_ : float
+        ``2 value_ - median(bootstrap_)``: CKA less its bootstrap estimate of
+        bias, the value to report with ``ci_`` (NaN without bootstraps).
     ci_ : tuple of float
-        ``(low, high)`` percentile bootstrap interval (NaN without bootstraps).
+        ``(low, high)`` basic bootstrap interval, ``(2 value_ - q_high,
+        2 value_ - q_low)`` clipped to CKA's range; it contains
+        ``value_corrected_``, not necessarily ``value_`` (NaN without bootstraps).
+    ci_percentile_ : tuple of float
+        ``(q_low, q_high)``, the percentile interval, for comparison.
     p_value_ : float
         One-sided permutation p-value (NaN without permutations).
     bootstrap_ : ndarray of shape (n_valid,)
@@ -454,7 +520,7 @@ class CKA(_PairedSimilarity):
     >>> X = rng.normal(size=(200, 5))
     >>> Y = X @ rng.normal(size=(5, 8)) + rng.normal(size=(200, 8))
     >>> est = CKA(n_bootstraps=200, n_permutations=99, random_state=0).fit(X, Y)
-    >>> bool(est.ci_[0] < est.value_ < est.ci_[1]), est.p_value_
+    >>> bool(est.ci_[0] <= est.value_corrected_ <= est.ci_[1]), est.p_value_
     (True, 0.01)
     """
 
@@ -475,6 +541,13 @@ class CKA(_PairedSimilarity):
         self.n_permutations = n_permutations
         self.confidence_level = confidence_level
         self.random_state = random_state
+
+    def _bounds(self) -> tuple[float, float]:
+        return _range(self.debiased, self.noise_correction)
+
+    def _reference(self, X: np.ndarray, Y: np.ndarray) -> float | None:
+        ref = _reference(X, Y, self.kernel, self.debiased, self.sigma, self.noise_correction)
+        return None if ref is None else ref()
 
     def _statistic(self, X: np.ndarray, Y: np.ndarray) -> float:
         return _cka_arrays(X, Y, kernel=self.kernel, debiased=self.debiased, sigma=self.sigma,

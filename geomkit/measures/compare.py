@@ -4,7 +4,9 @@
 variable per layer, dims ``("stimulus", "<layer>__unit")``), or one Dataset
 against itself, and returns the similarity of every layer pair with its
 paired-bootstrap interval and permutation p-value as an :class:`xarray.Dataset`
-over ``(layer_a, layer_b)``.
+over ``(layer_a, layer_b)``. The interval is the basic bootstrap interval,
+centred on the bias-corrected ``value_corrected`` (see
+:mod:`geomkit.measures._resampling`).
 
 Each layer is prepared once per (re)sample: centred (and, where it has more
 units than stimuli, turned into its Gram matrix) with its self-HSIC for CKA,
@@ -24,10 +26,10 @@ import numpy as np
 
 from .._params import RANDOM_STATE, Integer, Options, Real, check_random_state, validate_params
 from .._validation import as_float_array
-from ._resampling import percentile_interval, permutation_p_value
+from ._resampling import basic_interval, permutation_p_value
 from .cka import _CONSTRAINTS as _CKA_CONSTRAINTS
-from .cka import _cross_hsic, _prepare, _ratio, _subset
-from .rsa import METHODS, METRICS, _comparable, _pair, _rdm_arrays
+from .cka import _cross_hsic, _prepare, _range, _ratio, _subset
+from .rsa import METHODS, METRICS, RANGE, _comparable, _pair, _rdm_arrays
 
 __all__ = ["compare_layers"]
 
@@ -210,7 +212,7 @@ def compare_layers(
         The layers to compare, in this order (default: all, as stored).
     n_bootstraps : int, default=0
         Paired bootstrap resamples of the stimuli (the same draw for every
-        pair); 0 gives NaN bounds.
+        pair); 0 gives NaN bounds and a NaN ``value_corrected``.
     n_permutations : int, default=0
         Shuffles of side b's stimulus order for one-sided p-values; 0 gives
         NaN.
@@ -224,7 +226,13 @@ def compare_layers(
     Returns
     -------
     xarray.Dataset
-        Variables ``value``, ``ci_low``, ``ci_high``, ``p_value``, each with
+        Variables ``value`` (the plug-in similarity), ``value_corrected``
+        (``value + r - median`` of the bootstrap replicates, with ``r`` the
+        value itself, or for the debiased CKA the biased one, which the
+        resamples scatter around: the value to report with the interval),
+        ``ci_low``, ``ci_high`` (the basic bootstrap interval ``value + r -
+        q_high .. value + r - q_low``, clipped to the metric's range; it
+        contains ``value_corrected``), ``p_value``, each with
         dims ``("layer_a", "layer_b")`` and the layer names as coordinates;
         attributes ``metric``, ``metric_params`` (as a string),
         ``n_stimuli``, ``confidence_level``, ``n_bootstraps``,
@@ -282,7 +290,7 @@ def compare_layers(
 
     boot_rng, perm_rng = check_random_state(random_state).spawn(2)
     shape = value.shape
-    ci_low = ci_high = p_value = np.full(shape, np.nan)
+    ci_low = ci_high = corrected = p_value = np.full(shape, np.nan)
     steps = _progress(n_bootstraps + n_permutations, progress)
     if n_bootstraps:
         reps = np.empty((n_bootstraps, *shape))
@@ -292,7 +300,16 @@ def compare_layers(
             pb = pa if symmetric else _prepare_all(m, layers_b_, idx, strict=False, full=prep_b)
             reps[b] = _safe_matrix(m, pa, pb, symmetric)
             steps()
-        ci_low, ci_high = percentile_interval(reps, confidence_level)
+        bounds = _range(m.params["debiased"], "none") if metric == "cka" else RANGE
+        reference = None
+        if metric == "cka" and m.params["debiased"]:
+            # resamples scatter around the empirical distribution's CKA, the biased one
+            m_ref = _metric("cka", {**m.params, "debiased": False})
+            ref_a = _prepare_all(m_ref, layers_a_, None, strict=True)
+            ref_b = ref_a if symmetric else _prepare_all(m_ref, layers_b_, None, strict=True)
+            reference = _matrix(m_ref, ref_a, ref_b, symmetric)
+        ci_low, corrected, ci_high = basic_interval(reps, value, confidence_level, bounds,
+                                                    reference=reference)
     if n_permutations:
         null = np.empty((n_permutations, *shape))
         for b in range(n_permutations):
@@ -306,7 +323,8 @@ def compare_layers(
     coords = {"layer_a": list(layers_a_), "layer_b": list(layers_b_)}
     dims = ("layer_a", "layer_b")
     return xr.Dataset(
-        {"value": (dims, value), "ci_low": (dims, np.asarray(ci_low, dtype=float)),
+        {"value": (dims, value), "value_corrected": (dims, np.asarray(corrected, dtype=float)),
+         "ci_low": (dims, np.asarray(ci_low, dtype=float)),
          "ci_high": (dims, np.asarray(ci_high, dtype=float)),
          "p_value": (dims, np.asarray(p_value, dtype=float))},
         coords=coords,

@@ -323,7 +323,7 @@ def encoding_similarity(
     n_permutations : int, default=0
         Shuffles of the recording's stimulus order against the predictions; 0 skips.
     confidence_level : float, default=0.95
-        Coverage of the percentile interval.
+        Coverage of the basic bootstrap interval (see ``ResamplingResult``).
     random_state : None, int or numpy.random.Generator, default=None
         Seed of the folds, ceiling splits and resampling.
 
@@ -342,7 +342,7 @@ def encoding_similarity(
     >>> X = np.random.default_rng(0).normal(size=(400, 6))
     >>> rec = make_recording(X, n_units=6, n_repeats=4, noise=0.5, random_state=0)
     >>> r = encoding_similarity(X, rec, n_bootstraps=50, n_permutations=19, random_state=0)
-    >>> bool(r.ci[0] < r.value < r.ci[1]), r.p_value
+    >>> bool(r.ci[0] <= r.value_corrected <= r.ci[1]), r.p_value
     (True, 0.05)
     """
     m = EncodingModel(model=model, cv=cv, random_state=random_state).fit(X, Y)

@@ -355,6 +355,8 @@ def _rsa_arrays(X: np.ndarray, Y: np.ndarray, metric: str, method: str) -> float
     return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None, "Y"), method, keep)
 
 
+RANGE = (-1.0, 1.0)  # every comparison is a correlation or a cosine of unit vectors
+
 _RSA_CONSTRAINTS = {"metric": [Options(*METRICS)], "method": [Options(*METHODS)]}
 
 
@@ -379,7 +381,7 @@ def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman"
     n_permutations : int, default=0
         Shuffles of ``Y``'s stimulus order for a one-sided permutation p-value; 0 skips.
     confidence_level : float, default=0.95
-        Coverage of the percentile interval.
+        Coverage of the basic bootstrap interval.
     random_state : None, int or numpy.random.Generator, default=None
         Seed of the resampling.
 
@@ -388,7 +390,9 @@ def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman"
     float or ResamplingResult
         ``compare_rdms(rdm(X), rdm(Y))``; with resampling, a
         :class:`~geomkit.measures._resampling.ResamplingResult` (a resample
-        leaves out the pairs of a stimulus with its own copy).
+        leaves out the pairs of a stimulus with its own copy): ``value``
+        (plug-in), ``value_corrected`` (``2 value - median(bootstrap)``) and
+        ``ci``, the basic bootstrap interval around it, clipped to [-1, 1].
 
     Examples
     --------
@@ -409,7 +413,8 @@ def rsa(X: Any, Y: Any, *, metric: str = "correlation", method: str = "spearman"
         return _compare(_rdm_arrays(X, metric, None), _rdm_arrays(Y, metric, None, "Y"), method)
     return with_intervals(lambda A, B: _rsa_arrays(A, B, metric, method), X, Y,
                           n_bootstraps=n_bootstraps, n_permutations=n_permutations,
-                          confidence_level=confidence_level, random_state=random_state)
+                          confidence_level=confidence_level, random_state=random_state,
+                          bounds=RANGE)
 
 
 class RSA(_PairedSimilarity):
@@ -434,9 +439,15 @@ class RSA(_PairedSimilarity):
     Attributes
     ----------
     value_ : float
-        Similarity of the fitted pair's RDMs.
+        Similarity of the fitted pair's RDMs (the plug-in estimate).
+    value_corrected_ : float
+        ``2 value_ - median(bootstrap_)``, the value to report with ``ci_``
+        (NaN without bootstraps).
     ci_ : tuple of float
-        ``(low, high)`` percentile bootstrap interval.
+        ``(low, high)`` basic bootstrap interval, clipped to [-1, 1]; it
+        contains ``value_corrected_``.
+    ci_percentile_ : tuple of float
+        ``(q_low, q_high)``, the percentile interval, for comparison.
     p_value_ : float
         One-sided permutation p-value.
     bootstrap_ : ndarray of shape (n_valid,)
@@ -479,6 +490,9 @@ class RSA(_PairedSimilarity):
         self.n_permutations = n_permutations
         self.confidence_level = confidence_level
         self.random_state = random_state
+
+    def _bounds(self) -> tuple[float, float]:
+        return RANGE
 
     def _statistic(self, X: np.ndarray, Y: np.ndarray) -> float:
         return _rsa_arrays(X, Y, self.metric, self.method)

@@ -220,7 +220,7 @@ def shape_distance(
         Shuffles of ``Y``'s stimulus order for a one-sided p-value (a
         distance *smaller* than chance); 0 skips.
     confidence_level : float, default=0.95
-        Coverage of the percentile interval.
+        Coverage of the basic bootstrap interval (see ``ResamplingResult``).
     random_state : None, int or numpy.random.Generator, default=None
         Seed of the resampling.
 

@@ -27,7 +27,9 @@ def plot_layer_similarity(
     ----------
     similarity : xarray.Dataset or xarray.DataArray
         :func:`geomkit.measures.compare_layers`' Dataset (``value``, and
-        ``ci_low`` / ``ci_high`` when bootstrapped) or a 2-D DataArray. Its
+        ``value_corrected``, ``ci_low`` / ``ci_high`` when bootstrapped: then
+        the bias-corrected value, the centre of the interval, is drawn) or a
+        2-D DataArray. Its
         first dimension runs down the rows, its second along the columns
         (e.g. ``("layer_a", "layer_b")`` or ``("model_a", "model_b")``).
     annotate : bool, default=True
@@ -59,6 +61,8 @@ def plot_layer_similarity(
     """
     if hasattr(similarity, "data_vars"):
         values = similarity["value"]
+        if "value_corrected" in similarity:  # the estimate that lies inside its interval
+            values = similarity["value_corrected"].where(np.isfinite(similarity["value_corrected"]), values)
         low = similarity["ci_low"].values if "ci_low" in similarity else None
         high = similarity["ci_high"].values if "ci_high" in similarity else None
         metric = similarity.attrs.get("metric", "similarity")
