@@ -32,6 +32,7 @@ Usage::
 
     python benchmarks/bench_scale.py                 # 500 000 x 2048
     python benchmarks/bench_scale.py --rows 100000   # a smaller check
+    taskset -c 0,1 python benchmarks/bench_scale.py  # two cores of a larger machine
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class PeakRSS:
         import psutil
 
         self.proc = psutil.Process()
+        # The worker processes, listed once: listing children scans every process of the
+        # machine, too costly to repeat every 50 ms beside the workers.
+        self.children = self.proc.children(recursive=True)
         self.interval = interval
         self.peak = 0
         self.peaks: dict = {}
@@ -60,10 +64,10 @@ class PeakRSS:
 
     def _total(self) -> int:
         rss = {"main": self.proc.memory_info().rss}
-        for child in self.proc.children(recursive=True):
+        for child in self.children:
             try:
                 rss[child.pid] = child.memory_info().rss
-            except Exception:  # a child that just exited
+            except Exception:  # a worker that exited (restarted workers are not followed)
                 pass
         for key, value in rss.items():
             self.peaks[key] = max(self.peaks.get(key, 0), value)
@@ -128,6 +132,11 @@ def syrk_floor(rows: int, units: int, chunk_rows: int, repeats: int, threads: in
     return best * rows / chunk_rows, best_cpu * rows / chunk_rows
 
 
+def _cores() -> int:
+    """Cores this process may run on (``taskset -c 0,1`` makes a 2-core machine of a larger one)."""
+    return len(os.sched_getaffinity(0))
+
+
 def _blas_threads() -> int:
     from threadpoolctl import threadpool_info
 
@@ -172,7 +181,7 @@ def streamed(path: str, n_workers: int):
             problem = StreamedPCA(as_dask(acts, "acts", (2,)))
             t1 = time.perf_counter()
             cpu1 = _cpu_seconds()
-            with threadpool_limits(limits=os.cpu_count()):  # whatever OMP_NUM_THREADS says
+            with threadpool_limits(limits=_cores()):  # whatever OMP_NUM_THREADS says
                 lam = problem.eigenvalues()
             t2 = time.perf_counter()
     print(f"  peak RSS per process (MB): {peak.describe()}")
@@ -189,7 +198,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the temporary store goes")
     args = parser.parse_args()
 
-    print(f"load before: {os.getloadavg()}  cores: {os.cpu_count()}")
+    print(f"load before: {os.getloadavg()}  cores: {_cores()}")
     tmp = tempfile.mkdtemp(prefix="geomkit-bench-scale-", dir=args.dir)
     path = os.path.join(tmp, "acts.zarr")
     try:
@@ -199,7 +208,7 @@ def main() -> None:
         print(f"wrote {args.rows} x {args.units} float32 ({gb:.2f} GB) in "
               f"{time.perf_counter() - t0:.1f} s")
         floor_all, _ = syrk_floor(args.rows, args.units, args.chunk_rows, args.repeats,
-                                  os.cpu_count())
+                                  _cores())
         floor_one, floor_one_cpu = syrk_floor(args.rows, args.units, args.chunk_rows,
                                               args.repeats, 1)
         print(f"floor, one dsyrk pass: {floor_all:.1f} s (BLAS on all cores), "
