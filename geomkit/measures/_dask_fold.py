@@ -119,8 +119,9 @@ def _step(kernel, token: str | None, blocks: list, start: int, args: tuple) -> A
         return kernel(None, *blocks, start, *args)
     store, where = _accumulators()
     # One accumulator per thread: threads of one worker never add into the same matrix.
-    entry = store.setdefault((token, where, threading.get_ident()), {"sums": None, "starts": ()})
-    entry["sums"] = kernel(entry["sums"], *blocks, start, *args)
+    entry = store.setdefault((token, where, threading.get_ident()),
+                             {"sums": None, "starts": (), "scratch": {}})
+    entry["sums"] = kernel(entry["sums"], *blocks, start, *args, scratch=entry["scratch"])
     entry["starts"] += (start,)
     return where, start
 
@@ -129,7 +130,10 @@ def _hand_over(token: str) -> dict:
     """This worker's (or process's) accumulators of one pass, summed and removed."""
     store, where = _accumulators()
     keys = [key for key in list(store) if key[0] == token and key[1] == where]
-    return add({"sums": None, "starts": ()}, *(store.pop(key) for key in keys))
+    entries = [store.pop(key) for key in keys]
+    for entry in entries:
+        del entry["scratch"]  # work space, not a sum
+    return add({"sums": None, "starts": ()}, *entries)
 
 
 def _discard(token: str, dask_worker: Any = None) -> None:
@@ -224,9 +228,13 @@ def _collect(client: Any, token: str, wheres: set[str]) -> dict:
 def fold(kernel, arrays: list, axis: int, *args: Any) -> Any:
     """Sum over the chunks along ``axis`` of what ``kernel`` adds, computed with dask.
 
-    ``kernel(sums, *blocks, start, *args)`` adds the chunks ``blocks`` (one
-    per array, starting at index ``start`` along ``axis``) into ``sums`` in
-    place and returns it; given ``sums=None`` it makes a new one.
+    ``kernel(sums, *blocks, start, *args, scratch=...)`` adds the chunks
+    ``blocks`` (one per array, starting at index ``start`` along ``axis``)
+    into ``sums`` in place and returns it; given ``sums=None`` it makes a new
+    one. ``scratch`` is a dict the kernel may keep work arrays in: the same
+    for all the chunks a worker thread adds in one pass (so a float64 block
+    is not allocated, page-faulted and unmapped again for every chunk), None
+    where chunk sums are task results.
     """
     import dask
 

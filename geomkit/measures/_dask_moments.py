@@ -247,17 +247,22 @@ def _weighted(block: np.ndarray, w: np.ndarray) -> np.ndarray:
     return block[keep] * np.sqrt(w[keep])[:, None]
 
 
-def _pca_chunk(acc, x: np.ndarray, start: int, shift: np.ndarray, reps: tuple, seed: int) -> dict:
-    """Add the shifted products, sums and counts of rows ``start ..`` for replicates ``reps`` (0: all weights 1)."""
+def _pca_chunk(acc, x: np.ndarray, start: int, shift: np.ndarray, reps: tuple, seed: int,
+               scratch: dict | None = None) -> dict:
+    """Add the shifted products, sums and counts of rows ``start ..`` for replicates ``reps`` (0: all weights 1).
+
+    ``scratch`` keeps the float64 block from one chunk to the next.
+    """
     m, d = x.shape
     if acc is None:
         acc = {r: [np.zeros((d, d), order="F"), np.zeros(d), 0.0] for r in reps}
     weights = {r: poisson_weights(seed, r, start, start + m) for r in reps if r > 0}
-    buffer = None
+    scratch = {} if scratch is None else scratch
+    buffer = scratch.get("block")
     for rows in _blocks(m, d):
         source = x[rows]
-        if buffer is None:
-            buffer = np.empty(source.size)
+        if buffer is None or buffer.size < source.size:
+            buffer = scratch["block"] = np.empty(source.size)
         block = buffer[: source.size].reshape(source.shape)
         sums = np.zeros(d)
         _fill_shifted(block, source, shift, sums)
@@ -275,7 +280,7 @@ def _pca_chunk(acc, x: np.ndarray, start: int, shift: np.ndarray, reps: tuple, s
     return acc
 
 
-def _gram_chunk(acc, x: np.ndarray, start: int) -> dict:
+def _gram_chunk(acc, x: np.ndarray, start: int, scratch=None) -> dict:
     """Add the Gram product of the column-centred units ``start ..``, and record their means."""
     n, k = x.shape
     if acc is None:
@@ -290,7 +295,7 @@ def _gram_chunk(acc, x: np.ndarray, start: int) -> dict:
     return acc
 
 
-def _cvpca_chunk(out, a, b, masks, start, shift_m, shift_e, reps, seed) -> dict:
+def _cvpca_chunk(out, a, b, masks, start, shift_m, shift_e, reps, seed, scratch=None) -> dict:
     """Add per replicate: products of M = (a + b)/2 and E = (a - b)/2, and per shuffle the training repeat's.
 
     ``masks`` (rows, n_shuffles) holds the swap signs s; the training rows are
@@ -332,7 +337,7 @@ def _cvpca_chunk(out, a, b, masks, start, shift_m, shift_e, reps, seed) -> dict:
     return out
 
 
-def _cvpca_gram_chunk(acc, a, b, start) -> dict:
+def _cvpca_gram_chunk(acc, a, b, start, scratch=None) -> dict:
     """Add the stimulus-space pieces of :class:`CVPCAProblem`'s Gram route for units ``start ..``."""
     n = a.shape[0]
     if acc is None:
