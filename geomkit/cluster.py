@@ -43,8 +43,10 @@ def dask_client(
         of this many worker processes (default: one per core, as dask decides),
         closed at the end of the block.
     threads_per_worker : int, default=1
-        Threads per local worker. One: BLAS already uses the cores of a
-        worker's chunk product, and one chunk per worker bounds memory.
+        Threads per local worker. One: dask's nannies start each worker
+        process with one BLAS thread (``OMP_NUM_THREADS=1``), so one worker
+        per core with one thread each keeps every core on a chunk product,
+        and each worker holds one chunk and one accumulator.
     memory_limit : str or float, default="auto"
         Per local worker (dask's syntax, e.g. ``"2GB"``); the streamed spectra
         size their passes to it and raise a ``MemoryError`` when one chunk's

@@ -14,7 +14,7 @@ pytest.importorskip("zarr")
 
 from geomkit import PowerLawSpectrum, eigenspectrum  # noqa: E402
 from geomkit.datasets import make_powerlaw_data  # noqa: E402
-from geomkit.measures import _dask_moments  # noqa: E402
+from geomkit.measures import _dask_fold, _dask_moments  # noqa: E402
 from geomkit.measures._dask_moments import StreamedPCA, plan_passes, poisson_weights  # noqa: E402
 from geomkit.measures._streamed_fit import wishart_eigenvalues  # noqa: E402
 from geomkit.measures.spectrum import cvpca_spectrum  # noqa: E402
@@ -175,7 +175,7 @@ def test_memory_error_names_the_route_that_would_fit():
 def test_estimator_raises_before_computing(monkeypatch, wide_offset):
     monkeypatch.setattr(_dask_moments, "worker_memory", lambda: (1e5, 1, "test"))
     computed = []
-    monkeypatch.setattr(_dask_moments, "_reduce", lambda parts: computed.append(1))
+    monkeypatch.setattr(_dask_moments, "_fold", lambda *args: computed.append(1))
     with pytest.raises(MemoryError, match="covariance route"):
         PowerLawSpectrum().fit(da.from_array(wide_offset, chunks=(10000, -1)))
     assert not computed
@@ -308,13 +308,56 @@ def test_local_cluster_with_two_processes(tmp_path, wide_offset, repeats):
                       dashboard_address=None) as cluster:
         with dask_client(cluster.scheduler_address) as client:
             assert len(client.scheduler_info()["workers"]) == 2
+            assert _dask_fold._scheduler()[0] == "client"  # accumulators kept on the workers
             lam = eigenspectrum(da.from_array(wide_offset, chunks=(10000, -1)))
             signal, _ = cvpca_spectrum(lazy, n_shuffles=3, random_state=1)
             imports_torch = client.run(lambda: "torch" in __import__("sys").modules)
+            # Every worker handed its accumulators over: nothing is left behind.
+            left = client.run(lambda dask_worker: len(vars(dask_worker).get(
+                "_geomkit_accumulators", {})))
+    assert set(left.values()) == {0}
     np.testing.assert_allclose(lam, eigenspectrum(wide_offset), rtol=1e-9)
     assert _rel(signal, cvpca_spectrum(repeats, n_shuffles=3, random_state=1)[0]) < 1e-9
     # The kernels travel by value: the workers never import geomkit (and torch).
     assert not any(imports_torch.values())
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync", "processes"])
+def test_any_dask_scheduler_gives_the_in_memory_spectrum(scheduler, wide_offset):
+    """Threads (an accumulator per thread), sync, and processes (chunk sums added in a tree)."""
+    import dask
+
+    X = wide_offset[:8000]
+    with dask.config.set(scheduler=scheduler, num_workers=2):
+        lam = eigenspectrum(da.from_array(X, chunks=(2000, -1)))
+    np.testing.assert_allclose(lam, eigenspectrum(X), rtol=1e-9)
+    assert not _dask_fold._LOCAL
+
+
+def test_a_failed_pass_leaves_nothing_behind(wide_offset):
+    def fail_third(block, block_info=None):
+        if block_info[0]["chunk-location"][0] == 2:
+            raise RuntimeError("unreadable chunk")
+        return block
+
+    X = da.from_array(wide_offset, chunks=(5000, -1)).map_blocks(fail_third, dtype=np.float32)
+    with pytest.raises(RuntimeError, match="unreadable chunk"):
+        eigenspectrum(X)
+    assert not _dask_fold._LOCAL
+
+
+def test_a_chunk_added_twice_is_reported(monkeypatch, wide_offset):
+    """A pass whose accumulators hold a chunk twice (a task rerun) is refused, not summed."""
+    collect = _dask_fold._collect
+
+    def twice(*args):
+        total = collect(*args)
+        total["starts"] += total["starts"][:1]
+        return total
+
+    monkeypatch.setattr(_dask_fold, "_collect", twice)
+    with pytest.raises(RuntimeError, match="a worker was lost or a task ran twice"):
+        eigenspectrum(da.from_array(wide_offset, chunks=(5000, -1)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,6 +399,23 @@ def test_score_after_a_streamed_fit_equals_in_memory(wide_offset, repeats):
     streamed = cv.fit(da.from_array(repeats[:, :2000], chunks=(1, 500, -1))).score(repeats[:, 2000:])
     ref = PowerLawSpectrum(**cv.get_params()).fit(repeats[:, :2000]).score(repeats[:, 2000:])
     assert streamed == pytest.approx(ref, rel=1e-9)
+
+
+def test_score_of_dask_held_out_data_equals_in_memory(wide_offset, repeats):
+    """Held-out data on dask are projected chunk by chunk, never loaded whole."""
+    train, test = wide_offset[:20000], wide_offset[20000:]
+    est = PowerLawSpectrum(fit_range=(3, 15), random_state=0).fit(train)
+    lazy = da.from_array(test, chunks=(3000, -1))
+    assert est.score(lazy) == pytest.approx(est.score(test), rel=1e-9)
+    assert est.held_out_alpha(lazy) == pytest.approx(est.held_out_alpha(test), rel=1e-9)
+    cv = PowerLawSpectrum(method="cvpca", fit_range=(3, 15), n_shuffles=2, random_state=0)
+    cv.fit(da.from_array(repeats[:, :2000], chunks=(1, 500, -1)))
+    held = repeats[:, 2000:]
+    ref = cv.score(held)
+    assert cv.score(da.from_array(held, chunks=(1, 400, -1))) == pytest.approx(ref, rel=1e-9)
+    assert cv.score(da.from_array(held[0], chunks=400), held[1]) == pytest.approx(ref, rel=1e-9)
+    with pytest.raises(ValueError, match="fitted with 50 units"):
+        est.score(lazy[:, :40])
 
 
 def test_dask_repeat_with_an_in_memory_partner(repeats):

@@ -1,12 +1,12 @@
-"""Spectral moments of dask-backed data: one streamed pass, chunk-wise, tree-reduced.
+"""Spectral moments of dask-backed data: one streamed pass, chunk-wise.
 
 The in-memory routes of :mod:`._spectral_moments` become sums over chunks of
 rows (covariance route) or of units (Gram route). Each chunk is a dask task
-that converts its rows to float64 one ~32 MB block at a time and adds
-``(x - c)' (x - c)`` to a float64 accumulator with BLAS ``dsyrk``; the
-per-chunk accumulators are added in one chain per worker thread and then in a
-tree over the chains (``_SPLIT_EVERY`` at a time), on
-the threaded scheduler or on a ``dask.distributed`` client when one is active.
+that reads its rows, converts them to float64 one ~32 MB block at a time and
+adds ``(x - c)' (x - c)`` with BLAS ``dsyrk`` to a float64 accumulator kept
+by the worker thread that runs it (:mod:`._dask_fold`); the accumulators are
+added at the end. This runs on the threaded scheduler or on a
+``dask.distributed`` client when one is active.
 
 Shift. Every row is shifted by one point ``c`` (the mean of the first rows of
 the first chunk) and the centred product is ``S - s s' / W`` with ``S`` the
@@ -23,11 +23,13 @@ any grouping of replicates into passes. Unlike the multinomial bootstrap the
 resample size ``W = sum_i w_ri`` varies (mean n, variance n); for large n the
 two agree to ``O(1/n)`` (Hanley & MacGibbon 2006, Chamandy et al. 2012).
 
-Memory. A task holds its chunk, one float64 block and its accumulators
-(``n_units^2`` float64 each, one per replicate and cvPCA piece). When they
-exceed a worker's memory the replicates are split over several passes; when
-even one pass does not fit, :func:`plan_passes` raises a ``MemoryError``
-naming the sizes and the route that would fit, before anything is allocated.
+Memory. A worker thread holds its accumulators (``n_units^2`` float64 each,
+one per replicate and cvPCA piece), the chunk it reads and one float64 block;
+adding the workers' accumulators holds ``_SPLIT_EVERY + 1`` sets of them.
+When they exceed a worker's memory the replicates are split over several
+passes; when even one pass does not fit, :func:`plan_passes` raises a
+``MemoryError`` naming the sizes and the route that would fit, before
+anything is allocated.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from ._dask_fold import SPLIT_EVERY as _SPLIT_EVERY
+from ._dask_fold import fold as _fold
 from ._spectral_moments import (
     CVPCAProblem,
     PCAProblem,
@@ -60,8 +64,6 @@ __all__ = [
 
 # Rows per block of Poisson weights (the unit of their seeding).
 _WEIGHT_ROWS = 4096
-# Accumulators added per tree node.
-_SPLIT_EVERY = 4
 # Row chunks of fewer than _MIN_ROWS rows (task overhead) or more than _MAX_CHUNK bytes
 # (memory) are re-cut to _TARGET_CHUNK bytes.
 _MIN_ROWS, _TARGET_CHUNK, _MAX_CHUNK = 1024, 64 << 20, 512 << 20
@@ -126,10 +128,6 @@ def _col_chunks(X):
     n = X.shape[0]
     cols = max(1, min(X.shape[1], _TARGET_CHUNK // max(n * X.dtype.itemsize, 1)))
     return X.rechunk({0: -1, 1: cols})
-
-
-def _starts(chunks: tuple[int, ...]) -> list[int]:
-    return [int(s) for s in np.cumsum((0,) + tuple(chunks))[:-1]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,90 +239,6 @@ def plan_passes(
 
 
 # ---------------------------------------------------------------------------------------
-# Tree reduction
-# ---------------------------------------------------------------------------------------
-def _add_two(a: Any, b: Any) -> Any:
-    """``a + b`` for arrays / numbers, key by key for dicts, item by item for lists.
-
-    Lists of ``(start, values)`` pieces (the Gram route's unit means) are joined.
-    """
-    if isinstance(a, dict):
-        for key, value in b.items():
-            a[key] = _add_two(a[key], value)
-        return a
-    if isinstance(a, list):
-        if a and isinstance(a[0], tuple):
-            return a + b
-        return [_add_two(x, y) for x, y in zip(a, b)]
-    if isinstance(a, np.ndarray):
-        a += b  # in place: no second n_units^2 matrix
-        return a
-    return a + b
-
-
-def _add(*parts: dict) -> dict:
-    """Sum the chunk results into the first."""
-    out = parts[0]
-    for part in parts[1:]:
-        out = _add_two(out, part)
-    return out
-
-
-def _remote(kernel):
-    """``kernel`` as the workers should receive it: by value, so that they never import geomkit.
-
-    A worker importing ``geomkit.measures`` would import the whole package,
-    torch included (~250 MB per process). Registered modules' functions are
-    pickled by value by cloudpickle, and the wrapper (a lambda, which the
-    standard pickle refuses) makes distributed fall back to cloudpickle.
-    """
-    import sys
-
-    import cloudpickle
-
-    from . import _spectral_moments
-
-    for module in (sys.modules[__name__], _spectral_moments):
-        if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
-            cloudpickle.register_pickle_by_value(module)
-    return lambda *args: kernel(*args)
-
-
-def _reduce(parts: list) -> dict:
-    """Add delayed parts and compute them (on the active client if any).
-
-    One chain per worker thread (chunk ``c``, ``c + P``, ``c + 2P``, ... added
-    in turn into one accumulator), then a tree over the chains,
-    ``_SPLIT_EVERY`` at a time: a worker holds about one accumulator per
-    thread and the chunk being reduced, not the results of a tree's leaves
-    waiting for their siblings.
-    """
-    import dask
-    from dask import delayed
-
-    add = delayed(_remote(_add), pure=False)
-    client = _active_client()
-    if client is not None:
-        width = sum(w.get("nthreads", 1) for w in client.scheduler_info(n_workers=-1)["workers"].values())
-    else:
-        width = 1
-    width = max(1, min(width, len(parts)))
-    chains = []
-    for c in range(width):
-        acc = parts[c]
-        for part in parts[c + width :: width]:
-            acc = add(acc, part)
-        chains.append(acc)
-    while len(chains) > 1:
-        chains = [add(*chains[i : i + _SPLIT_EVERY]) for i in range(0, len(chains), _SPLIT_EVERY)]
-    if client is None and dask.config.get("scheduler", None) is None:
-        # No cluster and no scheduler chosen: one chunk at a time, BLAS on every core (as in
-        # memory), rather than a chunk per core each asking BLAS for every core.
-        return dask.compute(chains[0], scheduler="threads", num_workers=1)[0]
-    return dask.compute(chains[0])[0]
-
-
-# ---------------------------------------------------------------------------------------
 # Chunk kernels (run on the workers; numpy + scipy BLAS only)
 # ---------------------------------------------------------------------------------------
 def _weighted(block: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -333,62 +247,72 @@ def _weighted(block: np.ndarray, w: np.ndarray) -> np.ndarray:
     return block[keep] * np.sqrt(w[keep])[:, None]
 
 
-def _pca_chunk(x: np.ndarray, start: int, shift: np.ndarray, reps: tuple, seed: int) -> dict:
-    """Shifted products, sums and counts of rows ``start ..`` for replicates ``reps`` (0: all weights 1)."""
+def _pca_chunk(acc, x: np.ndarray, start: int, shift: np.ndarray, reps: tuple, seed: int,
+               scratch: dict | None = None) -> dict:
+    """Add the shifted products, sums and counts of rows ``start ..`` for replicates ``reps`` (0: all weights 1).
+
+    ``scratch`` keeps the float64 block from one chunk to the next.
+    """
     m, d = x.shape
-    out = {r: [np.zeros((d, d), order="F"), np.zeros(d), 0.0] for r in reps}
+    if acc is None:
+        acc = {r: [np.zeros((d, d), order="F"), np.zeros(d), 0.0] for r in reps}
     weights = {r: poisson_weights(seed, r, start, start + m) for r in reps if r > 0}
-    buffer = None
+    scratch = {} if scratch is None else scratch
+    buffer = scratch.get("block")
     for rows in _blocks(m, d):
         source = x[rows]
-        if buffer is None:
-            buffer = np.empty(source.size)
+        if buffer is None or buffer.size < source.size:
+            buffer = scratch["block"] = np.empty(source.size)
         block = buffer[: source.size].reshape(source.shape)
         sums = np.zeros(d)
         _fill_shifted(block, source, shift, sums)
         for r in reps:
-            acc = out[r]
+            out = acc[r]
             if r == 0:
-                acc[0] = _rows_product_update(acc[0], block)
-                acc[1] += sums
-                acc[2] += block.shape[0]
+                out[0] = _rows_product_update(out[0], block)
+                out[1] += sums
+                out[2] += block.shape[0]
             else:
                 w = weights[r][rows]
-                acc[0] = _rows_product_update(acc[0], _weighted(block, w))
-                acc[1] += w @ block
-                acc[2] += float(w.sum())
-    return out
+                out[0] = _rows_product_update(out[0], _weighted(block, w))
+                out[1] += w @ block
+                out[2] += float(w.sum())
+    return acc
 
 
-def _gram_chunk(x: np.ndarray, start: int) -> dict:
-    """Gram product of the column-centred units ``start ..``, and their means."""
+def _gram_chunk(acc, x: np.ndarray, start: int, scratch=None) -> dict:
+    """Add the Gram product of the column-centred units ``start ..``, and record their means."""
     n, k = x.shape
-    G = np.zeros((n, n), order="F")
+    if acc is None:
+        acc = {"G": np.zeros((n, n), order="F"), "means": []}
     means = np.empty(k)
     for cols in _blocks(k, n):
         block = x[:, cols].astype(np.float64)
         means[cols] = block.mean(axis=0)
         block -= means[cols]
-        G = _cols_product_update(G, block)
-    return {"G": G, "means": [(start, means)]}
+        acc["G"] = _cols_product_update(acc["G"], block)
+    acc["means"].append((start, means))
+    return acc
 
 
-def _cvpca_chunk(a, b, start, shift_m, shift_e, masks, reps, seed) -> dict:
-    """Per replicate: products of M = (a + b)/2 and E = (a - b)/2, and per shuffle the training repeat's.
+def _cvpca_chunk(out, a, b, masks, start, shift_m, shift_e, reps, seed, scratch=None) -> dict:
+    """Add per replicate: products of M = (a + b)/2 and E = (a - b)/2, and per shuffle the training repeat's.
 
-    ``masks`` (n_shuffles, rows) holds the swap signs s; the training rows are
+    ``masks`` (rows, n_shuffles) holds the swap signs s; the training rows are
     ``M + s E`` (a where s = 1, b where s = -1).
     """
     m, d = a.shape
-    k = masks.shape[0]
+    k = masks.shape[1]
+    masks = masks.T
     zeros = lambda: np.zeros((d, d), order="F")  # noqa: E731
-    out = {
-        r: {
-            "P": zeros(), "p": np.zeros(d), "R": zeros(), "e": np.zeros(d), "W": 0.0,
-            "T": [zeros() for _ in range(k)], "g": np.zeros((k, d)),
+    if out is None:
+        out = {
+            r: {
+                "P": zeros(), "p": np.zeros(d), "R": zeros(), "e": np.zeros(d), "W": 0.0,
+                "T": [zeros() for _ in range(k)], "g": np.zeros((k, d)),
+            }
+            for r in reps
         }
-        for r in reps
-    }
     weights = {r: poisson_weights(seed, r, start, start + m) for r in reps if r > 0}
     for rows in _blocks(m, 4 * d):
         a64, b64 = a[rows].astype(np.float64), b[rows].astype(np.float64)
@@ -413,11 +337,13 @@ def _cvpca_chunk(a, b, start, shift_m, shift_e, masks, reps, seed) -> dict:
     return out
 
 
-def _cvpca_gram_chunk(a, b, start) -> dict:
-    """Stimulus-space pieces of :class:`CVPCAProblem`'s Gram route for units ``start ..``."""
+def _cvpca_gram_chunk(acc, a, b, start, scratch=None) -> dict:
+    """Add the stimulus-space pieces of :class:`CVPCAProblem`'s Gram route for units ``start ..``."""
     n = a.shape[0]
-    GMM, GEE = np.zeros((n, n), order="F"), np.zeros((n, n), order="F")
-    GEM, p, q, e2 = np.zeros((n, n)), np.zeros(n), np.zeros(n), 0.0
+    if acc is None:
+        acc = {"GMM": np.zeros((n, n), order="F"), "GEE": np.zeros((n, n), order="F"),
+               "GEM": np.zeros((n, n)), "p": np.zeros(n), "q": np.zeros(n), "e2": 0.0}
+    GMM, GEE, GEM, p, q, e2 = (acc[key] for key in ("GMM", "GEE", "GEM", "p", "q", "e2"))
     for cols in _blocks(a.shape[1], 2 * n):
         a64, b64 = a[:, cols].astype(np.float64), b[:, cols].astype(np.float64)
         mean_e = (a64.mean(axis=0) - b64.mean(axis=0)) / 2
@@ -430,38 +356,8 @@ def _cvpca_gram_chunk(a, b, start) -> dict:
         p += Mc @ mean_e
         q += Ec @ mean_e
         e2 += float(mean_e @ mean_e)
-    return {"GMM": GMM, "GEE": GEE, "GEM": GEM, "p": p, "q": q, "e2": e2}
-
-
-def _map_rows(kernel, X, *args) -> list:
-    """One delayed ``kernel(block, start, *args)`` per row chunk of X.
-
-    Through ``map_blocks``, so that dask fuses the reading of a chunk (e.g. from
-    zarr) into the task that reduces it: no chunk waits in a worker's memory
-    between being read and being reduced, and the tasks are the graph's roots,
-    which the distributed scheduler hands out about one per thread at a time.
-    """
-    import dask.array as da
-
-    _remote(kernel)  # registers the modules for pickling by value
-
-    def call(block, block_info=None):
-        return kernel(block, block_info[0]["array-location"][0][0], *args)
-
-    out = da.map_blocks(
-        call, X, dtype=object, drop_axis=1, chunks=((1,) * X.numblocks[0],),
-        meta=np.empty((0,), dtype=object),
-    )
-    return list(out.to_delayed().ravel())
-
-
-def _map_cols(kernel, arrays: list) -> list:
-    from dask import delayed
-
-    blocks = [A.to_delayed().ravel() for A in arrays]
-    starts = _starts(arrays[0].chunks[1])
-    call = delayed(_remote(kernel), pure=False)
-    return [call(*parts, start) for *parts, start in zip(*blocks, starts)]
+    acc.update(GMM=GMM, GEE=GEE, GEM=GEM, e2=e2)
+    return acc
 
 
 def _first_rows_mean(X, rows: int = 256) -> np.ndarray:
@@ -531,7 +427,7 @@ class StreamedPCA(PCAProblem):
         replicates = list(range(n_bootstraps + 1))
         for i in range(0, len(replicates), plan.replicates_per_pass):
             reps = tuple(replicates[i : i + plan.replicates_per_pass])
-            sums = _reduce(_map_rows(_pca_chunk, Xr, shift, reps, seed))
+            sums = _fold(_pca_chunk, [Xr], 0, shift, reps, seed)
             for r in reps:
                 S, s, W = sums[r]
                 C = _centred(S, s, W)
@@ -546,7 +442,7 @@ class StreamedPCA(PCAProblem):
         plan_passes(self.n_stimuli, pieces=1, n_replicates=1, chunk_bytes=_chunk_bytes(Xc),
                     what=f"PCA of {self.n_stimuli} x {self.n_units}", route="gram",
                     other_size=self.n_units)
-        sums = _reduce(_map_cols(_gram_chunk, [Xc]))
+        sums = _fold(_gram_chunk, [Xc], 1)
         self.matrix = _mirror_upper(_finite(sums["G"]))
         self.mean = np.concatenate([m for _, m in sorted(sums["means"], key=lambda t: t[0])])
 
@@ -593,7 +489,7 @@ class StreamedCVPCA(CVPCAProblem):
             plan_passes(self.n_stimuli, pieces=3, n_replicates=1,
                         chunk_bytes=2 * _chunk_bytes(Ac), route="gram", other_size=self.n_units,
                         what=f"cvPCA of 2 x {self.n_stimuli} x {self.n_units}")
-            sums = _reduce(_map_cols(_cvpca_gram_chunk, [Ac, Bc]))
+            sums = _fold(_cvpca_gram_chunk, [Ac, Bc], 1)
             _finite(sums["GEM"])
             self.GMM, self.GEE = _mirror_upper(sums["GMM"]), _mirror_upper(sums["GEE"])
             self.GEM, self.p, self.q, self.e2 = sums["GEM"], sums["p"], sums["q"], sums["e2"]
@@ -615,20 +511,14 @@ class StreamedCVPCA(CVPCAProblem):
         self.plan = plan
         shift_a, shift_b = _first_rows_mean(Ar), _first_rows_mean(Br)
         shift_m, shift_e = (shift_a + shift_b) / 2, (shift_a - shift_b) / 2
-        starts = _starts(Ar.chunks[0])
-        ends = starts[1:] + [n]
-        from dask import delayed
+        import dask.array as da
 
+        # The swap signs as a dask array chunked like the rows: each task gets its rows' signs.
+        signs = da.from_array(masks.T, chunks=(Ar.chunks[0], -1))
         replicates = list(range(n_bootstraps + 1))
         for i in range(0, len(replicates), plan.replicates_per_pass):
             reps = tuple(replicates[i : i + plan.replicates_per_pass])
-            call = delayed(_remote(_cvpca_chunk), pure=False)
-            parts = [
-                call(a, b, s0, shift_m, shift_e, masks[:, s0:s1], reps, seed)
-                for a, b, s0, s1 in zip(Ar.to_delayed().ravel(), Br.to_delayed().ravel(),
-                                        starts, ends)
-            ]
-            sums = _reduce(parts)
+            sums = _fold(_cvpca_chunk, [Ar, Br, signs], 0, shift_m, shift_e, reps, seed)
             for r in reps:
                 self.replicates[r] = self._finish(sums.pop(r), shift_m, shift_e)
         self.P, self.R = self.replicates[0]["P"], self.replicates[0]["R"]

@@ -26,7 +26,7 @@ import numpy as np
 from ._dask_moments import StreamedCVPCA, StreamedPCA, as_dask
 from ._powerlaw import usable_count
 
-__all__ = ["fit_streamed", "streamed_eigenspectrum", "streamed_cvpca"]
+__all__ = ["fit_streamed", "streamed_eigenspectrum", "streamed_cvpca", "held_out_variances"]
 
 
 def _check_shape(shape: tuple[int, ...], name: str, low: int = 3) -> None:
@@ -71,6 +71,38 @@ def streamed_cvpca(X: Any, Y: Any, n_shuffles: int, rng: np.random.Generator,
     problem = StreamedCVPCA(A, B, n_shuffles=n_shuffles, rng=rng, device=device)
     signal, _ = problem.spectrum(n_shuffles, rng)
     return signal, problem.noise_eigenvalues()
+
+
+def held_out_variances(est: Any, X: Any, y: Any, axes: np.ndarray) -> np.ndarray:
+    """``PowerLawSpectrum._held_out_variances`` of dask data, chunk-wise: X is never loaded.
+
+    The rows, shifted by the mean of the first rows, are projected on the
+    training axes chunk by chunk; the projections' sums and (cross-)products
+    give the variances (pca) or cross-repeat covariances (cvpca) along the
+    axes, as the in-memory centred projections do.
+    """
+    import dask
+
+    from ._dask_moments import _first_rows_mean, _row_chunks
+
+    if est.method == "pca":
+        repeats = [as_dask(X, "X", (2,))]
+    else:
+        repeats = list(_repeats(X, y))
+    n, units = repeats[0].shape
+    if units != est.n_features_in_ or n < 3:
+        raise ValueError(
+            f"X has shape {tuple(repeats[0].shape)} (per repeat); PowerLawSpectrum was fitted "
+            f"with {est.n_features_in_} units and needs at least 3 stimuli."
+        )
+    projected = []
+    for R in repeats:
+        R = _row_chunks(R)
+        projected.append((R.astype(np.float64) - _first_rows_mean(R)) @ axes)
+    first, last = projected[0], projected[-1]  # the same array for pca
+    s_first, s_last, products = dask.compute(first.sum(axis=0), last.sum(axis=0),
+                                             (first * last).sum(axis=0))
+    return (products - s_first * s_last / n) / (n - 1)
 
 
 def fit_streamed(est: Any, X: Any, y: Any, rng: np.random.Generator) -> Any:

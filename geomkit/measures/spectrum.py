@@ -854,6 +854,10 @@ class PowerLawSpectrum(BaseEstimator):
     def _held_out_variances(self, X: Any, y: Any) -> np.ndarray:
         """Variances (pca) or cross-repeat covariances (cvpca) of X along the training axes 1..k."""
         check_is_fitted(self)
+        if is_streamed(X) or is_streamed(y):  # dask input: projected chunk by chunk
+            from ._streamed_fit import held_out_variances
+
+            return held_out_variances(self, X, y, self._axes())
         if self.method == "pca":
             Xt = self._validate_2d(X, reset=False)
             U = self._axes()
