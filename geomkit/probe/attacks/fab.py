@@ -14,6 +14,8 @@ with overshoot ``eta``. Whenever an iterate is adversarial it is recorded if
 smaller than the best so far, and the iterate is pulled back towards ``x_0``
 (``x_0 + beta (x_k - x_0)``). The attack searches the smallest perturbation;
 it counts as a success at radius eps when that perturbation's norm is <= eps.
+By default (``stop_at_eps``) an input leaves the search as soon as it is
+broken within eps, which breaks the same inputs in fewer steps.
 The projection onto the hyperplane within the box is solved exactly: the
 constraint value is piecewise linear in the step length, so sorting the
 coordinates' breakpoints gives the root (no bisection).
