@@ -123,20 +123,27 @@ def autoattack_suite(device, repeats: int, n: int = 1000, eps: float = 0.1,
         clean = (model(X).argmax(1) == y).float().mean().item()
     print(f"L-inf eps={eps} on {n} MNIST-5k inputs, trained MLP 784-1000-1000-10 (clean accuracy "
           f"{clean:.4f}), device={device}, torch threads={torch.get_num_threads()}")
+    print(f"equal budgets in both libraries: APGD-CE {steps} steps, 1 restart; AutoAttack = APGD-CE "
+          f"{steps} + APGD-T {steps} x {targets} targets + FAB-T {steps} x {targets} targets + "
+          f"Square {queries} queries, each member on the inputs the previous ones left")
+
+    def timed(fn):
+        sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        return out, time.perf_counter() - t0
+
     for name, (ours, theirs) in pairs.items():
         if name not in only:
             continue
         ratios = []
-        for _ in range(repeats):
-            sync(device)
-            t0 = time.perf_counter()
-            adv_gk = ours()
-            sync(device)
-            t_gk = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            adv_ta = theirs()
-            sync(device)
-            t_ta = time.perf_counter() - t0
+        for r in range(repeats):
+            # alternate which library goes first: the machine's load drifts within a run
+            if r % 2 == 0:
+                (adv_gk, t_gk), (adv_ta, t_ta) = timed(ours), timed(theirs)
+            else:
+                (adv_ta, t_ta), (adv_gk, t_gk) = timed(theirs), timed(ours)
             with torch.no_grad():
                 acc_gk = (model(adv_gk).argmax(1) == y).float().mean().item()
                 acc_ta = (model(adv_ta).argmax(1) == y).float().mean().item()

@@ -79,6 +79,24 @@ def test_matches_torchattacks(mnist, name, eps):
         assert 0.03 < a_ours < 0.5
 
 
+def test_fab_stop_at_eps_breaks_the_same_inputs(mnist):
+    # Ground truth: the full minimal-norm search (stop_at_eps=False). An input's iterates do not
+    # depend on the others, so leaving the search once within eps breaks the same inputs (up to
+    # float32 rounding that depends on the batch's size: one input of slack).
+    net, X, y = mnist
+    kw = dict(steps=20, n_target_classes=3, random_state=0)
+    full = A.FAB(0.1, stop_at_eps=False, **kw).perturb(net, X, y)
+    early = A.FAB(0.1, **kw).perturb(net, X, y)
+    broken_full = A.predict_labels(net, full) != y
+    broken_early = A.predict_labels(net, early) != y
+    assert int(broken_full.sum()) > 30  # the comparison is made where the attack matters
+    assert int((broken_full != broken_early).sum()) <= 1
+    size = (early - X).flatten(1).abs().amax(1)
+    assert float(size[broken_early].max()) <= 0.1 * (1 + 1e-5)
+    with pytest.raises(TypeError, match="stop_at_eps"):
+        A.FAB(0.1, stop_at_eps="yes")
+
+
 @pytest.mark.slow
 def test_square_matches_torchattacks_at_the_autoattack_budget(mnist):
     # Random search converges slowly: at eps 0.1 the two agree to a point at 5000 queries
@@ -319,6 +337,46 @@ def test_user_attack_by_registry(digits):
     correct = A.predict_labels(net, X) == y
     expected = accuracy(net, adv[correct], y[correct])
     assert float(est.robust_accuracy_.values[0, 0]) == pytest.approx(expected)
+
+
+def _guide_example() -> str:
+    """The user guide's example attack (the code block after "Adding an attack is one class")."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs/user_guide/robustness.rst").read_text()
+    section = text.split("Adding an attack is one class", 1)
+    assert len(section) == 2, "the robustness guide no longer shows how to add an attack"
+    block = section[1].split(".. code-block:: python", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line.strip() and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines)
+
+
+def test_user_guide_example_attack_runs():
+    # The guide's MomentumFGSM, registered and made by name. Ground truth: on a two-class linear
+    # model the cross-entropy gradient is p_other (w_other - w_y), of constant sign, and the
+    # momentum keeps that sign; 10 steps of eps / 10 therefore end at clip(x0 + eps sign(d)).
+    code = _guide_example()
+    assert code.count("\n") <= 30, "the guide's example should stay short"
+    namespace = {"__name__": "guide_example"}
+    try:
+        exec(compile(code, "docs/user_guide/robustness.rst", "exec"), namespace)
+        torch.manual_seed(0)
+        net = torch.nn.Linear(6, 2)
+        X = torch.rand(40, 6)
+        y = A.predict_labels(net, X)
+        adv = A.make_attack("mi-fgsm", eps=0.1).perturb(net, X, y)
+    finally:
+        from geomkit.probe.attacks import registry
+
+        registry._REGISTRY.pop("mi-fgsm", None)
+    d = (net.weight[1 - y] - net.weight[y]).detach()
+    expected = (X + 0.1 * torch.sign(d)).clamp(0, 1)
+    torch.testing.assert_close(adv, expected, atol=1e-6, rtol=0)
+    assert accuracy(net, adv, y) < 1.0  # and it is an attack: some inputs flip
 
 
 def test_bad_input(digits):

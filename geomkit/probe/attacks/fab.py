@@ -14,6 +14,8 @@ with overshoot ``eta``. Whenever an iterate is adversarial it is recorded if
 smaller than the best so far, and the iterate is pulled back towards ``x_0``
 (``x_0 + beta (x_k - x_0)``). The attack searches the smallest perturbation;
 it counts as a success at radius eps when that perturbation's norm is <= eps.
+By default (``stop_at_eps``) an input leaves the search as soon as it is
+broken within eps, which breaks the same inputs in fewer steps.
 The projection onto the hyperplane within the box is solved exactly: the
 constraint value is piecewise linear in the step length, so sorting the
 coordinates' breakpoints gives the root (no bisection).
@@ -22,6 +24,8 @@ coordinates' breakpoints gives the root (no bisection).
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from ..._validation import check_float, check_int
 from .base import Attack, bcast, lp_norms, most_likely_targets, on_remaining
@@ -118,6 +122,11 @@ class FAB(Attack):
         Overshoot of the projection.
     beta : float, default=0.9
         Backward step towards the input after a success.
+    stop_at_eps : bool, default=True
+        Stop searching an input once an adversarial within eps is found: the
+        inputs broken at eps are the same, in fewer steps. ``False``: keep
+        shrinking every perturbation for all ``steps`` (the smallest
+        adversarial found, as a minimal-norm attack reports it).
     **kwargs
         ``norm``, ``bounds``, ``dtype``, ``batch_size``, ``random_state``: as in :class:`Attack`.
 
@@ -136,7 +145,7 @@ class FAB(Attack):
 
     def __init__(self, eps: Any = None, *, n_target_classes: int = 9, steps: int = 100,
                  restarts: int = 1, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
-                 **kwargs: Any):
+                 stop_at_eps: bool = True, **kwargs: Any):
         kwargs.setdefault("targeted", True)
         super().__init__(eps, **kwargs)
         self.n_target_classes = check_int(n_target_classes, "n_target_classes", low=1)
@@ -145,9 +154,19 @@ class FAB(Attack):
         self.alpha_max = check_float(alpha_max, "alpha_max", low=0.0, high=1.0)
         self.eta = check_float(eta, "eta", low=1.0)
         self.beta = check_float(beta, "beta", low=0.0, high=1.0)
+        if not isinstance(stop_at_eps, (bool, np.bool_)):
+            raise TypeError(f"stop_at_eps must be True or False; got {stop_at_eps!r}.")
+        self.stop_at_eps = bool(stop_at_eps)
 
     def _run(self, ctx, x0, y, t, eps, random_start: bool):
-        """Smallest adversarial found towards ``t``: (x_adv, its norm; inf where none)."""
+        """Smallest adversarial found towards ``t``: (x_adv, its norm; inf where none).
+
+        With ``stop_at_eps`` an input leaves the search once an adversarial within
+        its eps is found. Each input's iterates depend on that input alone (the
+        model is in eval mode and no random draw is made inside the loop), so
+        dropping finished inputs changes no other input's search: the inputs
+        broken at eps are the same, only the steps spent on them are saved.
+        """
         import torch
 
         n = x0.shape[0]
@@ -161,35 +180,45 @@ class FAB(Attack):
             x = x0 + u * bcast(radius / lp_norms(u, self.norm).clamp_min(1e-12), x0)
             if self.bounds is not None:
                 x.clamp_(self.bounds[0], self.bounds[1])
-        flat0 = x0.flatten(1)
-        rows = torch.arange(n, device=x0.device)
+        # the inputs still searched: `act` maps them to rows of the batch
+        act = torch.arange(n, device=x0.device)
+        xa0, ya, ta = x0, y, t
+        reach = eps * (1 + 1e-6)
         for _ in range(self.steps):
+            m = act.numel()
             xr = x.detach().requires_grad_(True)
             z = ctx.target(xr)
-            g = z[rows, t] - z[rows, y]
+            rows = torch.arange(m, device=x0.device)
+            g = z[rows, ta] - z[rows, ya]
             (w,) = torch.autograd.grad(g.sum(), xr)
             with torch.no_grad():
                 w = w.flatten(1)
-                flat = x.flatten(1)
+                flat, flat0 = x.flatten(1), xa0.flatten(1)
                 b = (w * flat).sum(1) - g.detach()
                 d = project_hyperplane(torch.cat([flat, flat0]), torch.cat([w, w]), torch.cat([b, b]),
                                        self.norm, self.bounds)
-                d1, d2 = d[:n], d[n:]
+                d1, d2 = d[:m], d[m:]
                 a1 = lp_norms(d1, self.norm).clamp_min(1e-8)
                 a2 = lp_norms(d2, self.norm).clamp_min(1e-8)
                 alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max)[:, None]
                 new = (flat + self.eta * d1) * (1 - alpha) + (flat0 + self.eta * d2) * alpha
                 if self.bounds is not None:
                     new.clamp_(self.bounds[0], self.bounds[1])
-                x = new.view_as(x0)
-                adv = ctx.target(x).argmax(1) != y
-                if bool(adv.any()):
-                    size = lp_norms(x - x0, self.norm)
-                    better = adv & (size < best)
-                    best_adv[better] = x[better]
-                    best = torch.where(better, size, best)
-                    back = x0 + (x - x0) * self.beta
-                    x = torch.where(bcast(adv, x), back, x)
+                x = new.view_as(xa0)
+                adv = ctx.target(x).argmax(1) != ya
+                if not bool(adv.any()):
+                    continue
+                size = lp_norms(x - xa0, self.norm)
+                better = adv & (size < best[act])
+                best_adv[act[better]] = x[better]
+                best[act[better]] = size[better]
+                x = torch.where(bcast(adv, x), xa0 + (x - xa0) * self.beta, x)
+                if self.stop_at_eps:
+                    keep = best[act] > reach[act]
+                    if not bool(keep.all()):
+                        act, x, xa0, ya, ta = act[keep], x[keep], xa0[keep], ya[keep], ta[keep]
+                        if act.numel() == 0:
+                            break
         return best_adv, best
 
     def _perturb_batch(self, ctx, x0, y, eps, t):
