@@ -57,7 +57,7 @@ from sklearn.utils.validation import validate_data
 
 from .._params import RANDOM_STATE, Boolean, InstanceOf, Integer, Options, Real, validate_params
 from . import classifiers as _classifiers
-from .classifiers import TrainingDiverged, _TorchClassifier, _to_tensors, train_module
+from .classifiers import _TorchClassifier, _to_tensors
 from .hebbian import _seed_from
 from .models import register_model
 from .regularizers import BatchContext, Regularizer, as_regularizer_list
@@ -252,6 +252,9 @@ class SpikeCount(nn.Module):
     >>> SpikeCount()(torch.ones(2, 5, 3)).tolist()[0]
     [5.0, 5.0, 5.0]
     """
+
+    def __init__(self) -> None:
+        super().__init__()
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         return spikes.sum(dim=1)
@@ -688,13 +691,6 @@ class SpikingClassifier(_TorchClassifier):
                                 surrogate_scale=self.surrogate_scale, encoding=self.encoding, omega=self.omega,
                                 dynamic_gain=self.dynamic_gain).to(device)
             Xt, yt = _to_tensors(X, targets, device)
-            self.regularizers_ = regs
-            try:
-                self.history_ = train_module(module, Xt, yt, regularizers=regs, epochs=self.epochs, lr=self.lr,
-                                             batch_size=self.batch_size, random_state=seed,
-                                             progress=self.progress, desc=type(self).__name__)
-            except TrainingDiverged as err:
-                self.module_, self.history_ = module.eval(), err.history
-                raise
+            self._train(module, Xt, yt, regs, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=seed)
         self.module_ = module.eval()
         return self
