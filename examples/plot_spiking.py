@@ -25,7 +25,7 @@ from geomkit.robustness import AdversarialRobustness, surrogate_gradient_check
 from geomkit.train import MLP, MembranePerturbation, NetClassifier, SpikingClassifier
 
 SMALL = os.environ.get("GEOMKIT_SMALL") == "1"
-N_TRAIN, N_TEST, EPOCHS = (600, 200, 2) if SMALL else (2000, 500, 4)
+N_TRAIN, N_TEST, EPOCHS = (600, 200, 2) if SMALL else (1500, 400, 3)
 
 X_train, X_test, y_train, y_test = load_mnist5k(test_size=0.2, random_state=0)
 X_train, y_train, X_test, y_test = X_train[:N_TRAIN], y_train[:N_TRAIN], X_test[:N_TEST], y_test[:N_TEST]

@@ -675,8 +675,7 @@ class SpikingClassifier(_TorchClassifier):
         hidden = [int(h) for h in np.atleast_1d(self.hidden_sizes)]
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden_sizes must be a non-empty tuple of ints >= 1; got {self.hidden_sizes!r}.")
-        low = {"bernoulli": 0.0, "poisson": 0.0}.get(self.encoding)
-        if low is not None and (X.min() < 0 or (self.encoding == "bernoulli" and X.max() > 1)):
+        if self.encoding != "current" and (X.min() < 0 or (self.encoding == "bernoulli" and X.max() > 1)):
             accepted = "[0, 1]" if self.encoding == "bernoulli" else ">= 0"
             raise ValueError(f"X must lie in {accepted} for encoding={self.encoding!r} (firing rates); got values "
                              f"in [{X.min():.4g}, {X.max():.4g}]. Rescale X or use encoding='current'.")
