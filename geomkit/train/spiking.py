@@ -23,7 +23,7 @@ multiplied by ``beta * exp(i omega)`` every step and the neuron fires on its
 real part.
 
 Why an own LIF layer rather than snntorch's: snntorch's surrogate spikes are
-``torch.autograd.Function`` s without vmap support, so geomkit's Jacobians
+autograd functions without vmap support, so geomkit's Jacobians
 (:mod:`torch.func`) would fall back to slow autograd; their ``Leaky`` keeps its
 membrane as module state between calls, which a probe must not change. Here the
 spike is ``H(x) + (s(x) - s(x).detach())`` with ``s`` a primitive of the
