@@ -19,6 +19,7 @@ ORDER = (
     "plot_cotraining.py",
     "plot_robustness.py",
     "plot_composite_attack.py",
+    "plot_spiking.py",
     "plot_study.py",
 )
 

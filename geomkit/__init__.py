@@ -41,6 +41,7 @@ _LAZY = {
     "GradientMaskingWarning": ".robustness",
     "HebbianClassifier": ".train",
     "NetClassifier": ".train",
+    "SpikingClassifier": ".train",
 }
 # subpackages and modules reachable as attributes of ``geomkit`` after ``import geomkit``
 _SUBMODULES = ("datasets", "probe", "measures", "train", "plotting", "study", "report", "cli",
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .moments import MomentAccumulator, Moments
     from .robustness import AdversarialRobustness, GradientMaskingWarning
     from .sensitivity import FisherFlatness, JacobianFlatness
-    from .train import HebbianClassifier, NetClassifier
+    from .train import HebbianClassifier, NetClassifier, SpikingClassifier
 
 
 def __getattr__(name: str) -> Any:
@@ -97,4 +98,5 @@ __all__ = [
     "weight_spectra",
     "NetClassifier",
     "HebbianClassifier",
+    "SpikingClassifier",
 ]

@@ -155,6 +155,12 @@ class StudyConfig:  # numpydoc ignore=PR01
     n_v1_neurons : int
         Neurons of the V1 model (:class:`geomkit.datasets.GaborV1`) that
         ``cotrained`` is pulled towards and every model's ``v1_cka`` compares with.
+    snn_hidden : int
+        LIF units of the spiking net (``snn``).
+    snn_steps : int
+        Its time steps.
+    snn_epochs : int
+        Its training epochs (BPTT through ``snn_steps`` steps).
     """
 
     quick: bool
@@ -184,6 +190,9 @@ class StudyConfig:  # numpydoc ignore=PR01
     caa_eps: float = 0.02
     cotrain_epochs: int = 10
     n_v1_neurons: int = 500
+    snn_hidden: int = 256
+    snn_steps: int = 8
+    snn_epochs: int = 8
 
     @classmethod
     def make(cls, quick: bool) -> "StudyConfig":
@@ -196,7 +205,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                        pgd_steps=10, n_bisect=5, n_noise_draws=3, surrogate_epochs=5, n_seeds=2,
                        n_jacobian=50,
                        caa_inputs=20, caa_steps=2, caa_rounds=1,
-                       cotrain_epochs=4, n_v1_neurons=200)
+                       cotrain_epochs=4, n_v1_neurons=200,
+                       snn_hidden=128, snn_steps=4, snn_epochs=2)
         # the Hebbian budgets of the validated MNIST-5k runs (tests/test_classifiers.py, >= 0.88 test
         # accuracy); on a 2-core CPU they cost ~0.1 s (Krotov-Hopfield) / ~0.35 s (SoftHebb) per
         # unsupervised epoch and ~0.04 s per readout epoch, under a minute together
@@ -208,7 +218,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                    pgd_steps=20, n_bisect=8, n_noise_draws=10, surrogate_epochs=20, n_seeds=3,
                    n_jacobian=100,
                    caa_inputs=100, caa_steps=3, caa_rounds=2,
-                   cotrain_epochs=10, n_v1_neurons=500)
+                   cotrain_epochs=10, n_v1_neurons=500,
+                   snn_hidden=256, snn_steps=8, snn_epochs=8)
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
@@ -274,6 +285,9 @@ def _zoo() -> dict[str, ZooEntry]:
         reg = train.RepresentationalSimilarity(_v1_model(cfg, seed), layer="act1", similarity="cka",
                                                strength=COTRAIN_STRENGTH)
         return _net(cfg, n_features, seed, device, progress, regularizers=(reg,), epochs=cfg.cotrain_epochs)
+    def spiking(cfg, n_features, seed, device, progress):
+        return train.SpikingClassifier(hidden_sizes=(cfg.snn_hidden,), n_steps=cfg.snn_steps, epochs=cfg.snn_epochs,
+                                       device=device, random_state=seed, progress=progress)
 
     return {
         "mlp": ZooEntry("backprop MLP (ReLU)", backprop()),
@@ -292,12 +306,16 @@ def _zoo() -> dict[str, ZooEntry]:
         "krotov_hopfield": ZooEntry("Krotov-Hopfield WTA layer + ReLU^n readout", hebbian("krotov_hopfield")),
         "softhebb": ZooEntry("SoftHebb WTA layer + readout", hebbian("softhebb")),
         "cotrained": ZooEntry("MLP co-trained (CKA) to a Gabor V1 model's responses", cotrained),
+        # hidden representation: spike counts over the time steps; attacked through the surrogate gradient,
+        # inputs seen as their expected value (a deterministic forward)
+        "snn": ZooEntry("spiking MLP (LIF, Bernoulli rate code, surrogate gradients)", spiking,
+                        hidden="count1", hidden_pre="fc1"),
     }
 
 
 #: Names of the models the study trains, in the order of the report.
 ZOO = ("mlp", "weight_decay", "jacobian", "spectral_a1", "spectral_a2.5", "sigmoid_saturated",
-       "krotov_hopfield", "softhebb", "cotrained")
+       "krotov_hopfield", "softhebb", "snn", "cotrained")
 
 #: Weight of the co-trained model's CKA term (training guide: the held-out CKA to the V1 model it reaches).
 COTRAIN_STRENGTH = 1.0

@@ -73,6 +73,29 @@ def test_measured_values_are_sane(quick_run):
     assert ds.attrs["smoothness_bound"] == pytest.approx(1 + 2 / ds.attrs["intrinsic_dim"])
 
 
+def test_the_spiking_net_is_measured_on_its_spike_counts(quick_run):
+    # (before test_rerun_reuses_checkpoints, which rewrites results.nc with the mlp alone)
+    from geomkit.probe import extract
+    from geomkit.train import SpikingClassifier
+
+    out, ds = quick_run
+    cfg = study.StudyConfig.make(quick=True)
+    with xr.open_dataset(out / "results.nc") as saved:
+        snn = saved.sel(model="snn", seed=0).load()
+    assert float(snn["accuracy"]) > 0.6  # 2 epochs on 1500 images; chance is 0.1
+    assert str(snn["diagnostic"].sel(check="deterministic_forward").values) == "pass"
+    assert np.isfinite(snn["pgd_auc"]) and np.isfinite(snn["alpha"].sel(layer="hidden"))
+    # the hidden layer is the spike counts of the checkpoint's lif1: recompute their spectrum
+    clf = SpikingClassifier.load(out / "models" / "seed0" / "snn")
+    assert clf.module_.n_steps == cfg.snn_steps and clf.module_.fc1.out_features == cfg.snn_hidden
+    counts = extract(clf.module_, _eval_inputs(), ["count1"], progress=False)["count1"].values.astype(np.float64)
+    np.testing.assert_array_equal(counts, np.round(counts))
+    assert counts.min() >= 0 and counts.max() <= cfg.snn_steps
+    expected = np.sort(np.linalg.eigvalsh(np.cov(counts, rowvar=False)))[::-1]
+    got = snn["eigenvalues"].sel(layer="hidden").values
+    np.testing.assert_allclose(got[:20], expected[:20], rtol=1e-6, atol=1e-12)
+
+
 def _eval_inputs():
     """The study's held-out inputs of the quick run (seed 0)."""
     from geomkit.datasets import load_mnist5k

@@ -304,19 +304,35 @@ def _run(model, inputs, layers, batch_size, device, progress, eval_mode, on_batc
     return rec.layers
 
 
-def _unit_coords(layer: str, feature_shape: tuple[int, ...], token_length: int | None = None) -> dict[str, Any]:
+def _declared_dims(model: Any, key: str) -> tuple[str, ...] | None:
+    """The axis names a recorded module declares for its output (``feature_dims``), or None.
+
+    A spiking layer's (batch, time, neuron) output says so itself
+    (:class:`geomkit.train.spiking.LIF`): no shape could tell time steps from channels.
+    """
+    module = dict(model.named_modules()).get(re.split(r"[#\[]", key, maxsplit=1)[0])
+    names = getattr(module, "feature_dims", None)
+    return tuple(names) if names else None
+
+
+def _unit_coords(layer: str, feature_shape: tuple[int, ...], token_length: int | None = None,
+                 names: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Flat per-dimension coordinates on the unit dim for a feature map of ``feature_shape``.
 
-    A (tokens, features) output of a model fed token ids (``token_length`` tokens) gets
-    ``token`` / ``feature``; conv maps get ``channel`` / (``z``,) (``y``,) ``x``.
+    ``names``, when it has one name per axis, names the axes (a module's ``feature_dims``:
+    ``time`` / ``neuron`` for spikes); else a (tokens, features) output of a model fed token
+    ids (``token_length`` tokens) gets ``token`` / ``feature``; conv maps get ``channel`` /
+    (``z``,) (``y``,) ``x``.
     """
     dim = unit_dim(layer)
     n_units = int(np.prod(feature_shape)) if feature_shape else 1
     coords: dict[str, Any] = {dim: np.arange(n_units)}
     if len(feature_shape) <= 1:
         return coords
-    if len(feature_shape) == 2 and token_length is not None and feature_shape[0] == token_length:
-        names: tuple[str, ...] = ("token", "feature")
+    if names is not None and len(names) == len(feature_shape):
+        pass  # the module named its axes
+    elif len(feature_shape) == 2 and token_length is not None and feature_shape[0] == token_length:
+        names = ("token", "feature")
     else:
         names = {2: ("channel", "x"), 3: ("channel", "y", "x"), 4: ("channel", "z", "y", "x")}.get(
             len(feature_shape), tuple(f"dim{i}" for i in range(len(feature_shape)))
@@ -423,7 +439,7 @@ def extract(
                  "extract", seen)
 
         def coords(key, shape):
-            return _unit_coords(key, shape, seen.get("token_length"))
+            return _unit_coords(key, shape, seen.get("token_length"), _declared_dims(model, key))
 
         return extract_to_store(run, model, inputs, store=store, labels=labels,
                                 batch_size=batch_size, dtype=dtype, n_known=_n_items(inputs),
@@ -463,7 +479,7 @@ def extract(
     data_vars = {}
     for key, pieces in chunks.items():
         layer = key
-        var_coords = _unit_coords(key, shapes[key], context.get("token_length"))
+        var_coords = _unit_coords(key, shapes[key], context.get("token_length"), _declared_dims(model, key))
         data_vars[key] = xr.DataArray(
             np.concatenate(pieces),
             dims=("stimulus", unit_dim(key)),
@@ -524,7 +540,7 @@ def layer_activations(ds: Any, layer: str):
     return da.rename(renames).rename({dim[len(prefix):]: "unit"} if dim in da.dims else {})
 
 
-_UNIT_AXES = ("token", "feature", "channel", "z", "y", "x")
+_UNIT_AXES = ("time", "token", "feature", "neuron", "channel", "z", "y", "x")
 
 
 def unstack_units(da: Any):
@@ -532,7 +548,7 @@ def unstack_units(da: Any):
 
     A conv map becomes ``(stimulus, channel, y, x)`` (or ``channel, x`` /
     ``channel, z, y, x``), a transformer's output ``(stimulus, token,
-    feature)``: the coordinates that :func:`extract` keeps on ``unit`` become
+    feature)``, a spiking layer's ``(stimulus, time, neuron)``: the coordinates that :func:`extract` keeps on ``unit`` become
     dimensions. A layer without such coordinates (a dense layer) is returned as
     it is.
 

@@ -27,6 +27,7 @@ from .estimator import (  # noqa: F401
     _parse_attack,
     robustness_auc,
 )
+from .surrogate_check import surrogate_gradient_check
 
 __all__ = ["AdversarialRobustness", "GradientMaskingWarning", "robustness_auc", "ATTACKS",
-           "SweepResult", "diagnose"]
+           "SweepResult", "diagnose", "surrogate_gradient_check"]

@@ -9,12 +9,24 @@
 - :mod:`~geomkit.train.classifiers`: :class:`NetClassifier`,
   :class:`HebbianClassifier` (scikit-learn classifiers).
 - :mod:`~geomkit.train.surrogate`: :func:`train_surrogate` (the transfer attack's surrogate).
+- :mod:`~geomkit.train.spiking`: :class:`SpikingClassifier` (LIF nets trained with surrogate
+  gradients), :class:`MembranePerturbation` (Ding et al.'s stability regularizer).
 """
 
 from .classifiers import HebbianClassifier, HebbianNet, NetClassifier, TrainingDiverged, train_module
 from .hebbian import KrotovHopfield, SoftHebb
 from .models import MLP, SmallCNN, build_model
 from .surrogate import train_surrogate
+from .spiking import (
+    LIF,
+    MembranePerturbation,
+    SpikeCount,
+    SpikingClassifier,
+    SpikingMLP,
+    membrane_perturbation,
+    spike,
+    with_surrogate,
+)
 from .regularizers import (
     JacobianRegularizer,
     NeuralPredictionHead,
@@ -50,4 +62,12 @@ __all__ = [
     "TrainingDiverged",
     "train_module",
     "train_surrogate",
+    "LIF",
+    "SpikeCount",
+    "SpikingMLP",
+    "SpikingClassifier",
+    "MembranePerturbation",
+    "membrane_perturbation",
+    "spike",
+    "with_surrogate",
 ]

@@ -515,6 +515,19 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
         est._restore_extra(config, path)
         return est
 
+    def _train(self, module: nn.Module, Xt: torch.Tensor, yt: torch.Tensor, regs: list[Regularizer], *,
+               epochs: int, lr: float, batch_size: int, seed: int) -> None:
+        """:func:`train_module` into ``history_`` / ``regularizers_``; on divergence keep the last good
+        weights in ``module_`` and the epochs before in ``history_``, then re-raise."""
+        self.regularizers_ = regs
+        try:
+            self.history_ = train_module(module, Xt, yt, regularizers=regs, epochs=epochs, lr=lr,
+                                         batch_size=batch_size, random_state=seed, progress=self.progress,
+                                         desc=type(self).__name__)
+        except TrainingDiverged as err:
+            self.module_, self.history_ = module.eval(), err.history
+            raise
+
     def _extra_config(self) -> dict[str, Any]:
         """Estimator-specific JSON entries of ``config.json``."""
         return {}
@@ -717,14 +730,7 @@ class NetClassifier(_TorchClassifier):
             n_outputs = _n_outputs(module, X[:1], device) if given else None
             targets = self._prepare_targets(y, n_outputs)
             Xt, yt = _to_tensors(X, targets, device)
-            self.regularizers_ = regs
-            try:
-                self.history_ = train_module(module, Xt, yt, regularizers=regs, epochs=epochs, lr=lr,
-                                             batch_size=batch_size, random_state=seed, progress=self.progress,
-                                             desc=type(self).__name__)
-            except TrainingDiverged as err:
-                self.module_, self.history_ = module.eval(), err.history
-                raise
+            self._train(module, Xt, yt, regs, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
         self.module_ = module
         return self
 
