@@ -34,13 +34,14 @@ def test_ten_lines_prints_alpha_of_the_recorded_layer(capsys):
             "n_bootstraps=200": "n_bootstraps=2",
             "X, y = load_mnist5k()": "X, y = load_mnist5k()\nX, y = X[:1500], y[:1500]\ntorch.manual_seed(0)",
             'labels=y)': "labels=y, progress=False)",
+            "progress=True)": "progress=False)",
         },
     )
     namespace: dict = {"__name__": "readme_ten_lines"}
     exec(compile(code, str(README), "exec"), namespace)
     out = capsys.readouterr().out
     printed = re.fullmatch(
-        r"alpha = (-?\d+\.\d{2}), 95% CI \((.+), (.+)\), r2 = (\d\.\d{3})\n", out
+        r"alpha = (-?\d+\.\d{3}), 95% CI \((.+), (.+)\), r2 = (\d\.\d{3})\n", out
     )
     assert printed, out
     spec, acts = namespace["spec"], namespace["acts"]
@@ -53,6 +54,8 @@ def test_ten_lines_prints_alpha_of_the_recorded_layer(capsys):
     ranks = np.arange(lo, hi + 1, dtype=np.float64)
     slope, _ = np.polyfit(np.log(ranks), np.log(lam[lo - 1 : hi]), 1, w=np.sqrt(1.0 / ranks))
     assert spec.alpha_ == pytest.approx(-slope, rel=1e-6)
-    assert float(printed.group(1)) == pytest.approx(-slope, abs=0.005 + 1e-9)
+    # what it prints is the bias-corrected exponent, the centre of the interval it prints beside it
+    assert float(printed.group(1)) == pytest.approx(spec.alpha_corrected_, abs=0.0005 + 1e-9)
     lo_ci, hi_ci = float(printed.group(2)), float(printed.group(3))
     assert np.isfinite([lo_ci, hi_ci]).all() and lo_ci < hi_ci
+    assert lo_ci - 0.0005 <= float(printed.group(1)) <= hi_ci + 0.0005
