@@ -17,6 +17,7 @@ ORDER = (
     "plot_hebbian.py",
     "plot_spectral_sweep.py",
     "plot_robustness.py",
+    "plot_attribution.py",
     "plot_study.py",
 )
 

@@ -44,7 +44,12 @@ layer's tuning maps) over ``(model, layer, level)``;
 ``diagnostic`` (``"pass"`` / ``"warn"``) over ``(model, check)``;
 ``hidden_cka``, ``hidden_cka_ci_low``, ``hidden_cka_ci_high`` (debiased
 linear CKA between two models' hidden layers, with its bootstrap interval)
-over ``(model_a, model_b)``. Values that
+over ``(model_a, model_b)``; ``attribution_topk``, ``attribution_spearman`` and
+``attribution_com_shift`` (how far the fragility attack of Ghorbani et al. 2019 and
+random sign noise of the same L-inf eps move the saliency maps of ``n_attribution``
+held-out images without changing their labels: top-k intersection with k a tenth of
+the pixels, Spearman rank correlation, centre-of-mass shift in pixels; NaN without
+captum) over ``(model, attribution_perturbation, attribution_eps)``. Values that
 do not apply (the weights of ``input``, the topology of ``input``, whose
 pixels are not mapped) are NaN; ``betti0``, ``betti1`` and ``n_peaks`` say
 what they hold in their attribute ``description``. The attribute ``config``
@@ -128,6 +133,13 @@ class StudyConfig:  # numpydoc ignore=PR01
         Training seeds: every model is trained and measured once per seed
         (``seed``, ``seed + 1``, ...), and the claims are judged on the
         per-seed differences (3 by default, 2 for ``quick``).
+    n_attribution : int
+        Of the ``n_attack`` inputs, those whose saliency maps are attacked
+        (the fragility attack of Ghorbani et al. 2019) and perturbed by noise.
+    attribution_steps : int
+        Steps of the fragility attack.
+    attribution_eps : tuple of float
+        L-inf radii of the fragility attack and its random-noise baseline.
     """
 
     quick: bool
@@ -150,6 +162,9 @@ class StudyConfig:  # numpydoc ignore=PR01
     n_noise_draws: int
     surrogate_epochs: int
     n_seeds: int = 3
+    n_attribution: int = 50
+    attribution_steps: int = 20
+    attribution_eps: tuple[float, ...] = (0.03, 0.1)
 
     @classmethod
     def make(cls, quick: bool) -> "StudyConfig":
@@ -159,7 +174,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                        n_bootstraps=20, n_pairs=300,
                        n_tuning_units=3, tuning_resolution=24,
                        eps=tuple(np.geomspace(1e-3, 0.3, 6).round(6)),
-                       pgd_steps=10, n_bisect=5, n_noise_draws=3, surrogate_epochs=5, n_seeds=2)
+                       pgd_steps=10, n_bisect=5, n_noise_draws=3, surrogate_epochs=5, n_seeds=2,
+                       n_attribution=20, attribution_steps=10, attribution_eps=(0.1,))
         # the Hebbian budgets of the validated MNIST-5k runs (tests/test_classifiers.py, >= 0.88 test
         # accuracy); on a 2-core CPU they cost ~0.1 s (Krotov-Hopfield) / ~0.35 s (SoftHebb) per
         # unsupervised epoch and ~0.04 s per readout epoch, under a minute together
@@ -168,7 +184,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                    n_bootstraps=100, n_pairs=1000,
                    n_tuning_units=8, tuning_resolution=48,
                    eps=tuple(np.geomspace(1e-4, 0.3, 9).round(6)),
-                   pgd_steps=20, n_bisect=8, n_noise_draws=10, surrogate_epochs=20, n_seeds=3)
+                   pgd_steps=20, n_bisect=8, n_noise_draws=10, surrogate_epochs=20, n_seeds=3,
+                   n_attribution=50, attribution_steps=20, attribution_eps=(0.03, 0.1))
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
@@ -518,6 +535,42 @@ def _robustness(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, see
             "diagnostics": {str(r["check"]): str(r["status"]) for _, r in diag.iterrows()}}
 
 
+ATTRIBUTION_PERTURBATIONS = ("attack", "noise")
+_ATTRIBUTION_VARIABLES = {"attribution_topk": "topk_intersection", "attribution_spearman": "rank_correlation",
+                          "attribution_com_shift": "center_of_mass_shift"}
+
+
+def _has_captum() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("captum") is not None
+
+
+def _attribution(module: Any, X: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, np.ndarray]:
+    """Fragility of the saliency maps: the fragility attack vs random sign noise of the same eps.
+
+    Per variable of ``_ATTRIBUTION_VARIABLES`` an array of shape
+    (len(ATTRIBUTION_PERTURBATIONS), len(cfg.attribution_eps)); NaN without captum.
+    """
+    shape = (len(ATTRIBUTION_PERTURBATIONS), len(cfg.attribution_eps))
+    out = {var: np.full(shape, np.nan) for var in _ATTRIBUTION_VARIABLES}
+    if not _has_captum():
+        return out
+    from .probe.attribution import attribution_fragility
+
+    X = X[: cfg.n_attribution]
+    side = int(round(np.sqrt(X.shape[1])))
+    table = attribution_fragility(module, X, list(cfg.attribution_eps), method="saliency",
+                                  shape=(side, side) if side * side == X.shape[1] else None,
+                                  steps=cfg.attribution_steps, random_state=seed)
+    table = table.set_index(["perturbation", "eps"])
+    for var, column in _ATTRIBUTION_VARIABLES.items():
+        for i, kind in enumerate(ATTRIBUTION_PERTURBATIONS):
+            for j, eps in enumerate(cfg.attribution_eps):
+                out[var][i, j] = float(table.loc[(kind, float(eps)), column])
+    return out
+
+
 def _activations(module: Any, X: np.ndarray, layers: list[str], progress: bool = False) -> dict[str, np.ndarray]:
     """Responses of each named layer to X, float64, recorded in one pass."""
     from .probe import extract
@@ -589,6 +642,7 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
                                        progress).items():
             result["layers"][layer].update(values)
         result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
+        result["attribution"] = _attribution(module, X_sens, cfg, seed)
     result["hidden_acts"] = recorded[entry.hidden]  # for the model x model similarity
     return result
 
@@ -660,12 +714,19 @@ def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[
     checks = sorted({c for m in models for c in results[m]["diagnostics"]})
     data["diagnostic"] = (("model", "check"), np.array(
         [[results[m]["diagnostics"].get(c, "n/a") for c in checks] for m in models], dtype=str))
+    if all("attribution" in results[m] for m in models):
+        for var in _ATTRIBUTION_VARIABLES:
+            data[var] = (("model", "attribution_perturbation", "attribution_eps"),
+                         np.stack([results[m]["attribution"][var] for m in models]))
     coords = {
         "model": models, "layer": list(LAYERS), "rank": np.arange(1, n_rank + 1), "attack": attacks,
         "eps": np.asarray(ra[0]["eps"].values, dtype=float), "level": np.arange(N_LEVELS),
         "level_fraction": ("level", np.linspace(0, 1, N_LEVELS)), "check": checks,
         "description": ("model", [attrs["descriptions"][m] for m in models]),
     }
+    if "attribution_topk" in data:
+        coords["attribution_perturbation"] = list(ATTRIBUTION_PERTURBATIONS)
+        coords["attribution_eps"] = np.asarray(cfg.attribution_eps, dtype=float)
     attrs = {k: v for k, v in attrs.items() if k != "descriptions"}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
@@ -717,6 +778,9 @@ def _run_seed(seed: int, chosen: list[str], cfg: StudyConfig, X_train, y_train, 
     surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1,
                                 device=device)
     input_values = _measure_input(X_eval, y_eval, cfg, seed)
+    if not _has_captum():
+        note("captum is not installed (pip install geomkit[attribution]): the attribution fragility "
+             "variables are NaN")
     results: dict[str, dict[str, Any]] = {}
     reused = []
     for name in _progress(chosen, f"study seed {seed}: models", progress):
