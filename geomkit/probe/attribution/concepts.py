@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..._params import Integer, Real, validate_params
-from ..._progress import progress_bar
+from ..._params import Real, validate_params
 from ..._validation import as_float_array
-from .fragility import _STEP_FACTOR, smoothed_relu
-from .methods import prepared_input, resolve_target
+from .fragility import ATTACK_CONSTRAINTS, bounded_input, label_preserving_ascent
+from .methods import evaluating, prepared_input, resolve_target
 
 __all__ = ["concept_activation_vector", "concept_sensitivity", "tcav_score", "tcav_attack"]
 
@@ -118,24 +117,6 @@ def _cav_tensor(cav: Any, like: Any):
     return torch.as_tensor(v, dtype=like.dtype, device=like.device)
 
 
-@contextlib.contextmanager
-def _evaluating(model: Any):
-    """``model`` in eval mode without parameter gradients; flags restored on exit."""
-    import torch
-
-    from ..recorder import ModelState
-
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-    state = ModelState(model)
-    try:
-        model.eval()
-        model.requires_grad_(False)
-        yield
-    finally:
-        state.restore()
-
-
 def concept_sensitivity(model: Any, X: Any, layer: str, cav: Any, target: Any = None) -> np.ndarray:
     """Directional derivative of a class logit along a CAV, per input.
 
@@ -167,7 +148,7 @@ def concept_sensitivity(model: Any, X: Any, layer: str, cav: Any, target: Any = 
     >>> concept_sensitivity(net, torch.rand(3, 2), "0", [0.0, 1.0], target=0)  # W[0] . cav
     array([2., 2., 2.])
     """
-    with _evaluating(model):
+    with evaluating(model):
         x = prepared_input(model, X)
         t = resolve_target(model, x, target)
         s = _sensitivity(model, x, layer, _cav_tensor(cav, x), t)
@@ -275,43 +256,20 @@ def tcav_attack(
     >>> bool((concept_sensitivity(net, X_adv, "0", cav) <= concept_sensitivity(net, X, "0", cav) + 1e-6).all())
     True
     """
-    import torch
-
     from ..attacks._checks import _check_bounds
-    from ..attacks.base import project
 
     validate_params(dict(eps=eps, steps=steps, step_size=step_size, beta=beta),
-                    {"eps": [Real(0, None)], "steps": [Integer(1, None)],
-                     "step_size": [Real(0, None, closed="neither"), None],
-                     "beta": [Real(0, None, closed="neither")]}, caller="tcav_attack")
+                    {name: ATTACK_CONSTRAINTS[name] for name in ("eps", "steps", "step_size", "beta")},
+                    caller="tcav_attack")
     bounds = _check_bounds(bounds)
     sign = 1.0 if increase else -1.0  # the attack maximizes sign * sensitivity
-    with _evaluating(model):
-        x0 = prepared_input(model, X)
-        if bounds is not None and (float(x0.min()) < bounds[0] or float(x0.max()) > bounds[1]):
-            raise ValueError(f"X has values in [{float(x0.min()):.6g}, {float(x0.max()):.6g}], outside "
-                             f"bounds={bounds}; rescale the inputs or pass bounds=None.")
+    with evaluating(model):
+        x0 = bounded_input(model, X, bounds)
         label = resolve_target(model, x0, None)
         t = label if target is None else resolve_target(model, x0, target)
         v = _cav_tensor(cav, x0)
-        n = x0.shape[0]
-        eps_t = torch.full((n,), float(eps), dtype=x0.dtype, device=x0.device)
-        step = torch.full_like(eps_t, _STEP_FACTOR * float(eps) / steps if step_size is None else float(step_size))
-        view = (-1,) + (1,) * (x0.ndim - 1)
-        x, best = x0.clone(), x0.clone()
-        best_score = sign * _sensitivity(model, x0, layer, v, t).detach()
-        for _ in progress_bar(range(steps), progress=progress, desc="TCAV attack"):
-            with smoothed_relu(model, beta):
-                xr = x.detach().clone().requires_grad_(True)
-                grad = torch.autograd.grad((sign * _sensitivity(model, xr, layer, v, t, create_graph=True)).sum(),
-                                           xr)[0]
-            with torch.no_grad():
-                cand = project(x + step.view(view) * grad.sign(), x0, eps_t, "linf", bounds)
-                kept = model(cand).argmax(1) == label
-                x = torch.where(kept.view(view), cand, x)
-                step = torch.where(kept, step, step / 2)
-            score = sign * _sensitivity(model, x, layer, v, t).detach()
-            better = kept & (score > best_score)
-            best = torch.where(better.view(view), x, best)
-            best_score = torch.where(better, score, best_score)
-    return best.detach()
+        return label_preserving_ascent(
+            model, x0, label, eps,
+            objective=lambda x: sign * _sensitivity(model, x, layer, v, t, create_graph=True),
+            score=lambda x: sign * _sensitivity(model, x, layer, v, t).detach(),
+            steps=steps, step_size=step_size, beta=beta, bounds=bounds, progress=progress, desc="TCAV attack")

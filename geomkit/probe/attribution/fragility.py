@@ -35,7 +35,7 @@ import numpy as np
 
 from ..._params import RANDOM_STATE, Integer, Options, Real, validate_params
 from ..._progress import progress_bar
-from .methods import attribute, check_method, prepared_input, resolve_target
+from .methods import attribute, check_method, evaluating, prepared_input, resolve_target
 from .metrics import center_of_mass_shift, rank_correlation, resolve_k, topk_intersection
 
 __all__ = ["fragility_attack", "attribution_fragility", "smoothed_relu", "DIFFERENTIABLE_METHODS", "OBJECTIVES"]
@@ -158,7 +158,54 @@ def _check_shape(shape: Any, feature_shape: tuple[int, ...]) -> tuple[int, ...]:
     return grid
 
 
-_ATTACK_CONSTRAINTS = {
+def bounded_input(model: Any, X: Any, bounds: tuple[float, float] | None):
+    """``X`` as the model's input tensor (:func:`prepared_input`), refused when outside ``bounds``."""
+    x0 = prepared_input(model, X)
+    if bounds is not None and (float(x0.min()) < bounds[0] or float(x0.max()) > bounds[1]):
+        raise ValueError(f"X has values in [{float(x0.min()):.6g}, {float(x0.max()):.6g}], outside "
+                         f"bounds={bounds}; rescale the inputs or pass bounds=None.")
+    return x0
+
+
+def label_preserving_ascent(model: Any, x0: Any, label: Any, eps: float, *, objective: Any, score: Any,
+                            steps: int, step_size: float | None, beta: float,
+                            bounds: tuple[float, float] | None, progress: bool, desc: str):
+    """The engine of the attacks on explanations: sign-gradient ascent that never changes a label.
+
+    ``objective(x)`` (per input, shape (n,)) is differentiated through
+    softplus-smoothed ReLUs (:func:`smoothed_relu`); each step of size
+    ``step_size`` (``2.5 eps / steps`` by default) is projected onto the L-inf
+    ball and ``bounds``; a step that changes ``label`` is not taken and halves
+    that input's step. ``score(x)`` (real network, higher is farther) picks,
+    per input, the best iterate, starting from ``x0`` itself.
+    """
+    import torch
+
+    from ..attacks.base import project
+
+    n = x0.shape[0]
+    eps_t = torch.full((n,), float(eps), dtype=x0.dtype, device=x0.device)
+    step = torch.full_like(eps_t, _STEP_FACTOR * float(eps) / steps if step_size is None else float(step_size))
+    view = (-1,) + (1,) * (x0.ndim - 1)
+    x, best = x0.clone(), x0.clone()
+    best_score = score(x0)
+    for _ in progress_bar(range(steps), progress=progress, desc=desc):
+        with smoothed_relu(model, beta):
+            xr = x.detach().clone().requires_grad_(True)
+            grad = torch.autograd.grad(objective(xr).sum(), xr)[0]
+        with torch.no_grad():
+            cand = project(x + step.view(view) * grad.sign(), x0, eps_t, "linf", bounds)
+            kept = model(cand).argmax(1) == label
+            x = torch.where(kept.view(view), cand, x)
+            step = torch.where(kept, step, step / 2)
+        current = score(x)
+        better = kept & (current > best_score)
+        best = torch.where(better.view(view), x, best)
+        best_score = torch.where(better, current, best_score)
+    return best.detach()
+
+
+ATTACK_CONSTRAINTS = {
     "eps": [Real(0, None)],
     "method": [Options(*DIFFERENTIABLE_METHODS)],
     "objective": [Options(*OBJECTIVES)],
@@ -245,27 +292,15 @@ def fragility_attack(
     import torch
 
     from ..attacks._checks import _check_bounds
-    from ..attacks.base import project
-    from ..recorder import ModelState
 
     validate_params(dict(eps=eps, method=method, objective=objective, k=k, steps=steps, step_size=step_size,
-                         beta=beta, n_steps=n_steps), _ATTACK_CONSTRAINTS, caller="fragility_attack")
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+                         beta=beta, n_steps=n_steps), ATTACK_CONSTRAINTS, caller="fragility_attack")
     bounds = _check_bounds(bounds)
-    state = ModelState(model)
-    try:
-        model.eval()
-        model.requires_grad_(False)
-        x0 = prepared_input(model, X)
-        if bounds is not None and (float(x0.min()) < bounds[0] or float(x0.max()) > bounds[1]):
-            raise ValueError(f"X has values in [{float(x0.min()):.6g}, {float(x0.max()):.6g}], outside "
-                             f"bounds={bounds}; rescale the inputs or pass bounds=None.")
-        n = x0.shape[0]
+    with evaluating(model):
+        x0 = bounded_input(model, X, bounds)
         label = resolve_target(model, x0, None)
         kw = dict(n_steps=n_steps)
-        real0 = differentiable_attribution(model, x0.clone(), label, method, **kw).detach()
-        imp0 = real0.flatten(1).abs()
+        imp0 = differentiable_attribution(model, x0.clone(), label, method, **kw).detach().flatten(1).abs()
         top = grid = centre0 = None
         if objective == "topk":
             k = resolve_k(k, imp0.shape[1])
@@ -273,31 +308,18 @@ def fragility_attack(
         else:
             grid = _grid(_check_shape(shape, tuple(x0.shape[1:])), x0)
             centre0 = imp0 @ grid.T / imp0.sum(1, keepdim=True).clamp_min(1e-30)
-        eps_t = torch.full((n,), float(eps), dtype=x0.dtype, device=x0.device)
-        step = torch.full_like(eps_t, _STEP_FACTOR * float(eps) / steps if step_size is None else float(step_size))
-        view = (-1,) + (1,) * (x0.ndim - 1)
-        x = x0.clone()
-        best = x0.clone()
-        best_score = _score(real0, top, k, centre0, grid)  # the input itself: not moved at all
-        for _ in progress_bar(range(steps), progress=progress, desc="fragility attack"):
-            with smoothed_relu(model, beta):
-                xr = x.detach().clone().requires_grad_(True)
-                values = differentiable_attribution(model, xr, label, method, create_graph=True, **kw)
-                grad = torch.autograd.grad(_objective(values, top, centre0, grid).sum(), xr)[0]
-            with torch.no_grad():
-                cand = project(x + step.view(view) * grad.sign(), x0, eps_t, "linf", bounds)
-                kept = model(cand).argmax(1) == label
-                x = torch.where(kept.view(view), cand, x)
-                step = torch.where(kept, step, step / 2)
-            real = differentiable_attribution(model, x.clone(), label, method, **kw).detach()
-            with torch.no_grad():
-                score = _score(real, top, k, centre0, grid)
-                better = kept & (score > best_score)
-                best = torch.where(better.view(view), x, best)
-                best_score = torch.where(better, score, best_score)
-    finally:
-        state.restore()
-    return best.detach()
+
+        def smoothed_objective(x):
+            values = differentiable_attribution(model, x, label, method, create_graph=True, **kw)
+            return _objective(values, top, centre0, grid)
+
+        def real_score(x):
+            values = differentiable_attribution(model, x.clone(), label, method, **kw).detach()
+            return _score(values, top, k, centre0, grid)
+
+        return label_preserving_ascent(model, x0, label, eps, objective=smoothed_objective, score=real_score,
+                                       steps=steps, step_size=step_size, beta=beta, bounds=bounds,
+                                       progress=progress, desc="fragility attack")
 
 
 def _noise(x0: Any, eps: float, bounds: tuple[float, float] | None, generator: Any):
@@ -386,10 +408,7 @@ def attribution_fragility(
     >>> table[["eps", "perturbation"]].values.tolist()
     [[0.05, 'attack'], [0.05, 'noise']]
     """
-    import torch
-
     from ..attacks._checks import _check_bounds
-    from ..recorder import ModelState
 
     check_method(method)
     eps_list = [eps] if np.ndim(eps) == 0 else list(np.asarray(eps, dtype=float).ravel())
@@ -400,15 +419,9 @@ def attribution_fragility(
     validate_params({"random_state": random_state}, {"random_state": [RANDOM_STATE]}, caller="attribution_fragility")
     bounds = _check_bounds(bounds)
     attack_method = method if method in DIFFERENTIABLE_METHODS else "integrated_gradients"
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-    state = ModelState(model)
-    try:
-        model.eval()
+    with evaluating(model):
         return _fragility_table(model, X, eps_list, method, attack_method, objective, k, shape, steps, beta,
                                 bounds, random_state, progress, attribute_kwargs)
-    finally:
-        state.restore()
 
 
 def _fragility_table(model, X, eps_list, method, attack_method, objective, k, shape, steps, beta, bounds,

@@ -20,6 +20,7 @@ imported on first use.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
 from typing import Any
@@ -70,8 +71,8 @@ def resolve_target(model: Any, x: Any, target: Any):
     from ..attacks._checks import _as_labels
 
     n = x.shape[0]
-    with torch.no_grad():
-        logits = model(x)
+    with torch.no_grad():  # a given target is checked against one input's logits (a cheap forward)
+        logits = model(x if target is None else x[:1])
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"the model must return logits of shape (n_inputs, n_classes); it returned {got}.")
@@ -84,6 +85,24 @@ def resolve_target(model: Any, x: Any, target: Any):
         raise ValueError(f"target holds class index {int(t.max())} but the model returns "
                          f"{logits.shape[1]} logits.")
     return t
+
+
+@contextlib.contextmanager
+def evaluating(model: Any):
+    """``model`` in eval mode without parameter gradients; flags restored on exit."""
+    import torch
+
+    from ..recorder import ModelState
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    state = ModelState(model)
+    try:
+        model.eval()
+        model.requires_grad_(False)
+        yield
+    finally:
+        state.restore()
 
 
 def _wrap_like(values: np.ndarray, X: Any):
@@ -149,8 +168,6 @@ def attribute(
     """
     import torch
 
-    from ..recorder import ModelState
-
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     method = check_method(method)
@@ -163,17 +180,13 @@ def attribute(
                         f"{accepted}.")
     if method == "saliency":
         kwargs.setdefault("abs", False)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with evaluating(model):
         x = prepared_input(model, X)
         t = resolve_target(model, x, target)
         with warnings.catch_warnings():
             # DeepLIFT announces the hooks it puts on the activations (and removes afterwards)
             warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
             values = explainer.attribute(x.clone().requires_grad_(True), target=t, **kwargs)
-    finally:
-        state.restore()
     if isinstance(values, tuple):  # return_convergence_delta=True: keep the attributions
         values = values[0]
     values = values.detach().cpu().numpy()
