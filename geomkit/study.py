@@ -541,9 +541,12 @@ _ATTRIBUTION_VARIABLES = {"attribution_topk": "topk_intersection", "attribution_
 
 
 def _has_captum() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("captum") is not None
+    """Whether captum (the 'attribution' extra) can be imported."""
+    try:
+        import captum.attr  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _attribution(module: Any, X: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, np.ndarray]:

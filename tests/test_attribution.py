@@ -251,3 +251,21 @@ def test_bad_input_is_refused_with_clear_errors():
         tcav_score(tiny, X, "0", np.ones(3))
     with pytest.raises(ValueError, match="same layer"):
         concept_activation_vector(np.ones((5, 3)), np.ones((5, 4)))
+
+
+def test_without_captum_attribute_names_the_extra_and_the_study_writes_nan(monkeypatch):
+    import sys
+
+    from geomkit import study
+
+    for name in [m for m in sys.modules if m == "captum" or m.startswith("captum.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "captum", None)  # import captum -> ImportError
+    net, _ = _linear()
+    with pytest.raises(ImportError, match=r"pip install geomkit\[attribution\]"):
+        attribute(net, np.zeros((2, 6)))
+    assert not study._has_captum()
+    cfg = study.StudyConfig.make(quick=True)
+    out = study._attribution(net, np.zeros((4, 6)), cfg, 0)
+    assert set(out) == {"attribution_topk", "attribution_spearman", "attribution_com_shift"}
+    assert all(v.shape == (2, len(cfg.attribution_eps)) and np.isnan(v).all() for v in out.values())
