@@ -5,7 +5,7 @@ The whole study from Python
 ``geomkit study`` on the command line is :func:`geomkit.study.run` in Python:
 it trains the model zoo (backprop MLPs with and without regularizers,
 Hebbian winner-take-all nets), measures every model layer by layer on
-held-out images, and writes ``results.nc``, ``summary.csv``, the figures and
+held-out images, and writes ``results.nc``, two tidy tables (``summary_models.csv``, ``summary_layers.csv``), the figures and
 a self-contained ``report.html``. The Dataset it returns carries every
 number with its coordinates, so you can go on from there.
 
@@ -58,8 +58,9 @@ print(ds)
 # %%
 # One tidy row per model and layer
 # --------------------------------
-# ``summary.csv`` is :func:`geomkit.report.summary_table` of the Dataset, one
-# row per seed, model and layer: the bias-corrected power-law exponent with its
+# ``summary_layers.csv`` is :func:`geomkit.report.summary_table` of the Dataset, one
+# row per seed, model and layer (``summary_models.csv``, with ``level="model"``,
+# holds what is measured once per model, such as accuracy): the bias-corrected power-law exponent with its
 # interval (``alpha_plugin`` is the uncorrected fit), categoricality, weight
 # statistics and flatness per layer (``input`` is the pixel baseline).
 summary = summary_table(ds)

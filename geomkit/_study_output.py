@@ -5,7 +5,7 @@ A run writes into a staging folder beside ``DIR`` (``.DIR.geomkit-partial`` in `
 written. So an interrupted run leaves ``DIR`` as it was (the old report beside the checkpoints it was
 made from), and the checkpoints it finished wait in the staging folder, where the next run finds and
 reuses them. ``DIR`` is ours when it holds the marker file ``.geomkit-study``; a non-empty folder that
-is not ours is refused unless ``overwrite``, so that no user file called ``summary.csv`` is replaced
+is not ours is refused unless ``overwrite``, so that no user file called ``report.html`` is replaced
 unasked.
 """
 
@@ -23,7 +23,10 @@ from pathlib import Path
 from ._atomic import atomic_write_text
 
 #: What a study writes into its output folder.
-OUTPUTS = ("models", "figures", "results.nc", "summary.csv", "report.html")
+OUTPUTS = ("models", "figures", "results.nc", "summary_models.csv", "summary_layers.csv", "report.html")
+#: Outputs of earlier geomkit versions: still ours, and removed when a run commits (a stale
+#: ``summary.csv`` beside the new tables would contradict them).
+LEGACY_OUTPUTS = ("summary.csv",)
 MARKER = ".geomkit-study"
 _INSIDE = ".geomkit-partial"  # the staging folder's name when it must live inside DIR
 
@@ -59,7 +62,7 @@ def _is_ours(out: Path) -> bool:
     with a checkpoint stamp or our report among them."""
     if (out / MARKER).is_file():
         return True
-    if not _entries(out) <= set(OUTPUTS):
+    if not _entries(out) <= {*OUTPUTS, *LEGACY_OUTPUTS}:
         return False
     if any((out / "models").rglob("*.study.json")):  # models/<name> or models/seed<N>/<name>
         return True
@@ -88,7 +91,7 @@ def check_output(out: str | os.PathLike, *, overwrite: bool = False) -> None:
     if existing is None or not existing.is_dir():
         raise ValueError(f"output folder {str(out)!r} cannot be created: {str(existing)!r} is not a folder.")
     if out.is_dir():
-        foreign = sorted(_entries(out) - set(OUTPUTS)) or sorted(_entries(out))
+        foreign = sorted(_entries(out) - {*OUTPUTS, *LEGACY_OUTPUTS}) or sorted(_entries(out))
         if _entries(out) and not overwrite and not _is_ours(out):
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise ValueError(
@@ -153,6 +156,9 @@ class StudyOutput:
         for name in OUTPUTS[1:]:
             if (self.staging / name).exists():
                 _replace(self.staging / name, self.out / name, replaced / name)
+        for name in LEGACY_OUTPUTS:
+            if (self.out / name).is_file() and (self.out / MARKER).is_file():
+                _move(self.out / name, replaced / name)
         atomic_write_text(self.out / MARKER, json.dumps({
             "written_by": "geomkit study", "completed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=1))

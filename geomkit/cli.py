@@ -136,7 +136,7 @@ def _study(args: argparse.Namespace) -> int:
         if args.seeds < 1:
             return _fail(f"--seeds must be >= 1; got {args.seeds}")
         config = dataclasses.replace(study.StudyConfig.make(args.quick), n_seeds=args.seeds)
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         return _fail(f"--jobs must be >= 1; got {args.jobs}")
     try:
         with _study_logging(args.quiet):
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "study",
         help="train the model zoo, measure everything and write a report",
         description="Train the model zoo on a stratified split, measure every model on held-out data "
-        "and write DIR/results.nc, DIR/summary.csv, DIR/figures/*.png and DIR/report.html. "
+        "and write DIR/results.nc, DIR/summary_models.csv, DIR/summary_layers.csv, DIR/figures/*.png and DIR/report.html. "
         "Checkpoints in DIR/models/ are reused on a re-run unless --retrain. The outputs are moved "
         "into DIR only when complete: an interrupted run leaves DIR as it was. Notes go to stderr.",
     )
@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_study.add_argument("--retrain", action="store_true", help="ignore saved checkpoints")
     p_study.add_argument("--seeds", type=int, default=None,
                          help="training seeds per model (default: 3, or 2 with --quick)")
-    p_study.add_argument("--jobs", type=int, default=1, help="processes running the seeds in parallel (default: 1)")
+    p_study.add_argument("--jobs", type=int, default=None,
+                         help="processes over which the (seed, model) tasks are spread (default: one per CPU "
+                              "core; 1 on a GPU)")
     p_study.add_argument("--overwrite", action="store_true",
                          help="write into a non-empty --out that a study did not write (its files named "
                               "like the outputs are replaced); refused without it")

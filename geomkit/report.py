@@ -98,51 +98,86 @@ def _present(ds: Any, *models: str) -> bool:
     return all(m in ds["model"].values for m in models)
 
 
-def summary_table(ds: Any):
-    """One tidy row per model x layer with every scalar measure of the study.
+def summary_table(ds: Any, level: str = "layer"):
+    """The study's scalar measures as one tidy table per level of measurement.
 
     Parameters
     ----------
     ds : xarray.Dataset
         A study's results.
+    level : {"layer", "model"}, default "layer"
+        ``"layer"``: one row per (seed,) model and layer, with every variable
+        measured per layer (``alpha``, ``categoricality``, ...; written to
+        ``summary_layers.csv``). ``"model"``: one row per (seed,) model, with
+        every variable measured once per model (``accuracy``, ``pgd_auc``,
+        ...) and the model's ``description`` (written to ``summary_models.csv``).
+        The two tables join on ``seed`` and ``model``; no column repeats a
+        model-level value on every layer row.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``model``, ``layer``, one per (model, layer) or per-model
-        variable and one per coordinate of ``model`` (the study's
-        ``description``); ``n_peaks``, the mean peak count of the layer's
-        tuning maps, is NaN for ``input``.
+        Columns ``seed`` (where the results have seeds), ``model``, ``layer``
+        (level ``"layer"`` only), then one column per numeric or label
+        variable; ``n_peaks``, the mean peak count of the layer's tuning maps,
+        is NaN for ``input``.
+
+    Raises
+    ------
+    ValueError
+        If ``level`` is not ``"layer"`` or ``"model"``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from geomkit.report import summary_table
+    >>> ds = xr.Dataset(
+    ...     {"alpha": (("model", "layer"), [[1.0, 1.2]]), "accuracy": ("model", [0.97])},
+    ...     coords={"model": ["mlp"], "layer": ["input", "hidden"]},
+    ... )
+    >>> summary_table(ds, level="model")
+      model  accuracy
+    0   mlp      0.97
+    >>> list(summary_table(ds).columns)
+    ['model', 'layer', 'alpha']
     """
+    if level not in ("layer", "model"):
+        raise ValueError(f"level must be 'layer' or 'model'; got {level!r}.")
     seed = ["seed"] if "seed" in ds.dims else []
-    names = [v for v in ds.data_vars if set(ds[v].dims) == {*seed, "model", "layer"}]
-    per_model = [v for v in ds.data_vars if set(ds[v].dims) == {*seed, "model"}]
-    table = ds[names].to_dataframe().reset_index()
-    if per_model:
-        # the model's coordinates (its description) are in the table already: merged twice they
-        # would come back as description_x and description_y
-        table = table.merge(ds[per_model].reset_coords(drop=True).to_dataframe().reset_index(),
-                            on=[*seed, "model"])
+    dims = {*seed, "model", "layer"} if level == "layer" else {*seed, "model"}
+    names = [v for v in ds.data_vars if set(ds[v].dims) == dims]
+    if level == "layer":
+        # the model's coordinates (its description) belong to the model table
+        return ds[names].reset_coords(drop=True).to_dataframe().reset_index()
+    table = ds[names].reset_coords(drop=True).to_dataframe().reset_index()
+    coords = [c for c in ds["model"].coords if c != "model" and ds[c].dims == ("model",)]
+    if coords:
+        import pandas as pd
+
+        labels = pd.DataFrame({"model": ds["model"].values, **{c: ds[c].values for c in coords}})
+        table = table.merge(labels, on="model", how="left")
     return table
 
 
-def _seed_summary(ds: Any):
-    """Per model x layer: every scalar measure as ``mean ± sd`` over seeds (the report's summary).
+def _seed_summary(ds: Any, level: str = "layer"):
+    """Every scalar measure as ``mean ± sd`` over seeds, per model (and layer): the report's summaries.
 
     Parameters
     ----------
     ds : xarray.Dataset
         A study's results, with or without a ``seed`` dimension.
+    level : {"layer", "model"}
+        As in :func:`summary_table`.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``model``, ``layer``, then one string column per numeric
+        Columns ``model`` (and ``layer``), then one string column per numeric
         variable of :func:`summary_table` (``"mean ± sd"``; the bare value with
         one seed).
     """
-    table = summary_table(ds)
-    keys = ["model", "layer"]
+    table = summary_table(ds, level)
+    keys = ["model", "layer"] if level == "layer" else ["model"]
     numeric = [c for c in table.columns if c not in (*keys, "seed") and table[c].dtype.kind in "fiu"]
     grouped = table.groupby(keys, sort=False)
     out = grouped.size().reset_index()[keys]
@@ -546,7 +581,8 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
         plt.close(fig)
 
     claims = claims_table(ds)
-    summary = _seed_summary(ds)
+    summary_models = _seed_summary(ds, "model")
+    summary_layers = _seed_summary(ds, "layer")
     diagnostics = diagnostics_table(ds)
     masking = ""
     if len(diagnostics):
@@ -567,8 +603,7 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
     )
     accuracy = ""
     if "accuracy" in ds:
-        acc = _seed_summary(ds).query("layer == 'input'")[["model", "accuracy"]]
-        accuracy = _table_html(acc)
+        accuracy = _table_html(summary_models[["model", "accuracy"]])
     notes = ""
     if "notes" in attrs and str(attrs["notes"]).strip():
         items = "".join(f"<li>{html.escape(n)}</li>" for n in str(attrs["notes"]).split("\n") if n.strip())
@@ -594,8 +629,10 @@ the centre of their interval), categoricality indices too.</p>
 {masking}
 <h2>Figures</h2>
 {''.join(blocks)}
-<h2>Summary (one row per model and layer, mean ± sd over seeds; per seed in summary.csv)</h2>
-{_table_html(summary)}
+<h2>Summary per model (mean ± sd over seeds; per seed in summary_models.csv)</h2>
+{_table_html(summary_models)}
+<h2>Summary per model and layer (mean ± sd over seeds; per seed in summary_layers.csv)</h2>
+{_table_html(summary_layers)}
 {notes}
 <p class="meta">Rebuild this page without recomputing: <code>geomkit report results.nc</code>.</p>
 </body></html>

@@ -14,8 +14,10 @@
    principal components, and adversarial
    robustness (FGSM, PGD, noise and transfer baselines) with the
    gradient-masking diagnostics;
-3. writes ``DIR/results.nc`` (one xarray Dataset), ``DIR/summary.csv`` (one
-   tidy row per model x layer), ``DIR/figures/*.png`` and ``DIR/report.html``;
+3. writes ``DIR/results.nc`` (one xarray Dataset), two tidy tables
+   ``DIR/summary_models.csv`` (one row per seed and model) and
+   ``DIR/summary_layers.csv`` (one row per seed, model and layer),
+   ``DIR/figures/*.png`` and ``DIR/report.html``;
 4. fills the report's "what the papers claim / what this run measured" table.
 
 Results Dataset
@@ -109,7 +111,7 @@ class StudyConfig:  # numpydoc ignore=PR01
     n_eval : int
         Held-out inputs on which spectra and categoricality are measured.
     n_attack : int
-        Of those, the inputs used for flatness and adversarial robustness.
+        Of those, the inputs used for Fisher flatness and adversarial robustness.
     n_bootstraps : int
         Bootstrap resamples of the confidence intervals.
     n_pairs : int
@@ -129,6 +131,9 @@ class StudyConfig:  # numpydoc ignore=PR01
         Random-noise draws per input and eps of the noise baseline (the best counts).
     surrogate_epochs : int
         Training epochs of the surrogate MLP that the transfer attack differentiates.
+    n_jacobian : int
+        Of those, the inputs whose layer Jacobians give ``jacobian_fro2`` (a
+        hidden layer's Jacobian costs one forward pass per input pixel).
     n_seeds : int
         Training seeds: every model is trained and measured once per seed
         (``seed``, ``seed + 1``, ...), and the claims are judged on the
@@ -162,6 +167,7 @@ class StudyConfig:  # numpydoc ignore=PR01
     n_noise_draws: int
     surrogate_epochs: int
     n_seeds: int = 3
+    n_jacobian: int = 100
     n_attribution: int = 50
     attribution_steps: int = 20
     attribution_eps: tuple[float, ...] = (0.03, 0.1)
@@ -175,7 +181,7 @@ class StudyConfig:  # numpydoc ignore=PR01
                        n_tuning_units=3, tuning_resolution=24,
                        eps=tuple(np.geomspace(1e-3, 0.3, 6).round(6)),
                        pgd_steps=10, n_bisect=5, n_noise_draws=3, surrogate_epochs=5, n_seeds=2,
-                       n_attribution=20, attribution_steps=10, attribution_eps=(0.1,))
+                       n_jacobian=50, n_attribution=20, attribution_steps=10, attribution_eps=(0.1,))
         # the Hebbian budgets of the validated MNIST-5k runs (tests/test_classifiers.py, >= 0.88 test
         # accuracy); on a 2-core CPU they cost ~0.1 s (Krotov-Hopfield) / ~0.35 s (SoftHebb) per
         # unsupervised epoch and ~0.04 s per readout epoch, under a minute together
@@ -185,7 +191,7 @@ class StudyConfig:  # numpydoc ignore=PR01
                    n_tuning_units=8, tuning_resolution=48,
                    eps=tuple(np.geomspace(1e-4, 0.3, 9).round(6)),
                    pgd_steps=20, n_bisect=8, n_noise_draws=10, surrogate_epochs=20, n_seeds=3,
-                   n_attribution=50, attribution_steps=20, attribution_eps=(0.03, 0.1))
+                   n_jacobian=100, n_attribution=50, attribution_steps=20, attribution_eps=(0.03, 0.1))
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
@@ -633,8 +639,8 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
             acts = recorded[module_name]
             values = {**_spectrum(acts, cfg, seed), **_categorization(acts, y, cfg, seed),
                       **weights.get(layer, {})}
-            values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens, layer=module_name,
-                                                                  progress=progress)))
+            values["jacobian_fro2"] = float(np.mean(jacobian_norm(module, X_sens[: cfg.n_jacobian],
+                                                                  layer=module_name, progress=progress)))
         result["layers"][layer] = values
     with _named_warnings(name):
         fisher = FisherFlatness(module, progress=progress).fit(X_sens)
@@ -755,18 +761,45 @@ def _subsample(X: np.ndarray, y: np.ndarray, n: int | None, seed: int):
     return X_sub, y_sub
 
 
-def _run_seed(seed: int, chosen: list[str], cfg: StudyConfig, X_train, y_train, X_eval, y_eval,
-              plane: dict[str, Any], output: Any, device: Any, retrain: bool, progress: bool,
-              data_hash: str) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
-    """Train (or reuse) and measure every chosen model with one seed: (results, reused, notes).
+def _writable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Private copies of arrays that joblib handed to a worker as read-only memory maps (torch
+    warns on every tensor made from a read-only array)."""
+    return tuple(a if a.flags.writeable else np.array(a) for a in arrays)
 
-    Independent of the other seeds (own checkpoint folder, own random streams), so seeds can
-    run in separate processes.
-    """
+
+def _seed_setup(seed: int, cfg: StudyConfig, X_train, y_train, X_eval, y_eval, device: Any,
+                threads: int | None) -> tuple[Any, dict[str, Any]]:
+    """What every model of one seed shares: the transfer attack's surrogate and the pixel baseline."""
     import torch
 
     from .train.surrogate import train_surrogate
 
+    if threads is not None:
+        torch.set_num_threads(threads)
+    X_train, y_train, X_eval, y_eval = _writable(X_train, y_train, X_eval, y_eval)
+    torch.manual_seed(seed)
+    surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1,
+                                device=device)
+    return surrogate, _measure_input(X_eval, y_eval, cfg, seed)
+
+
+def _run_model(seed: int, name: str, cfg: StudyConfig, X_train, y_train, X_eval, y_eval,
+               plane: dict[str, Any], output: Any, device: Any, retrain: bool, progress: bool,
+               data_hash: str, surrogate: Any, input_values: dict[str, Any],
+               threads: int | None) -> tuple[dict[str, Any], bool, list[str]]:
+    """Train (or reuse) and measure one model with one seed: (results, reused, notes).
+
+    Independent of every other (seed, model) task (own checkpoint, own random streams: the torch
+    seed is drawn from the seed and the model's name), so the tasks can run in separate processes
+    in any order and give the same numbers.
+    """
+    import zlib
+
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    X_train, y_train, X_eval, y_eval = _writable(X_train, y_train, X_eval, y_eval)
     notes: list[str] = []
 
     def note(message: str, level: int = logging.INFO) -> None:
@@ -774,34 +807,59 @@ def _run_seed(seed: int, chosen: list[str], cfg: StudyConfig, X_train, y_train, 
         notes.append(message)
         _logger.log(level, message)
 
-    zoo = _zoo()
-    # checkpoints: trained into the staging folder, reused from there or from earlier runs' models/
-    seed_dir = output.staged_models / f"seed{seed}"
-    torch.manual_seed(seed)
-    surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1,
-                                device=device)
-    input_values = _measure_input(X_eval, y_eval, cfg, seed)
-    if not _has_captum():
-        note("captum is not installed (pip install geomkit[attribution]): the attribution fragility "
-             "variables are NaN")
-    results: dict[str, dict[str, Any]] = {}
-    reused = []
-    for name in _progress(chosen, f"study seed {seed}: models", progress):
-        entry = zoo[name]
+    entry = _zoo()[name]
+    torch.manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+    # warnings are handed back and raised again by the main process, so that they reach its
+    # filters and handlers (and tests) whether the task ran there or in a worker process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # checkpoints: trained into the staging folder, reused from there or from earlier runs' models/
         t0 = time.perf_counter()
-        clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train, seed_dir, seed, device,
-                                         retrain, progress, note, data_hash,
-                                         reuse_dirs=(output.models / f"seed{seed}",))
-        if was_reused:
-            reused.append(name)
+        clf, was_reused = _train_or_load(name, entry, cfg, X_train, y_train,
+                                         output.staged_models / f"seed{seed}", seed, device, retrain,
+                                         progress, note, data_hash, reuse_dirs=(output.models / f"seed{seed}",))
         t1 = time.perf_counter()
-        results[name] = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress,
-                                 input_values, plane)
-        note(
-            f"{name}: test accuracy {results[name]['accuracy']:.3f}, hidden α = "
-            f"{results[name]['layers']['hidden']['alpha']:.2f} ({'loaded' if was_reused else 'trained'} in "
-            f"{t1 - t0:.0f} s, measured on {len(X_eval)} held-out images in {time.perf_counter() - t1:.0f} s)")
-    return results, reused, notes
+        result = _measure(name, clf, entry, cfg, X_eval, y_eval, seed, surrogate, progress, input_values, plane)
+    result["warnings"] = [(w.category, str(w.message)) for w in caught]
+    note(
+        f"{name}: test accuracy {result['accuracy']:.3f}, hidden α = "
+        f"{result['layers']['hidden']['alpha']:.2f} ({'loaded' if was_reused else 'trained'} in "
+        f"{t1 - t0:.0f} s, measured on {len(X_eval)} held-out images in {time.perf_counter() - t1:.0f} s)")
+    return result, was_reused, notes
+
+
+def _resolve_jobs(jobs: int | None, n_tasks: int, device: Any) -> int:
+    """``jobs=None``: one process per CPU core (at most one per task), one on a GPU."""
+    import os
+
+    if jobs is not None:
+        return jobs
+    if str(device).startswith("cuda"):
+        return 1  # one GPU: processes would only queue for it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_tasks))
+
+
+def _run_tasks(tasks: list[tuple], function: Callable, jobs: int, progress: bool, desc: str) -> list:
+    """``function(*task)`` for every task, in ``jobs`` processes; results in the tasks' order.
+
+    Each process runs torch on ``cores // jobs`` threads (the last argument of every task is
+    replaced by that number), so that two processes on two cores do not fight over them.
+    """
+    if jobs == 1 or len(tasks) == 1:
+        return [function(*task) for task in _progress(tasks, desc, progress)]
+    import os
+
+    from joblib import Parallel, delayed
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // jobs)
+    calls = (delayed(lambda i, task: (i, function(*task[:-1], threads)))(i, task) for i, task in enumerate(tasks))
+    done = {}
+    with Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+        for i, value in _progress(parallel(calls), desc, progress, total=len(tasks)):
+            done[i] = value
+    return [done[i] for i in range(len(tasks))]
 
 
 def run(
@@ -816,7 +874,7 @@ def run(
     progress: bool = True,
     config: StudyConfig | None = None,
     overwrite: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
     seed: Any = DEPRECATED,
 ):
     """Train the model zoo, measure every model and write the report.
@@ -828,7 +886,7 @@ def run(
         MNIST IDX files.
     out : path, default="geomkit-study"
         Output folder: ``models/``, ``figures/``, ``results.nc``,
-        ``summary.csv``, ``report.html``.
+        ``summary_models.csv``, ``summary_layers.csv``, ``report.html``.
     quick : bool, default=False
         Fewer epochs, units and inputs: a fast look (minutes on a laptop CPU).
     device : None, str or torch.device
@@ -854,9 +912,11 @@ def run(
         Write into an ``out`` that is not empty and was not written by a
         study (its files with the output names are replaced). Without it such
         a folder is refused before any work.
-    jobs : int, default=1
-        Seeds run in parallel processes (joblib); each seed's work is
-        independent. ``1``: one after the other in this process.
+    jobs : int or None, default=None
+        Processes (joblib) over which the (seed, model) tasks are spread; each
+        task is independent and gives the same numbers in any process.
+        ``None``: one per CPU core (one on a GPU); ``1``: one after the other
+        in this process.
     seed : int, deprecated
         The old name of ``random_state`` (one name per concept across geomkit);
         it still works, with a ``DeprecationWarning``, for one release.
@@ -900,8 +960,9 @@ def run(
         raise TypeError(f"config must be a StudyConfig (StudyConfig.make(quick)), got {type(config).__name__}.")
     cfg = StudyConfig.make(quick) if config is None else config
     quick = cfg.quick
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive int (processes for the seeds); got {jobs!r}.")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be None or a positive int (processes for the (seed, model) tasks); "
+                         f"got {jobs!r}.")
     if isinstance(cfg.n_seeds, bool) or not isinstance(cfg.n_seeds, int) or cfg.n_seeds < 1:
         raise ValueError(f"n_seeds must be a positive int; got {cfg.n_seeds!r}.")
     zoo = _zoo()
@@ -925,20 +986,32 @@ def run(
     X_train, y_train = _subsample(X_train, y_train, cfg.n_train, seed)
     X_eval, y_eval = _subsample(X_test, y_test, cfg.n_eval, seed)
     log(f"data {data!r}: {len(X_train)} training and {len(X_eval)} held-out images of {X_train.shape[1]} pixels")
+    if not _has_captum():
+        log("captum is not installed (pip install geomkit[attribution]): the attribution fragility "
+            "variables are NaN")
     dim = twonn_dimension(X_eval)
 
     seeds = [seed + k for k in range(cfg.n_seeds)]
     plane = _tuning_plane(X_eval, seed)
     data_hash = _data_hash(X_train, y_train)
-    args = (chosen, cfg, X_train, y_train, X_eval, y_eval, plane, output, device, retrain, progress,
-            data_hash)
-    if jobs == 1 or len(seeds) == 1:
-        per_seed = [_run_seed(s, *args) for s in seeds]
-    else:
-        # every seed's work is independent (own checkpoints, own random streams): processes
-        from joblib import Parallel, delayed
-
-        per_seed = Parallel(n_jobs=jobs)(delayed(_run_seed)(s, *args) for s in seeds)
+    jobs = _resolve_jobs(jobs, len(seeds) * len(chosen), device)
+    # every (seed, model) is one task: tasks of a seed share its surrogate and pixel baseline (made
+    # first), and the tasks are spread over the processes in any order (same numbers: own streams)
+    shared = _run_tasks([(s, cfg, X_train, y_train, X_eval, y_eval, device, None) for s in seeds],
+                        _seed_setup, min(jobs, len(seeds)), progress, "study: surrogates and pixel baselines")
+    inner = progress and jobs == 1  # bars of several processes would overwrite each other
+    tasks = [(s, name, cfg, X_train, y_train, X_eval, y_eval, plane, output, device, retrain, inner,
+              data_hash, *shared[k], None) for k, s in enumerate(seeds) for name in chosen]
+    done = _run_tasks(tasks, _run_model, jobs, progress, f"study: {len(seeds)} seed(s) x {len(chosen)} model(s)")
+    for result, _, _ in done:
+        for category, message in result.pop("warnings"):
+            warnings.warn(message, category, stacklevel=2)
+    per_seed = []
+    for k, s in enumerate(seeds):
+        mine = done[k * len(chosen):(k + 1) * len(chosen)]
+        results = {name: result for name, (result, _, _) in zip(chosen, mine)}
+        seed_reused = [name for name, (_, was_reused, _) in zip(chosen, mine) if was_reused]
+        per_seed.append((results, seed_reused, [n for _, _, task_notes in mine for n in task_notes]))
     reused = []
     for s, (_, seed_reused, seed_notes) in zip(seeds, per_seed):
         reused += [f"seed{s}/{name}" for name in seed_reused]
@@ -975,10 +1048,11 @@ def run(
     # everything goes to the staging folder first and moves into `out` once complete (_study_output)
     annotate(ds)  # CF long_name / units on every variable
     ds.to_netcdf(output.staged("results.nc"))
-    summary_table(ds).to_csv(output.staged("summary.csv"), index=False)
+    summary_table(ds, "model").to_csv(output.staged("summary_models.csv"), index=False)
+    summary_table(ds, "layer").to_csv(output.staged("summary_layers.csv"), index=False)
     build_report(ds, output.staged("report.html"), figures_dir=output.staged("figures"))
     output.commit([f"seed{s}/{name}" for s in seeds for name in chosen])
     out = output.out
-    log(f"wrote {out / 'results.nc'}, {out / 'summary.csv'}, {out / 'figures'}/*.png and {out / 'report.html'} "
+    log(f"wrote {out / 'results.nc'}, {out / 'summary_models.csv'}, {out / 'summary_layers.csv'}, {out / 'figures'}/*.png and {out / 'report.html'} "
         f"in {ds.attrs['wall_time_s']:.0f} s")
     return ds

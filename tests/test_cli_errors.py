@@ -239,7 +239,10 @@ def test_cli_run_writes_its_outputs_and_logs_its_notes(cli_run):
     out, code, err = cli_run
     assert code == 0
     assert (out / "thesis.tex").read_text() == "kept"
-    assert (out / "summary.csv").read_text().startswith("seed,model,")
+    # two tidy tables; a summary.csv that geomkit did not write (no marker) stays as it was
+    assert (out / "summary_models.csv").read_text().startswith("seed,model,")
+    assert (out / "summary_layers.csv").read_text().startswith("seed,model,layer,")
+    assert (out / "summary.csv").read_text() == "a user's table\n"
     assert (out / _study_output.MARKER).is_file()
     models = out / "models" / "seed0"  # checkpoints are per seed
     assert (models / "mlp" / "state_dict.pt").is_file() and (models / "mlp.study.json").is_file()
@@ -264,9 +267,9 @@ def test_interrupted_rerun_leaves_out_unchanged_and_is_resumed(cli_run, monkeypa
     def interrupt(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr(study, "_measure", interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # jobs=1: the patched _measure runs in this process
         study.run(data="digits", out=out, models=["mlp"], config=dataclasses.replace(TINY, epochs=2),
-                  progress=False)
+                  progress=False, jobs=1)
     # the command line says so in one line, exit status 130 (as a shell reports SIGINT)
     monkeypatch.setattr(study, "run", interrupt)
     assert main(["study", "--out", str(out), "--quiet"]) == 130
@@ -324,3 +327,17 @@ def test_commit_moves_this_runs_checkpoints_and_keeps_the_others_waiting(tmp_pat
     assert (out / "models" / "b" / "w").read_text() == "new b"
     assert (out / "models" / "a" / "w").read_text() == "new a"  # not staged this time: kept
     assert not output.staging.exists()
+
+
+def test_commit_removes_the_single_summary_of_an_earlier_version(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.csv").write_text("seed,model,layer,alpha,accuracy\n")  # the one wide table of before
+    (out / "report.html").write_text("<title>geomkit study report</title>")
+    (out / _study_output.MARKER).write_text("{}")
+    output, _ = _study_output.prepare_output(out)
+    output.staged("summary_models.csv").write_text("seed,model,accuracy\n")
+    output.staged("summary_layers.csv").write_text("seed,model,layer,alpha\n")
+    output.commit([])
+    assert sorted(p.name for p in out.glob("summary*.csv")) == ["summary_layers.csv", "summary_models.csv"]
+    assert (out / "report.html").is_file()

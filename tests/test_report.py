@@ -205,14 +205,27 @@ def test_diagnostics_table_has_one_row_per_model_with_every_check():
     assert diagnostics_table(ds.drop_vars("diagnostic")).empty
 
 
-def test_summary_is_one_tidy_row_per_model_and_layer():
+def test_summary_is_two_tidy_tables_that_join_on_the_model():
     ds = _results()
-    table = summary_table(ds)
-    assert len(table) == len(MODELS) * len(LAYERS)
-    row = table[(table.model == "spectral_a1") & (table.layer == "hidden")].iloc[0]
+    layers = summary_table(ds)
+    assert len(layers) == len(MODELS) * len(LAYERS)
+    row = layers[(layers.model == "spectral_a1") & (layers.layer == "hidden")].iloc[0]
     assert row["alpha"] == pytest.approx(1.05)
-    assert row["pgd_auc"] == pytest.approx(0.28)
-    assert row["worst_auc"] == pytest.approx(0.23)
+    # model-level values are not repeated on every layer row: they live in the model table
+    per_model = [v for v in ds.data_vars if ds[v].dims == ("model",)]
+    assert per_model and not set(per_model) & set(layers.columns)
+    models = summary_table(ds, level="model")
+    assert list(models["model"]) == MODELS and "layer" not in models.columns
+    assert set(per_model) <= set(models.columns)
+    row = models.set_index("model").loc["spectral_a1"]
+    assert row["pgd_auc"] == pytest.approx(0.28) and row["worst_auc"] == pytest.approx(0.23)
+    # both round-trip through CSV and join back to the one wide table of before
+    joined = layers.merge(models, on="model")
+    for var in per_model:
+        if ds[var].dtype.kind in "fiu":
+            np.testing.assert_allclose(joined.loc[joined.layer == "hidden", var], ds[var].values)
+    with pytest.raises(ValueError, match="level must be 'layer' or 'model'; got 'unit'"):
+        summary_table(ds, level="unit")
 
 
 def test_page_embeds_every_figure_and_the_claims(tmp_path):
@@ -335,6 +348,7 @@ def test_betti_figure_reads_results_with_hidden_curves_only():
 
 def test_summary_keeps_the_model_description_once():
     ds = _results().assign_coords(description=("model", [f"the {m} net" for m in MODELS]))
-    table = summary_table(ds)
+    table = summary_table(ds, level="model")
     assert [c for c in table.columns if c.startswith("description")] == ["description"]
-    assert list(table.loc[table.layer == "output", "description"]) == [f"the {m} net" for m in MODELS]
+    assert list(table["description"]) == [f"the {m} net" for m in MODELS]
+    assert "description" not in summary_table(ds).columns  # not repeated on every layer row

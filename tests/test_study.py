@@ -26,9 +26,13 @@ def test_every_output_is_written_and_round_trips(quick_run):
     out, ds = quick_run
     with xr.open_dataset(out / "results.nc") as saved:
         xr.testing.assert_identical(saved.load(), ds)
-    summary = pd.read_csv(out / "summary.csv")
+    summary = pd.read_csv(out / "summary_layers.csv")
     assert len(summary) == len(study.ZOO) * 3 * 2  # models x layers x seeds
     assert set(summary["model"]) == set(study.ZOO)
+    models = pd.read_csv(out / "summary_models.csv")
+    assert len(models) == len(study.ZOO) * 2  # models x seeds
+    for row in models.itertuples():
+        assert row.accuracy == pytest.approx(float(ds["accuracy"].sel(seed=row.seed, model=row.model)))
     assert {p.stem for p in (out / "figures").glob("*.png")} >= {
         "spectra", "kurtosis", "flatness", "robustness", "categoricality", "betti_curves"}
     for name in study.ZOO:
@@ -97,7 +101,7 @@ def test_hidden_tuning_maps_are_ramps_and_topology_is_per_layer(quick_run):
     # at the lowest level the superlevel set is the whole map: one component, no hole
     np.testing.assert_array_equal(ds["betti0"].sel(layer="output").isel(level=0).values, 1.0)
     np.testing.assert_array_equal(ds["betti1"].sel(layer="output").isel(level=0).values, 0.0)
-    summary = pd.read_csv(out / "summary.csv").query("seed == 0").set_index(["model", "layer"])
+    summary = pd.read_csv(out / "summary_layers.csv").query("seed == 0").set_index(["model", "layer"])
     for (model, layer), value in summary["n_peaks"].items():
         np.testing.assert_equal(value, float(ds["n_peaks"].sel(model=model, layer=layer)))
 
@@ -333,7 +337,7 @@ def test_seeds_and_jobs_are_checked_before_any_work(tmp_path, capsys):
     assert "--seeds must be >= 1; got 0" in capsys.readouterr().err
     assert main(["study", "--jobs", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--jobs must be >= 1; got 0" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="jobs must be a positive int"):
+    with pytest.raises(ValueError, match="jobs must be None or a positive int"):
         study.run(out=tmp_path / "o3", jobs=0, progress=False)
     assert study.StudyConfig.make(quick=True).n_seeds == 2
     assert study.StudyConfig.make(quick=False).n_seeds == 3
@@ -399,6 +403,37 @@ def test_warnings_of_a_measure_name_the_model_and_layer():
             warnings.warn("PGD is weaker than the noise baseline", GradientMaskingWarning)
     assert [str(w.message) for w in caught] == ["sigmoid_saturated/hidden: PGD is weaker than the noise baseline"]
     assert caught[0].category is GradientMaskingWarning
+
+
+def test_the_numbers_do_not_depend_on_the_number_of_processes(tmp_path):
+    """(seed, model) tasks in one process or spread over two give the same results, bit for bit."""
+    import dataclasses
+
+    import torch
+
+    tiny = dataclasses.replace(
+        study.StudyConfig.make(quick=True), n_hidden=64, n_hebbian=100, epochs=3, krotov_hopfield_epochs=2,
+        softhebb_epochs=2, readout_epochs=3, n_train=600, n_eval=200, n_attack=20, n_bootstraps=3,
+        n_pairs=50, n_tuning_units=2, tuning_resolution=8, eps=(0.01, 0.3), pgd_steps=2, n_bisect=2,
+        n_noise_draws=1, surrogate_epochs=1, n_seeds=2)
+    import warnings
+
+    threads = torch.get_num_threads()
+    runs, raised = {}, {}
+    try:
+        for jobs in (1, 2):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                runs[jobs] = study.run(data="digits", out=tmp_path / f"jobs{jobs}",
+                                       models=["mlp", "krotov_hopfield"], config=tiny, progress=False, jobs=jobs)
+            raised[jobs] = sorted((w.category.__name__, str(w.message)) for w in caught
+                                  if str(w.message).startswith(("mlp", "krotov_hopfield")))
+    finally:
+        torch.set_num_threads(threads)
+    one, two = (runs[j].drop_attrs(deep=False) for j in (1, 2))
+    xr.testing.assert_identical(one, two)
+    # the workers' warnings reach this process, named by model (and layer), as in a serial run
+    assert raised[1] and raised[1] == raised[2]
 
 
 def test_attribution_fragility_is_stored_and_equals_a_recomputation(quick_run):

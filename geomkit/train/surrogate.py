@@ -84,7 +84,7 @@ def train_surrogate(
             layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
         layers.append(torch.nn.Linear(sizes[-1], max(n_out, 2)))
         net = torch.nn.Sequential(*layers).to(dev)
-    train_module(net, x, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed % 2**63)
+    train_module(net, x, labels, epochs=epochs, lr=lr, batch_size=batch_size, random_state=seed % 2**63)
     net.eval()
     for p in net.parameters():
         p.grad = None
