@@ -547,12 +547,14 @@ _ATTRIBUTION_VARIABLES = {"attribution_topk": "topk_intersection", "attribution_
 
 
 def _has_captum() -> bool:
-    """Whether captum (the 'attribution' extra) can be imported."""
-    try:
-        import captum.attr  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether captum (the 'attribution' extra) is installed; found without importing it, so that
+    the main process of a run imports no more than its workers do."""
+    import importlib.util
+    import sys
+
+    if "captum" in sys.modules:
+        return sys.modules["captum"] is not None
+    return importlib.util.find_spec("captum") is not None
 
 
 def _attribution(module: Any, X: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, np.ndarray]:
