@@ -20,6 +20,7 @@ ORDER = (
     "plot_robustness.py",
     "plot_composite_attack.py",
     "plot_spiking.py",
+    "plot_attribution.py",
     "plot_study.py",
 )
 

@@ -50,6 +50,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
                           "bootstrap-corrected)", "1"),
     "hidden_cka_ci_low": ("lower bound of the bootstrap interval of hidden_cka", "1"),
     "hidden_cka_ci_high": ("upper bound of the bootstrap interval of hidden_cka", "1"),
+    "attribution_topk": ("top-k intersection of saliency maps before and after the perturbation", "1"),
+    "attribution_spearman": ("Spearman rank correlation of saliency maps before and after the perturbation", "1"),
+    "attribution_com_shift": ("distance the saliency map's centre of mass moves under the perturbation, in pixels", "pixel"),
 }
 COORDINATES: dict[str, tuple[str, str]] = {
     "eps": ("perturbation size (L-inf or L2 norm, in pixel intensities in [0, 1])", "pixel"),
@@ -57,6 +60,8 @@ COORDINATES: dict[str, tuple[str, str]] = {
     "level": ("superlevel-set threshold of the tuning maps", "activation"),
     "level_fraction": ("superlevel-set threshold as a fraction of each map's range", "1"),
     "seed": ("training seed", "1"),
+    "attribution_eps": ("L-inf radius of the perturbation of the saliency maps (pixel intensities in [0, 1])",
+                        "pixel"),
 }
 
 

@@ -53,7 +53,12 @@ brightness, contrast, blur in :data:`CAA_RANGES` and L-inf at ``caa_eps``) in th
 ``hidden_cka``, ``hidden_cka_ci_low``, ``hidden_cka_ci_high`` (debiased
 linear CKA between two models' hidden layers, bootstrap-bias-corrected, with
 its basic bootstrap interval around it), ``hidden_cka_plugin`` (uncorrected)
-over ``(model_a, model_b)``. Values that
+over ``(model_a, model_b)``; ``attribution_topk``, ``attribution_spearman`` and
+``attribution_com_shift`` (how far the fragility attack of Ghorbani et al. 2019 and
+random sign noise of the same L-inf eps move the saliency maps of ``n_attribution``
+held-out images without changing their labels: top-k intersection with k a tenth of
+the pixels, Spearman rank correlation, centre-of-mass shift in pixels; NaN without
+captum) over ``(model, attribution_perturbation, attribution_eps)``. Values that
 do not apply (the weights of ``input``, the topology of ``input``, whose
 pixels are not mapped) are NaN; ``betti0``, ``betti1`` and ``n_peaks`` say
 what they hold in their attribute ``description``. The attribute ``config``
@@ -161,6 +166,13 @@ class StudyConfig:  # numpydoc ignore=PR01
         Its time steps.
     snn_epochs : int
         Its training epochs (BPTT through ``snn_steps`` steps).
+    n_attribution : int
+        Of the ``n_attack`` inputs, those whose saliency maps are attacked
+        (the fragility attack of Ghorbani et al. 2019) and perturbed by noise.
+    attribution_steps : int
+        Steps of the fragility attack.
+    attribution_eps : tuple of float
+        L-inf radii of the fragility attack and its random-noise baseline.
     """
 
     quick: bool
@@ -193,6 +205,9 @@ class StudyConfig:  # numpydoc ignore=PR01
     snn_hidden: int = 256
     snn_steps: int = 8
     snn_epochs: int = 8
+    n_attribution: int = 50
+    attribution_steps: int = 20
+    attribution_eps: tuple[float, ...] = (0.03, 0.1)
 
     @classmethod
     def make(cls, quick: bool) -> "StudyConfig":
@@ -206,7 +221,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                        n_jacobian=50,
                        caa_inputs=20, caa_steps=2, caa_rounds=1,
                        cotrain_epochs=4, n_v1_neurons=200,
-                       snn_hidden=128, snn_steps=4, snn_epochs=2)
+                       snn_hidden=128, snn_steps=4, snn_epochs=2,
+                       n_attribution=20, attribution_steps=10, attribution_eps=(0.1,))
         # the Hebbian budgets of the validated MNIST-5k runs (tests/test_classifiers.py, >= 0.88 test
         # accuracy); on a 2-core CPU they cost ~0.1 s (Krotov-Hopfield) / ~0.35 s (SoftHebb) per
         # unsupervised epoch and ~0.04 s per readout epoch, under a minute together
@@ -219,7 +235,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                    n_jacobian=100,
                    caa_inputs=100, caa_steps=3, caa_rounds=2,
                    cotrain_epochs=10, n_v1_neurons=500,
-                   snn_hidden=256, snn_steps=8, snn_epochs=8)
+                   snn_hidden=256, snn_steps=8, snn_epochs=8,
+                   n_attribution=50, attribution_steps=20, attribution_eps=(0.03, 0.1))
 
 
 def _progress(iterable, desc: str, progress: bool, total: int | None = None):
@@ -625,6 +642,45 @@ def _composite(module: Any, X: np.ndarray, y: np.ndarray, cfg: StudyConfig, seed
                                       ranges=CAA_RANGES, steps=cfg.caa_steps, rounds=cfg.caa_rounds,
                                       random_state=seed)
     return dict(zip(table["order"], table["robust_accuracy"]))
+ATTRIBUTION_PERTURBATIONS = ("attack", "noise")
+_ATTRIBUTION_VARIABLES = {"attribution_topk": "topk_intersection", "attribution_spearman": "rank_correlation",
+                          "attribution_com_shift": "center_of_mass_shift"}
+
+
+def _has_captum() -> bool:
+    """Whether captum (the 'attribution' extra) is installed; found without importing it, so that
+    the main process of a run imports no more than its workers do."""
+    import importlib.util
+    import sys
+
+    if "captum" in sys.modules:
+        return sys.modules["captum"] is not None
+    return importlib.util.find_spec("captum") is not None
+
+
+def _attribution(module: Any, X: np.ndarray, cfg: StudyConfig, seed: int) -> dict[str, np.ndarray]:
+    """Fragility of the saliency maps: the fragility attack vs random sign noise of the same eps.
+
+    Per variable of ``_ATTRIBUTION_VARIABLES`` an array of shape
+    (len(ATTRIBUTION_PERTURBATIONS), len(cfg.attribution_eps)); NaN without captum.
+    """
+    shape = (len(ATTRIBUTION_PERTURBATIONS), len(cfg.attribution_eps))
+    out = {var: np.full(shape, np.nan) for var in _ATTRIBUTION_VARIABLES}
+    if not _has_captum():
+        return out
+    from .probe.attribution import attribution_fragility
+
+    X = X[: cfg.n_attribution]
+    side = int(round(np.sqrt(X.shape[1])))
+    table = attribution_fragility(module, X, list(cfg.attribution_eps), method="saliency",
+                                  shape=(side, side) if side * side == X.shape[1] else None,
+                                  steps=cfg.attribution_steps, random_state=seed)
+    table = table.set_index(["perturbation", "eps"])
+    for var, column in _ATTRIBUTION_VARIABLES.items():
+        for i, kind in enumerate(ATTRIBUTION_PERTURBATIONS):
+            for j, eps in enumerate(cfg.attribution_eps):
+                out[var][i, j] = float(table.loc[(kind, float(eps)), column])
+    return out
 
 
 def _activations(module: Any, X: np.ndarray, layers: list[str], progress: bool = False) -> dict[str, np.ndarray]:
@@ -698,7 +754,8 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
                                        progress).items():
             result["layers"][layer].update(values)
         result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
-        result["caa_robust_accuracy"] = _composite(module, X_sens, y[: len(X_sens)], cfg, seed)
+        result["caa_robust_accuracy"] = _composite(module, X_sens, y[: len(X_sens)], cfg, seed,
+        result["attribution"] = _attribution(module, X_sens, cfg, seed)
     result["hidden_acts"] = recorded[entry.hidden]  # for the model x model similarity
     return result
 
@@ -779,12 +836,19 @@ def _assemble(results: dict[str, dict[str, Any]], cfg: StudyConfig, attrs: dict[
     checks = sorted({c for m in models for c in results[m]["diagnostics"]})
     data["diagnostic"] = (("model", "check"), np.array(
         [[results[m]["diagnostics"].get(c, "n/a") for c in checks] for m in models], dtype=str))
+    if all("attribution" in results[m] for m in models):
+        for var in _ATTRIBUTION_VARIABLES:
+            data[var] = (("model", "attribution_perturbation", "attribution_eps"),
+                         np.stack([results[m]["attribution"][var] for m in models]))
     coords = {
         "model": models, "layer": list(LAYERS), "rank": np.arange(1, n_rank + 1), "attack": attacks,
         "eps": np.asarray(ra[0]["eps"].values, dtype=float), "level": np.arange(N_LEVELS),
         "level_fraction": ("level", np.linspace(0, 1, N_LEVELS)), "check": checks, "order": orders,
         "description": ("model", [attrs["descriptions"][m] for m in models]),
     }
+    if "attribution_topk" in data:
+        coords["attribution_perturbation"] = list(ATTRIBUTION_PERTURBATIONS)
+        coords["attribution_eps"] = np.asarray(cfg.attribution_eps, dtype=float)
     attrs = {k: v for k, v in attrs.items() if k != "descriptions"}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
@@ -1035,6 +1099,9 @@ def run(
     X_train, y_train = _subsample(X_train, y_train, cfg.n_train, seed)
     X_eval, y_eval = _subsample(X_test, y_test, cfg.n_eval, seed)
     log(f"data {data!r}: {len(X_train)} training and {len(X_eval)} held-out images of {X_train.shape[1]} pixels")
+    if not _has_captum():
+        log("captum is not installed (pip install geomkit[attribution]): the attribution fragility "
+            "variables are NaN")
     dim = twonn_dimension(X_eval)
 
     seeds = [seed + k for k in range(cfg.n_seeds)]

@@ -25,7 +25,8 @@ DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS))
 from api_homes import home  # noqa: E402  (where the API reference documents an object)
 
-PACKAGES = ("geomkit", "geomkit.probe", "geomkit.measures", "geomkit.plotting", "geomkit.train")
+PACKAGES = ("geomkit", "geomkit.probe", "geomkit.measures", "geomkit.plotting", "geomkit.train",
+            "geomkit.probe.attribution")
 # Modules whose docstrings do not yet pass the build's checks, and whose files the documentation
 # work does not edit. Each is checked by an xfail(strict=True) test: once its docstrings are fixed
 # that test passes unexpectedly and fails, so the entry must then be deleted from here.

@@ -507,3 +507,35 @@ def test_the_numbers_do_not_depend_on_the_number_of_processes(tmp_path):
     xr.testing.assert_identical(one, two)
     # the workers' warnings reach this process, named by model (and layer), as in a serial run
     assert raised[1] and raised[1] == raised[2]
+
+
+def test_attribution_fragility_is_stored_and_equals_a_recomputation(quick_run):
+    # issue 17, part 2: the zoo's saliency maps under the fragility attack vs random noise
+    pytest.importorskip("captum")
+    from geomkit.probe.attribution import attribution_fragility
+    from geomkit.train import NetClassifier
+
+    out, ds = quick_run
+    cfg = study.StudyConfig.make(quick=True)
+    for var in ("attribution_topk", "attribution_spearman", "attribution_com_shift"):
+        assert ds[var].dims == ("seed", "model", "attribution_perturbation", "attribution_eps")
+        assert np.isfinite(ds[var].values).all(), var
+    np.testing.assert_allclose(ds["attribution_eps"].values, cfg.attribution_eps)
+    assert list(ds["attribution_perturbation"].values) == ["attack", "noise"]
+    topk = ds["attribution_topk"]
+    assert ((topk >= 0) & (topk <= 1)).all()
+    # the attack moves the explanations of the plain MLP further than noise of the same eps, every seed
+    mlp = topk.sel(model="mlp")
+    assert (mlp.sel(attribution_perturbation="attack") < mlp.sel(attribution_perturbation="noise")).all()
+    # seed 0's MLP, recomputed from its checkpoint on the same inputs
+    module = NetClassifier.load(out / "models" / "seed0" / "mlp").module_
+    X = _eval_inputs()[: cfg.n_attack][: cfg.n_attribution]
+    table = attribution_fragility(module, X, list(cfg.attribution_eps), shape=(28, 28),
+                                  steps=cfg.attribution_steps, random_state=0).set_index(["perturbation", "eps"])
+    for kind in ("attack", "noise"):
+        got = ds.sel(seed=0, model="mlp", attribution_perturbation=kind, attribution_eps=cfg.attribution_eps[0])
+        row = table.loc[(kind, cfg.attribution_eps[0])]
+        assert float(got["attribution_topk"]) == pytest.approx(row["topk_intersection"], abs=1e-9)
+        assert float(got["attribution_com_shift"]) == pytest.approx(row["center_of_mass_shift"], abs=1e-9)
+    with xr.open_dataset(out / "results.nc") as saved:
+        assert saved["attribution_com_shift"].attrs["units"] == "pixel"
