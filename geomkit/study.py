@@ -754,7 +754,7 @@ def _measure(name: str, clf: Any, entry: ZooEntry, cfg: StudyConfig, X: np.ndarr
                                        progress).items():
             result["layers"][layer].update(values)
         result.update(_robustness(module, X_sens, y[: len(X_sens)], cfg, seed, surrogate, progress))
-        result["caa_robust_accuracy"] = _composite(module, X_sens, y[: len(X_sens)], cfg, seed,
+        result["caa_robust_accuracy"] = _composite(module, X_sens, y[: len(X_sens)], cfg, seed)
         result["attribution"] = _attribution(module, X_sens, cfg, seed)
     result["hidden_acts"] = recorded[entry.hidden]  # for the model x model similarity
     return result
