@@ -98,7 +98,7 @@ for row in claims.itertuples(index=False):
 # --------------------------
 # Every model is also attacked with the AutoAttack "standard" ensemble
 # (APGD-CE, APGD-T, FAB-T and the black-box Square, worst case per input; a
-# reduced budget: 15 steps, 2 targets, 300 queries, in quick mode 5 steps,
+# reduced budget: 15 steps, 2 targets, 200 queries, in quick mode 5 steps,
 # 1 target, 50 queries), next to PGD: where AutoAttack falls far below PGD,
 # PGD's gradients were misleading (gradient masking); at this reduced budget
 # a PGD with more steps can also come out a little lower.
