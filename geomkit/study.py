@@ -874,22 +874,33 @@ def _subsample(X: np.ndarray, y: np.ndarray, n: int | None, seed: int):
     return X_sub, y_sub
 
 
-def _writable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Private copies of arrays that joblib handed to a worker as read-only memory maps (torch
-    warns on every tensor made from a read-only array)."""
-    return tuple(a if a.flags.writeable else np.array(a) for a in arrays)
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _seed_setup(seed: int, cfg: StudyConfig, X_train, y_train, X_eval, y_eval, device: Any,
-                threads: int | None) -> tuple[Any, dict[str, Any]]:
+def _in_worker(index: int, function: Callable, threads: int, task: tuple) -> tuple[int, Any]:
+    """``(index, function(*task))`` in a worker process on ``threads`` torch threads.
+
+    Arrays that joblib handed over as read-only memory maps are copied first (torch warns on
+    every tensor made from a read-only array).
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    task = tuple(np.array(a) if isinstance(a, np.ndarray) and not a.flags.writeable else a for a in task)
+    return index, function(*task)
+
+
+def _seed_setup(seed: int, cfg: StudyConfig, X_train, y_train, X_eval, y_eval,
+                device: Any) -> tuple[Any, dict[str, Any]]:
     """What every model of one seed shares: the transfer attack's surrogate and the pixel baseline."""
     import torch
 
     from .train.surrogate import train_surrogate
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    X_train, y_train, X_eval, y_eval = _writable(X_train, y_train, X_eval, y_eval)
     torch.manual_seed(seed)
     surrogate = train_surrogate(X_train, y_train, epochs=cfg.surrogate_epochs, random_state=seed + 1,
                                 device=device)
@@ -898,8 +909,8 @@ def _seed_setup(seed: int, cfg: StudyConfig, X_train, y_train, X_eval, y_eval, d
 
 def _run_model(seed: int, name: str, cfg: StudyConfig, X_train, y_train, X_eval, y_eval,
                plane: dict[str, Any], output: Any, device: Any, retrain: bool, progress: bool,
-               data_hash: str, surrogate: Any, input_values: dict[str, Any],
-               threads: int | None) -> tuple[dict[str, Any], bool, list[str]]:
+               data_hash: str, surrogate: Any,
+               input_values: dict[str, Any]) -> tuple[dict[str, Any], bool, list[str]]:
     """Train (or reuse) and measure one model with one seed: (results, reused, notes).
 
     Independent of every other (seed, model) task (own checkpoint, own random streams: the torch
@@ -910,9 +921,6 @@ def _run_model(seed: int, name: str, cfg: StudyConfig, X_train, y_train, X_eval,
 
     import torch
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    X_train, y_train, X_eval, y_eval = _writable(X_train, y_train, X_eval, y_eval)
     notes: list[str] = []
 
     def note(message: str, level: int = logging.INFO) -> None:
@@ -943,31 +951,25 @@ def _run_model(seed: int, name: str, cfg: StudyConfig, X_train, y_train, X_eval,
 
 def _resolve_jobs(jobs: int | None, n_tasks: int, device: Any) -> int:
     """``jobs=None``: one process per CPU core (at most one per task), one on a GPU."""
-    import os
-
     if jobs is not None:
         return jobs
     if str(device).startswith("cuda"):
         return 1  # one GPU: processes would only queue for it
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, n_tasks))
+    return max(1, min(_usable_cores(), n_tasks))
 
 
 def _run_tasks(tasks: list[tuple], function: Callable, jobs: int, progress: bool, desc: str) -> list:
     """``function(*task)`` for every task, in ``jobs`` processes; results in the tasks' order.
 
-    Each process runs torch on ``cores // jobs`` threads (the last argument of every task is
-    replaced by that number), so that two processes on two cores do not fight over them.
+    Each process runs torch on ``cores // jobs`` threads, so that two processes on two cores do
+    not fight over them.
     """
     if jobs == 1 or len(tasks) == 1:
         return [function(*task) for task in _progress(tasks, desc, progress)]
-    import os
-
     from joblib import Parallel, delayed
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // jobs)
-    calls = (delayed(lambda i, task: (i, function(*task[:-1], threads)))(i, task) for i, task in enumerate(tasks))
+    threads = max(1, _usable_cores() // jobs)
+    calls = (delayed(_in_worker)(i, function, threads, task) for i, task in enumerate(tasks))
     done = {}
     with Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
         for i, value in _progress(parallel(calls), desc, progress, total=len(tasks)):
@@ -1110,11 +1112,11 @@ def run(
     jobs = _resolve_jobs(jobs, len(seeds) * len(chosen), device)
     # every (seed, model) is one task: tasks of a seed share its surrogate and pixel baseline (made
     # first), and the tasks are spread over the processes in any order (same numbers: own streams)
-    shared = _run_tasks([(s, cfg, X_train, y_train, X_eval, y_eval, device, None) for s in seeds],
+    shared = _run_tasks([(s, cfg, X_train, y_train, X_eval, y_eval, device) for s in seeds],
                         _seed_setup, min(jobs, len(seeds)), progress, "study: surrogates and pixel baselines")
     inner = progress and jobs == 1  # bars of several processes would overwrite each other
     tasks = [(s, name, cfg, X_train, y_train, X_eval, y_eval, plane, output, device, retrain, inner,
-              data_hash, *shared[k], None) for k, s in enumerate(seeds) for name in chosen]
+              data_hash, *shared[k]) for k, s in enumerate(seeds) for name in chosen]
     done = _run_tasks(tasks, _run_model, jobs, progress, f"study: {len(seeds)} seed(s) x {len(chosen)} model(s)")
     for result, _, _ in done:
         for category, message in result.pop("warnings"):
