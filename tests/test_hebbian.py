@@ -168,3 +168,49 @@ def test_fit_unsupervised_bad_input():
         layer.fit_unsupervised(np.full((4, 3), np.nan), epochs=1, progress=False)
     with pytest.raises(ValueError, match="schedule"):
         layer.fit_unsupervised(np.ones((4, 3)), epochs=1, schedule="cosine", progress=False)
+
+
+# ---------------------------------------------------------------------------
+# Subnormal floats: a weight on an input that is always 0 decays geometrically
+# and, without care, stays subnormal for thousands of steps, which slows every
+# later product with the weights many times on a CPU. Both rules set them to 0.
+# ---------------------------------------------------------------------------
+def _subnormal_count(t: torch.Tensor) -> int:
+    return int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
+
+
+def test_krotov_hopfield_weight_on_an_always_zero_input_reaches_zero_not_subnormal():
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.random((5, 4)).astype(np.float32))
+    X[:, 3] = 0.0  # the "border pixel": its weights only decay
+    layer = KrotovHopfield(4, 3, k=2, lr=0.5, random_state=0)
+    tiny = torch.finfo(torch.float32).tiny
+    with torch.no_grad():
+        layer.weight[:, 3] = 2 * tiny  # just above the subnormal range
+    layer._wp = None
+    reference = layer.weight.clone().double()
+    for _ in range(30):
+        layer.step(X, 0.3)
+    # measured without the flush: one weight left at -2.2e-42 after these 30 steps
+    assert _subnormal_count(layer.weight) == 0
+    assert (layer.weight[:, 3] == 0).sum() >= 2
+    # the other weights are those of the rule in float64 (no more than float32 rounding apart)
+    for _ in range(30):
+        reference = torch.from_numpy(krotov_hopfield_loop(reference.numpy(), X.double().numpy(),
+                                                          0.3, 3.0, 2, 0.4, 1.0))
+    np.testing.assert_allclose(layer.weight[:, :3].numpy(), reference[:, :3].numpy(), atol=1e-5)
+
+
+def test_softhebb_at_a_temperature_that_underflows_the_softmax_still_matches_the_loop():
+    # temperature 1/12 on inputs of norm ~2: most responses y_k underflow float32; the update
+    # drops them (exactly 0 instead of subnormal) and still equals the float64 loop
+    rng = np.random.default_rng(1)
+    V = rng.random((8, 7)).astype(np.float32) * 1.5
+    layer = SoftHebb(7, 40, temperature=1 / 12, lr=0.05, random_state=3)
+    u = torch.from_numpy(V) @ layer.weight.T
+    y = torch.softmax(u / layer.temperature, dim=1)
+    assert _subnormal_count(y) > 0  # the case is real
+    W = softhebb_loop(layer.weight.numpy().astype(np.float64), V.astype(np.float64), 0.05, 1 / 12, 0.5, False)
+    layer.step(torch.from_numpy(V), 0.05)
+    np.testing.assert_allclose(layer.weight.numpy(), W, atol=1e-5, rtol=1e-5)
+    assert _subnormal_count(layer.weight) == 0
