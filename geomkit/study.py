@@ -224,8 +224,8 @@ class StudyConfig:  # numpydoc ignore=PR01
                        snn_hidden=128, snn_steps=4, snn_epochs=2,
                        n_attribution=20, attribution_steps=10, attribution_eps=(0.1,))
         # the Hebbian budgets of the validated MNIST-5k runs (tests/test_classifiers.py, >= 0.88 test
-        # accuracy); on a 2-core CPU they cost ~0.1 s (Krotov-Hopfield) / ~0.35 s (SoftHebb) per
-        # unsupervised epoch and ~0.04 s per readout epoch, under a minute together
+        # accuracy); in a study worker (one torch thread) they cost ~0.15 s (Krotov-Hopfield) / ~0.6 s
+        # (SoftHebb) per unsupervised epoch with the readout 11-16 s per model (measured, idle 2-core CPU)
         return cls(quick=False, n_hidden=1000, n_hebbian=2000, epochs=20, krotov_hopfield_epochs=50,
                    softhebb_epochs=20, readout_epochs=60, n_train=None, n_eval=1000, n_attack=200,
                    n_bootstraps=60, n_pairs=1000,
