@@ -40,7 +40,9 @@ autosummary_generate = True
 autodoc_default_options = {
     "members": True,
     "inherited-members": "BaseEstimator,TransformerMixin,ClassifierMixin,RegressorMixin,Module,"
-    "Sequential,ModuleList,ModuleDict,Warning,Exception,object",
+    "Sequential,ModuleList,ModuleDict,Warning,Exception,BaseException,object,"
+    # the private scikit-learn bases that define get_metadata_routing and set_output
+    "_MetadataRequester,_SetOutputMixin",
 }
 # A method without a docstring of its own (a torch ``forward``) is not shown with its parent's.
 autodoc_inherit_docstrings = False
@@ -139,7 +141,9 @@ def _write_reexports(folder: Path) -> None:
         for name in module.__all__:
             obj = getattr(module, name)
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and home(obj, name):
-                rows.append(f"   ~{home(obj, name)}")
+                # relative to the package: the table is read with it as the current module, and
+                # autosummary refuses names that repeat the current module
+                rows.append(f"   ~{home(obj, name).removeprefix(package + '.')}")
         title = "the top-level package" if package == "geomkit" else package
         text = f".. rubric:: Importable from {title}\n\n.. autosummary::\n\n" + "\n".join(rows) + "\n"
         _write_if_changed(folder / f"reexports_{package}.rst", text if rows else "")

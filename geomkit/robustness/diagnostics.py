@@ -23,7 +23,7 @@ __all__ = ["SweepResult", "diagnose"]
 class SweepResult:
     """The numbers the masking checks read.
 
-    Attributes
+    Parameters
     ----------
     specs : list of dict
         Per attack, its parsed name (``name``, ``kind``, ``loss``, ``dtype``, ``white_box``).

@@ -218,6 +218,9 @@ class APGDT(APGD):
         Iterations per run.
     restarts : int, default=1
         Runs per target class.
+    loss : {"dlr", "ce", "margin"}, default="dlr"
+        The targeted loss: Croce & Hein's targeted DLR, cross-entropy towards
+        the target, or the target's logit margin.
     **kwargs
         ``norm``, ``rho``, ``momentum``, ``bounds``, ``dtype``, ``batch_size``,
         ``random_state``, ``eot``: as in :class:`APGD`.

@@ -146,7 +146,7 @@ def keep_best(best, best_score, candidate, candidate_score):
 class BatchContext:
     """What an attack's ``_perturb_batch`` receives besides the batch itself.
 
-    Attributes
+    Parameters
     ----------
     target : callable
         The prepared model (eval mode, parameter gradients off, ``dtype``):
@@ -225,7 +225,7 @@ class Attack:
     norms: tuple[str, ...] = NORMS
     losses: tuple[str, ...] = ("ce", "margin")
     supports_targeted: bool = True
-    #: whether the attack differentiates the model (False: gradient-free, a masking check).
+    #: Whether the attack differentiates the model (False: gradient-free, a masking check).
     white_box: bool = True
     #: whether a scalar eps may be 0 (the legacy function forms allow it).
     _eps_low_inclusive: bool = False

@@ -90,6 +90,8 @@ class Square(Attack):
         Starting fraction of the image a window covers.
     restarts : int, default=1
         Runs on the inputs not yet broken.
+    loss : {"margin"}, default="margin"
+        The only loss of the random search: the true class's logit margin.
     **kwargs
         ``norm``, ``bounds``, ``dtype``, ``batch_size``,
         ``random_state``: as in :class:`Attack`.
