@@ -19,7 +19,8 @@ from typing import Any
 
 from ._atomic import atomic_write_text
 
-__all__ = ["build_report", "load_results", "claims_table", "paired_interval", "summary_table", "diagnostics_table"]
+__all__ = ["build_report", "load_results", "claims_table", "paired_interval", "summary_table", "diagnostics_table",
+           "condition_table"]
 
 
 def load_results(path: str | os.PathLike):
@@ -228,6 +229,84 @@ def diagnostics_table(ds: Any):
     for check in ds["check"].values:
         table[str(check)] = _over_seeds(ds["diagnostic"].sel(check=check))
     return table
+
+
+#: The study's measures taken per model under named conditions (an attack order, a perturbation
+#: and its size), with the label each condition gets in :func:`condition_table`.
+CONDITION_MEASURES = {
+    "caa_robust_accuracy": lambda sel: str(sel["order"]),
+    "attribution_topk": lambda sel: f"{sel['attribution_perturbation']}, eps={float(sel['attribution_eps']):g}",
+    "attribution_spearman": lambda sel: f"{sel['attribution_perturbation']}, eps={float(sel['attribution_eps']):g}",
+    "attribution_com_shift": lambda sel: f"{sel['attribution_perturbation']}, eps={float(sel['attribution_eps']):g}",
+}
+
+
+def condition_table(ds: Any):
+    """The composite-attack and explanation-robustness results as one tidy table.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study's results; the variables of :data:`CONDITION_MEASURES` that
+        it holds are read (``caa_robust_accuracy`` over ``order``, the
+        ``attribution_*`` measures over ``attribution_perturbation`` and
+        ``attribution_eps``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (seed,) model, measure and condition: columns ``seed``
+        (where the results have seeds), ``model``, ``measure`` (the variable's
+        name), ``condition`` (the attack order, or ``"<perturbation>,
+        eps=<eps>"``) and ``value``. Empty (with these columns) when ``ds``
+        holds none of the measures.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from geomkit.report import condition_table
+    >>> ds = xr.Dataset({"caa_robust_accuracy": (("model", "order"), [[0.5, 0.25]])},
+    ...                 coords={"model": ["mlp"], "order": ["linf>blur", "scheduled"]})
+    >>> condition_table(ds)
+      model              measure  condition  value
+    0   mlp  caa_robust_accuracy  linf>blur   0.50
+    1   mlp  caa_robust_accuracy  scheduled   0.25
+    """
+    import pandas as pd
+
+    seed = ["seed"] if "seed" in ds.dims else []
+    frames = []
+    for var, label in CONDITION_MEASURES.items():
+        if var not in ds:
+            continue
+        conditions = [d for d in ds[var].dims if d not in ("seed", "model")]
+        table = ds[var].reset_coords(drop=True).to_dataframe(name="value").reset_index()
+        table["condition"] = [label(row) for row in table[conditions].to_dict("records")]
+        table["measure"] = var
+        frames.append(table[[*seed, "model", "measure", "condition", "value"]])
+    if not frames:
+        return pd.DataFrame(columns=[*seed, "model", "measure", "condition", "value"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _condition_summary(ds: Any, measures: tuple[str, ...]):
+    """Per model, one ``mean ± sd`` column per (measure, condition) of :func:`condition_table`."""
+    table = condition_table(ds)
+    table = table[table["measure"].isin(measures)]
+    if table.empty:
+        return None
+    short = {"caa_robust_accuracy": "robust accuracy", "attribution_topk": "top-k",
+             "attribution_spearman": "Spearman", "attribution_com_shift": "centre shift (px)"}
+    # spaces around ">" let the long attack orders wrap in the page's column headers
+    table = table.assign(column=[f"{short[m]}: {c.replace('>', ' > ')}"
+                                 for m, c in zip(table["measure"], table["condition"])])
+    columns = list(dict.fromkeys(table["column"]))
+    grouped = table.groupby(["model", "column"], sort=False)["value"].apply(list)
+    models = list(dict.fromkeys(table["model"]))
+    import pandas as pd
+
+    return pd.DataFrame({"model": models, **{c: [_mean_sd(grouped[(m, c)]) for m in models]
+                                             for c in columns}})
 
 
 def _over_seeds(da: Any) -> list:
@@ -613,6 +692,25 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
             "vulnerability (see the robustness guide).</p>\n"
             + _table_html(diagnostics)
         )
+    extras = ""
+    caa = _condition_summary(ds, ("caa_robust_accuracy",))
+    if caa is not None:
+        extras += (
+            "<h2>Composite semantic attacks (mean ± sd over seeds)</h2>\n"
+            "<p>Accuracy under rotation, translation, brightness, contrast and blur composed with an "
+            "L∞ step (Hsiung et al. 2023), among the inputs correct without attack, per attack order; "
+            "<i>worst</i> is the per-input worst case over the orders.</p>\n" + _table_html(caa)
+        )
+    attribution = _condition_summary(ds, ("attribution_topk", "attribution_spearman", "attribution_com_shift"))
+    if attribution is not None:
+        extras += (
+            "<h2>Attacks on explanations (mean ± sd over seeds)</h2>\n"
+            "<p>How much a saliency map changes when the input is perturbed within eps without changing the "
+            "label: by the explanation attack of Ghorbani et al. (2019) or by random noise of the same size. "
+            "Top-k: the fraction of the k most salient pixels kept; Spearman: rank correlation of the "
+            "maps; centre shift: how far the map's centre of mass moves, in pixels. Fragile "
+            "explanations: low top-k under attack, far below that under noise.</p>\n" + _table_html(attribution)
+        )
     attrs = ds.attrs
     meta = ", ".join(
         f"{k}: {html.escape(str(attrs[k]))}"
@@ -645,6 +743,7 @@ the centre of their interval), categoricality indices too.</p>
 <h2>Test accuracy</h2>
 {accuracy}
 {masking}
+{extras}
 <h2>Figures</h2>
 {''.join(blocks)}
 <h2>Summary per model (mean ± sd over seeds; per seed in summary_models.csv)</h2>

@@ -352,3 +352,55 @@ def test_summary_keeps_the_model_description_once():
     assert [c for c in table.columns if c.startswith("description")] == ["description"]
     assert list(table["description"]) == [f"the {m} net" for m in MODELS]
     assert "description" not in summary_table(ds).columns  # not repeated on every layer row
+
+
+def _with_conditions(ds, seeds=3):
+    """``ds`` over ``seeds`` seeds with the study's composite-attack and attribution measures (random)."""
+    rng = np.random.default_rng(5)
+    ds = xr.concat([ds] * seeds, dim=xr.DataArray(np.arange(seeds), dims="seed", name="seed"))
+    orders = ["rotation>blur>linf", "linf>blur>rotation", "scheduled", "worst"]
+    n_m = ds.sizes["model"]
+    return ds.assign(
+        caa_robust_accuracy=(("seed", "model", "order"), rng.random((seeds, n_m, len(orders)))),
+        attribution_topk=(("seed", "model", "attribution_perturbation", "attribution_eps"),
+                          rng.random((seeds, n_m, 2, 2))),
+        attribution_com_shift=(("seed", "model", "attribution_perturbation", "attribution_eps"),
+                               3 * rng.random((seeds, n_m, 2, 2))),
+    ).assign_coords(order=orders, attribution_perturbation=["attack", "noise"], attribution_eps=[0.03, 0.1])
+
+
+def test_condition_table_is_tidy_and_holds_every_value_of_the_dataset():
+    from geomkit.report import condition_table
+
+    ds = _with_conditions(_results())
+    table = condition_table(ds)
+    assert list(table.columns) == ["seed", "model", "measure", "condition", "value"]
+    n_m = ds.sizes["model"]
+    assert len(table) == 3 * n_m * (4 + 4 + 4)
+    assert not table.duplicated(["seed", "model", "measure", "condition"]).any()
+    # each row is the Dataset's entry at its coordinates
+    row = table[(table.seed == 2) & (table.model == "softhebb") & (table.measure == "attribution_topk")
+                & (table.condition == "noise, eps=0.03")]
+    assert row["value"].item() == ds["attribution_topk"].sel(
+        seed=2, model="softhebb", attribution_perturbation="noise", attribution_eps=0.03).item()
+    caa = table[table.measure == "caa_robust_accuracy"].pivot_table(index=["seed", "model"], columns="condition",
+                                                                      values="value")
+    expected = ds["caa_robust_accuracy"].sel(order="scheduled").transpose("seed", "model").values
+    np.testing.assert_array_equal(caa["scheduled"].unstack("model")[list(ds["model"].values)].values, expected)
+    # results without those measures: an empty table with the same columns
+    empty = condition_table(_results())
+    assert empty.empty and list(empty.columns) == ["model", "measure", "condition", "value"]
+
+
+def test_page_shows_the_composite_attack_and_attribution_results_over_seeds(tmp_path):
+    ds = _with_conditions(_results())
+    html = build_report(ds, tmp_path / "report.html").read_text()
+    assert "Composite semantic attacks (mean ± sd over seeds)</h2>" in html
+    assert "Attacks on explanations (mean ± sd over seeds)</h2>" in html
+    values = ds["attribution_com_shift"].sel(model="mlp", attribution_perturbation="attack", attribution_eps=0.1).values
+    cell = f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    assert re.search(r"<tr><td>mlp</td>(<td>[^<]*</td>)*<td>" + re.escape(cell) + "</td>", html)
+    assert "robust accuracy: rotation &gt; blur &gt; linf" in html
+    # results without them: no empty sections
+    plain = build_report(_results(), tmp_path / "plain.html").read_text()
+    assert "Composite semantic attacks" not in plain and "Attacks on explanations" not in plain
