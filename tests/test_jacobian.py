@@ -377,3 +377,27 @@ def test_out_of_memory_and_own_errors_are_raised_not_fallen_back(n_projections):
         with pytest.raises(ValueError, match="layer 'a' did not run"):
             jacobian_norm(LayerOnlyWithoutGrad(), X, layer="a", n_projections=n_projections,
                           progress=False)
+
+
+def test_forward_mode_stays_on_torch_func_when_deprecation_warnings_are_errors():
+    # torch loads its forward-mode decompositions on the first jacfwd of a process by
+    # torch.jit.script-ing them, which raises a DeprecationWarning; under -W error that used to
+    # push every Jacobian onto the slow autograd path. A fresh process, as torch loads them once.
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from geomkit.probe.jacobian import jacobian\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(4, 50), torch.nn.Tanh(), torch.nn.Linear(50, 60))\n"
+        "X = torch.randn(3, 4, dtype=torch.float64)\n"
+        "net = net.double()\n"
+        "J, info = jacobian(net, X, method='jacfwd', progress=False, return_info=True)\n"
+        "ref = torch.stack([torch.autograd.functional.jacobian(net, x) for x in X])\n"
+        "assert torch.allclose(torch.as_tensor(J), ref, atol=1e-12), 'values'\n"
+        "print(info.path)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", code],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "torch.func"

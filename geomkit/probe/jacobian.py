@@ -363,7 +363,12 @@ def _func_chunk(fwd: _Forward, x, method: str):
         return out, out
 
     if method == "jacfwd":
-        return vmap(jacfwd(single, has_aux=True))(x)
+        with warnings.catch_warnings():
+            # torch's first forward-mode call in a process loads its decompositions by
+            # torch.jit.script-ing them, whose deprecation warning concerns torch's internals
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                    category=DeprecationWarning)
+            return vmap(jacfwd(single, has_aux=True))(x)
 
     def reverse(xi):
         out, pull, _ = vjp(single, xi, has_aux=True)
