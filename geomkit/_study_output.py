@@ -11,9 +11,11 @@ unasked.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import platform
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ OUTPUTS = ("models", "figures", "results.nc", "summary_models.csv", "summary_lay
 LEGACY_OUTPUTS = ("summary.csv",)
 MARKER = ".geomkit-study"
 _INSIDE = ".geomkit-partial"  # the staging folder's name when it must live inside DIR
+LOCK = ".geomkit-study.lock"  # held by the run writing to DIR (a second one would delete its staged work)
 
 
 def _try_write(folder: Path) -> None:
@@ -54,7 +57,7 @@ def _staging_path(out: Path) -> Path:
 def _entries(out: Path) -> set[str]:
     """Names in ``out`` that count: not the marker, not our staging folder, not an atomic write's leftover."""
     return {p.name for p in out.iterdir()
-            if p.name not in (MARKER, _INSIDE) and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+            if p.name not in (MARKER, _INSIDE, LOCK) and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
 
 
 def _is_ours(out: Path) -> bool:
@@ -111,12 +114,99 @@ def check_output(out: str | os.PathLike, *, overwrite: bool = False) -> None:
                                   "fail there after training")
 
 
+class OutputLocked(BlockingIOError):
+    """Another study is writing to the same output folder (an OSError: the folder is busy)."""
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on ``folder`` (a lock file in it), released by the OS if the process dies.
+
+    ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows. The file holds the owner's pid, host and
+    start time, for the refusal's message; it is removed on :meth:`release`.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK
+        self._fh = None
+
+    def acquire(self) -> "FolderLock":
+        while True:
+            fh = open(self.path, "a+", encoding="utf-8")
+            try:
+                _lock_file(fh)
+            except OSError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                fh.close()
+                raise OutputLocked(
+                    f"another geomkit study is writing to {str(self.path.parent)!r} ({holder}); wait for "
+                    f"it to finish or choose another output folder. If no such run exists, delete "
+                    f"{str(self.path)!r}.") from None
+            # the file may have been removed (and re-created) by the previous owner between our open and
+            # our lock: then we hold a lock on a name nobody else sees, so try again
+            try:
+                same = os.path.samestat(os.fstat(fh.fileno()), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            fh.close()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {platform.node()}, started "
+                 f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # while still held: a waiting run then finds no stale name
+        _unlock_file(self._fh)
+        self._fh.close()
+        self._fh = None
+
+
+def _lock_file(fh) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unlock_file(fh) -> None:
+    with contextlib.suppress(OSError):
+        try:
+            import fcntl
+        except ImportError:
+            import msvcrt
+
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 @dataclass
 class StudyOutput:
-    """Where a run writes (``staging``) and where the results end up (``out``)."""
+    """Where a run writes (``staging``) and where the results end up (``out``), and the lock on ``out``
+    that the run holds until :meth:`release`."""
 
     out: Path
     staging: Path
+    lock: FolderLock | None = None
+
+    def release(self) -> None:
+        """Let other runs write to ``out``."""
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def models(self) -> Path:
@@ -187,17 +277,23 @@ def prepare_output(out: str | os.PathLike, *, overwrite: bool = False) -> tuple[
     """Check ``out`` (:func:`check_output`) and create it; clean the staging folder an interrupted run left.
 
     Returns the :class:`StudyOutput` and the names of the checkpoints an interrupted run left in the
-    staging folder (kept, for reuse; everything else there is stale and removed).
+    staging folder (kept, for reuse; everything else there is stale and removed). The output holds
+    the folder's lock until its ``release()``; :class:`OutputLocked` if another run holds it.
     """
     check_output(out, overwrite=overwrite)
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    staging = _staging_path(out) if _unwritable(out.parent) is None else out / _INSIDE
-    left: list[str] = []
-    if staging.is_dir():  # an interrupted run's: keep its checkpoints, drop its half-written outputs
-        for item in staging.iterdir():
-            if item.name != "models":
-                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-        models = staging / "models"
-        left = sorted(str(p.relative_to(models))[: -len(".study.json")] for p in models.rglob("*.study.json"))
-    return StudyOutput(out, staging), left
+    lock = FolderLock(out).acquire()  # before the staging folder is cleaned: it may be another run's
+    try:
+        staging = _staging_path(out) if _unwritable(out.parent) is None else out / _INSIDE
+        left: list[str] = []
+        if staging.is_dir():  # an interrupted run's: keep its checkpoints, drop its half-written outputs
+            for item in staging.iterdir():
+                if item.name != "models":
+                    shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+            models = staging / "models"
+            left = sorted(str(p.relative_to(models))[: -len(".study.json")] for p in models.rglob("*.study.json"))
+    except BaseException:
+        lock.release()
+        raise
+    return StudyOutput(out, staging, lock), left

@@ -1049,6 +1049,9 @@ def run(
         file or a foreign non-empty folder; checked before any work.
     PermissionError
         If ``out`` (or its ``models/``) is not writable; checked before any work.
+    BlockingIOError
+        If another study is writing to ``out`` (``geomkit._study_output.OutputLocked``;
+        the run holds a lock file, ``out/.geomkit-study.lock``, until it ends).
 
     Notes
     -----
@@ -1087,88 +1090,92 @@ def run(
         raise ValueError(f"models {unknown} are not in the zoo; choose from {list(ZOO)}.")
     device = _study_device(device)
     output, resumed = prepare_output(out, overwrite=overwrite)  # before any work: a refusal costs nothing
-    notes: list[str] = []
+    try:
+        notes: list[str] = []
 
-    def log(message: str, level: int = logging.INFO) -> None:
-        notes.append(message)
-        _logger.log(level, message)
+        def log(message: str, level: int = logging.INFO) -> None:
+            notes.append(message)
+            _logger.log(level, message)
 
-    if resumed and not retrain:
-        log(f"an interrupted run left the checkpoints of {', '.join(resumed)} in {output.staged_models}; "
-            "they are reused where their stamps match")
+        if resumed and not retrain:
+            log(f"an interrupted run left the checkpoints of {', '.join(resumed)} in {output.staged_models}; "
+                "they are reused where their stamps match")
 
-    X_train, X_test, y_train, y_test = load_dataset(data, test_size=0.2, random_state=seed)
-    X_train, y_train = _subsample(X_train, y_train, cfg.n_train, seed)
-    X_eval, y_eval = _subsample(X_test, y_test, cfg.n_eval, seed)
-    log(f"data {data!r}: {len(X_train)} training and {len(X_eval)} held-out images of {X_train.shape[1]} pixels")
-    if not _has_captum():
-        log("captum is not installed (pip install geomkit[attribution]): the attribution fragility "
-            "variables are NaN")
-    dim = twonn_dimension(X_eval)
+        X_train, X_test, y_train, y_test = load_dataset(data, test_size=0.2, random_state=seed)
+        X_train, y_train = _subsample(X_train, y_train, cfg.n_train, seed)
+        X_eval, y_eval = _subsample(X_test, y_test, cfg.n_eval, seed)
+        log(f"data {data!r}: {len(X_train)} training and {len(X_eval)} held-out images of {X_train.shape[1]} pixels")
+        if not _has_captum():
+            log("captum is not installed (pip install geomkit[attribution]): the attribution fragility "
+                "variables are NaN")
+        dim = twonn_dimension(X_eval)
 
-    seeds = [seed + k for k in range(cfg.n_seeds)]
-    plane = _tuning_plane(X_eval, seed)
-    data_hash = _data_hash(X_train, y_train)
-    jobs = _resolve_jobs(jobs, len(seeds) * len(chosen), device)
-    # every (seed, model) is one task: tasks of a seed share its surrogate and pixel baseline (made
-    # first), and the tasks are spread over the processes in any order (same numbers: own streams)
-    shared = _run_tasks([(s, cfg, X_train, y_train, X_eval, y_eval, device) for s in seeds],
-                        _seed_setup, min(jobs, len(seeds)), progress, "study: surrogates and pixel baselines")
-    inner = progress and jobs == 1  # bars of several processes would overwrite each other
-    tasks = [(s, name, cfg, X_train, y_train, X_eval, y_eval, plane, output, device, retrain, inner,
-              data_hash, *shared[k]) for k, s in enumerate(seeds) for name in chosen]
-    done = _run_tasks(tasks, _run_model, jobs, progress, f"study: {len(seeds)} seed(s) x {len(chosen)} model(s)")
-    for result, _, _ in done:
-        for category, message in result.pop("warnings"):
-            warnings.warn(message, category, stacklevel=2)
-    per_seed = []
-    for k, s in enumerate(seeds):
-        mine = done[k * len(chosen):(k + 1) * len(chosen)]
-        results = {name: result for name, (result, _, _) in zip(chosen, mine)}
-        seed_reused = [name for name, (_, was_reused, _) in zip(chosen, mine) if was_reused]
-        per_seed.append((results, seed_reused, [n for _, _, task_notes in mine for n in task_notes]))
-    reused = []
-    for s, (_, seed_reused, seed_notes) in zip(seeds, per_seed):
-        reused += [f"seed{s}/{name}" for name in seed_reused]
-        notes.extend(seed_notes)
-        if jobs > 1:  # logged in the worker processes, whose log records do not reach this one
-            for message in seed_notes:
-                _logger.info(message)
-    attrs = {
-        "data": str(data), "n_train": int(len(X_train)), "n_test": int(len(X_eval)), "quick": int(quick),
-        "seed": int(seed), "device": str(device), "intrinsic_dim": float(dim),
-        "smoothness_bound": float(smoothness_threshold(dim)),
-        "geomkit_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "reused_checkpoints": ",".join(reused),
-        "config": json.dumps(asdict(cfg)),
-        "descriptions": {m: zoo[m].description for m in chosen},
-    }
-    import pandas as pd
-    import xarray as xr
+        seeds = [seed + k for k in range(cfg.n_seeds)]
+        plane = _tuning_plane(X_eval, seed)
+        data_hash = _data_hash(X_train, y_train)
+        jobs = _resolve_jobs(jobs, len(seeds) * len(chosen), device)
+        # every (seed, model) is one task: tasks of a seed share its surrogate and pixel baseline (made
+        # first), and the tasks are spread over the processes in any order (same numbers: own streams)
+        shared = _run_tasks([(s, cfg, X_train, y_train, X_eval, y_eval, device) for s in seeds],
+                            _seed_setup, min(jobs, len(seeds)), progress, "study: surrogates and pixel baselines")
+        inner = progress and jobs == 1  # bars of several processes would overwrite each other
+        tasks = [(s, name, cfg, X_train, y_train, X_eval, y_eval, plane, output, device, retrain, inner,
+                  data_hash, *shared[k]) for k, s in enumerate(seeds) for name in chosen]
+        done = _run_tasks(tasks, _run_model, jobs, progress, f"study: {len(seeds)} seed(s) x {len(chosen)} model(s)")
+        for result, _, _ in done:
+            for category, message in result.pop("warnings"):
+                warnings.warn(message, category, stacklevel=2)
+        per_seed = []
+        for k, s in enumerate(seeds):
+            mine = done[k * len(chosen):(k + 1) * len(chosen)]
+            results = {name: result for name, (result, _, _) in zip(chosen, mine)}
+            seed_reused = [name for name, (_, was_reused, _) in zip(chosen, mine) if was_reused]
+            per_seed.append((results, seed_reused, [n for _, _, task_notes in mine for n in task_notes]))
+        reused = []
+        for s, (_, seed_reused, seed_notes) in zip(seeds, per_seed):
+            reused += [f"seed{s}/{name}" for name in seed_reused]
+            notes.extend(seed_notes)
+            if jobs > 1:  # logged in the worker processes, whose log records do not reach this one
+                for message in seed_notes:
+                    _logger.info(message)
+        attrs = {
+            "data": str(data), "n_train": int(len(X_train)), "n_test": int(len(X_eval)), "quick": int(quick),
+            "seed": int(seed), "device": str(device), "intrinsic_dim": float(dim),
+            "smoothness_bound": float(smoothness_threshold(dim)),
+            "geomkit_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "reused_checkpoints": ",".join(reused),
+            "config": json.dumps(asdict(cfg)),
+            "descriptions": {m: zoo[m].description for m in chosen},
+        }
+        import pandas as pd
+        import xarray as xr
 
-    # per-seed Datasets along a new `seed` dimension (outer join: a seed's spectrum may be longer);
-    # each with its model x model similarity of the hidden layers
-    per_seed_ds = []
-    for s, (results, _, _) in zip(seeds, per_seed):
-        _v1_similarity(results, cfg, X_train, X_eval, s)  # v1_cka, from the hidden layers popped below
-        similarity = _model_similarity({m: r.pop("hidden_acts") for m, r in results.items()}, cfg, s, progress)
-        per_seed_ds.append(_assemble(results, cfg, dict(attrs)).assign(similarity))
-    ds = xr.concat(per_seed_ds, dim=pd.Index(seeds, name="seed"), join="outer", combine_attrs="override")
-    ds.attrs["seeds"] = ",".join(map(str, seeds))
-    for var, text in _CORRECTED_DESCRIPTIONS.items():
-        if var in ds:
-            ds[var].attrs["description"] = text
-    ds.attrs["wall_time_s"] = round(time.perf_counter() - start, 1)
-    ds.attrs["notes"] = "\n".join(notes)
-    # everything goes to the staging folder first and moves into `out` once complete (_study_output)
-    annotate(ds)  # CF long_name / units on every variable
-    ds.to_netcdf(output.staged("results.nc"))
-    summary_table(ds, "model").to_csv(output.staged("summary_models.csv"), index=False)
-    summary_table(ds, "layer").to_csv(output.staged("summary_layers.csv"), index=False)
-    build_report(ds, output.staged("report.html"), figures_dir=output.staged("figures"))
-    output.commit([f"seed{s}/{name}" for s in seeds for name in chosen])
-    out = output.out
-    log(f"wrote {out / 'results.nc'}, {out / 'summary_models.csv'}, {out / 'summary_layers.csv'}, {out / 'figures'}/*.png and {out / 'report.html'} "
-        f"in {ds.attrs['wall_time_s']:.0f} s")
-    return ds
+        # per-seed Datasets along a new `seed` dimension (outer join: a seed's spectrum may be longer);
+        # each with its model x model similarity of the hidden layers
+        per_seed_ds = []
+        for s, (results, _, _) in zip(seeds, per_seed):
+            _v1_similarity(results, cfg, X_train, X_eval, s)  # v1_cka, from the hidden layers popped below
+            similarity = _model_similarity({m: r.pop("hidden_acts") for m, r in results.items()}, cfg, s, progress)
+            per_seed_ds.append(_assemble(results, cfg, dict(attrs)).assign(similarity))
+        ds = xr.concat(per_seed_ds, dim=pd.Index(seeds, name="seed"), join="outer", combine_attrs="override")
+        ds.attrs["seeds"] = ",".join(map(str, seeds))
+        for var, text in _CORRECTED_DESCRIPTIONS.items():
+            if var in ds:
+                ds[var].attrs["description"] = text
+        ds.attrs["wall_time_s"] = round(time.perf_counter() - start, 1)
+        ds.attrs["notes"] = "\n".join(notes)
+        # everything goes to the staging folder first and moves into `out` once complete (_study_output)
+        annotate(ds)  # CF long_name / units on every variable
+        ds.to_netcdf(output.staged("results.nc"))
+        summary_table(ds, "model").to_csv(output.staged("summary_models.csv"), index=False)
+        summary_table(ds, "layer").to_csv(output.staged("summary_layers.csv"), index=False)
+        build_report(ds, output.staged("report.html"), figures_dir=output.staged("figures"))
+        output.commit([f"seed{s}/{name}" for s in seeds for name in chosen])
+        out = output.out
+        log(f"wrote {out / 'results.nc'}, {out / 'summary_models.csv'}, {out / 'summary_layers.csv'}, "
+            f"{out / 'figures'}/*.png and {out / 'report.html'} "
+            f"in {ds.attrs['wall_time_s']:.0f} s")
+        return ds
+    finally:
+        output.release()  # other runs may write to `out` again

@@ -319,6 +319,7 @@ def test_commit_moves_this_runs_checkpoints_and_keeps_the_others_waiting(tmp_pat
     assert (out / "results.nc").read_text() == "new results"
     assert not (out / "models" / "b").exists()
     assert sorted(p.name for p in output.staging.rglob("*")) == ["b", "b.study.json", "models", "w"]
+    output.release()
     # the next run finds b and commits it with its report; then the staging folder is gone
     output, left = _study_output.prepare_output(out)
     assert left == ["b"]
@@ -341,3 +342,45 @@ def test_commit_removes_the_single_summary_of_an_earlier_version(tmp_path):
     output.commit([])
     assert sorted(p.name for p in out.glob("summary*.csv")) == ["summary_layers.csv", "summary_models.csv"]
     assert (out / "report.html").is_file()
+
+
+# ----------------------------------------------------------------------------- one run per folder
+def test_a_second_run_on_the_same_out_is_refused_and_leaves_the_first_ones_work(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    first, _ = _study_output.prepare_output(out)
+    first.staged("results.nc").write_text("the first run's, half written")
+    (first.staged_models / "mlp").mkdir(parents=True)
+    (first.staged_models / "mlp.study.json").write_text("{}")
+    lock = out / _study_output.LOCK
+    assert f"pid {os.getpid()}" in lock.read_text()
+    _no_work(monkeypatch)
+    assert main(["study", "--out", str(out), "--no-progress"]) == 2
+    _one_line_error(capsys, f"another geomkit study is writing to {str(out)!r} (pid {os.getpid()} on ",
+                    "wait for it to finish or choose another output folder")
+    with pytest.raises(BlockingIOError, match="another geomkit study is writing"):
+        study.run(out=out, progress=False)
+    # nothing of the first run was cleaned away by the refused ones
+    assert first.staged("results.nc").read_text() == "the first run's, half written"
+    assert (first.staged_models / "mlp.study.json").is_file()
+    first.release()
+    assert not lock.exists()
+    second, left = _study_output.prepare_output(out)  # free again: the next run resumes the checkpoint
+    assert left == ["mlp"]
+    second.release()
+
+
+def test_the_lock_of_a_run_that_died_does_not_block_the_next(tmp_path):
+    out = tmp_path / "run"
+    code = ("import os, sys\n"
+            "from geomkit import _study_output\n"
+            "_study_output.prepare_output(sys.argv[1])\n"
+            "os._exit(9)  # killed: no release, no clean-up\n")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+    assert (out / _study_output.LOCK).is_file()  # left behind, but the OS dropped the lock with the process
+    output, _ = _study_output.prepare_output(out)
+    assert f"pid {os.getpid()}" in (out / _study_output.LOCK).read_text()
+    output.release()
+    # a left-over lock file alone does not make the folder foreign
+    (out / _study_output.LOCK).write_text("stale")
+    _study_output.check_output(out)
