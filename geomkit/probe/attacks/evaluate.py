@@ -45,7 +45,7 @@ def predict_labels(
     Parameters
     ----------
     model, X, dtype, batch_size
-        As in :func:`pgd`.
+        As in :func:`~geomkit.probe.attacks.pgd.pgd`.
     bounds : (float, float) or None, default=None
         If given, a ValueError is raised when ``X`` has values outside them.
 
@@ -86,7 +86,7 @@ def input_gradient(
     Parameters
     ----------
     model, X, y, loss, dtype, batch_size
-        As in :func:`pgd`.
+        As in :func:`~geomkit.probe.attacks.pgd.pgd`.
 
     Returns
     -------
@@ -137,7 +137,7 @@ def zero_gradient_fraction(
     Parameters
     ----------
     model, X, y, loss, dtype, batch_size
-        As in :func:`pgd`.
+        As in :func:`~geomkit.probe.attacks.pgd.pgd`.
 
     Returns
     -------
@@ -179,7 +179,7 @@ def robust_accuracy(
     Parameters
     ----------
     model, X, y, bounds, batch_size
-        As in :func:`pgd`.
+        As in :func:`~geomkit.probe.attacks.pgd.pgd`.
     eps : float
     attack : str, default="pgd"
         A registered attack name (:func:`~geomkit.probe.attacks.make_attack`:
@@ -260,7 +260,7 @@ def critical_eps(
     Parameters
     ----------
     model, X, y, norm, loss, steps, restarts, bounds, dtype, batch_size, random_state
-        As in :func:`pgd`.
+        As in :func:`~geomkit.probe.attacks.pgd.pgd`.
     attack : {"pgd", "fgsm"}, default="pgd"
     eps_max : float or None
         Upper end of the search. ``None``: the whole input box — ``high - low``

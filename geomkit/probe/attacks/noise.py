@@ -98,7 +98,7 @@ def noise_attack(
     Parameters
     ----------
     model, X, y, eps, norm, bounds, dtype, batch_size, random_state
-        As in :func:`pgd`.
+        As in :func:`~geomkit.probe.attacks.pgd.pgd`.
     distribution : {"uniform", "gaussian"}, default="uniform"
     n_draws : int, default=1
 
