@@ -259,7 +259,8 @@ def test_l2_step_is_scale_free():
     adv = A.fgsm(net, x, [0], 0.1, norm="l2")
     assert float((adv - x).norm()) == pytest.approx(0.1, rel=1e-9)
     # the margin falls (the step climbs the loss); PGD L2 moves to the ball's border too
-    assert float(A.margin(net(adv), torch.tensor([0]))) > float(A.margin(net(x), torch.tensor([0])))
+    with torch.no_grad():
+        assert float(A.margin(net(adv), torch.tensor([0]))) > float(A.margin(net(x), torch.tensor([0])))
     adv = A.pgd(net, x, [0], 0.1, norm="l2", steps=5, random_start=False)
     assert float((adv - x).norm()) == pytest.approx(0.1, rel=1e-9)
 

@@ -257,7 +257,7 @@ def test_basic_interval_covers_the_population_index_where_the_percentile_one_doe
     truth = _index_from_distances(paired_distances(X, w, "cosine"), paired_distances(X, b, "cosine"))[0]
     basic = percentile = 0
     for seed in range(40):
-        est = CategorizationIndex(n_pairs=300, n_bootstrap=300, random_state=seed).fit(X, y)
+        est = CategorizationIndex(n_pairs=300, n_bootstraps=300, random_state=seed).fit(X, y)
         lo, hi = est.ci_
         assert lo <= est.index_corrected_ <= hi
         basic += lo <= truth <= hi
@@ -275,7 +275,7 @@ def test_corrected_index_is_nearer_the_population_index_on_structureless_data():
     X = rng.normal(size=(300, 30))  # population index 0
     raw, corrected = [], []
     for seed in range(20):
-        est = CategorizationIndex(n_pairs=200, n_bootstrap=200, random_state=seed).fit(X, y)
+        est = CategorizationIndex(n_pairs=200, n_bootstraps=200, random_state=seed).fit(X, y)
         raw.append(est.index_)
         corrected.append(est.index_corrected_)
     assert np.mean(corrected) < 0.8 * np.mean(raw)
