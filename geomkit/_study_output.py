@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,7 +135,7 @@ class FolderLock:
             fh = open(self.path, "a+", encoding="utf-8")
             try:
                 _lock_file(fh)
-            except OSError:
+            except BlockingIOError:
                 fh.seek(0)
                 holder = fh.read().strip() or "unknown"
                 fh.close()
@@ -142,6 +143,14 @@ class FolderLock:
                     f"another geomkit study is writing to {str(self.path.parent)!r} ({holder}); wait for "
                     f"it to finish or choose another output folder. If no such run exists, delete "
                     f"{str(self.path)!r}.") from None
+            except OSError as err:  # a file system without locks (some network mounts): run unguarded
+                fh.close()
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                warnings.warn(f"cannot lock the output folder {str(self.path.parent)!r} ({err.strerror or err}); "
+                              "a second study started on it meanwhile would interfere with this one.",
+                              RuntimeWarning, stacklevel=3)
+                return self
             # the file may have been removed (and re-created) by the previous owner between our open and
             # our lock: then we hold a lock on a name nobody else sees, so try again
             try:
@@ -176,7 +185,10 @@ def _lock_file(fh) -> None:
         import msvcrt
 
         fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        except PermissionError as err:  # the byte is locked by another process
+            raise BlockingIOError(err.errno, err.strerror) from err
     else:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 

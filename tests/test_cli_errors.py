@@ -384,3 +384,15 @@ def test_the_lock_of_a_run_that_died_does_not_block_the_next(tmp_path):
     # a left-over lock file alone does not make the folder foreign
     (out / _study_output.LOCK).write_text("stale")
     _study_output.check_output(out)
+
+
+def test_a_folder_that_cannot_be_locked_runs_unguarded_with_a_warning(tmp_path, monkeypatch):
+    import errno
+
+    def no_locks(fh):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(_study_output, "_lock_file", no_locks)
+    with pytest.warns(RuntimeWarning, match=r"cannot lock the output folder .*No locks available"):
+        output, _ = _study_output.prepare_output(tmp_path / "nfs")
+    assert not (tmp_path / "nfs" / _study_output.LOCK).exists()
+    output.release()  # nothing held: a no-op
