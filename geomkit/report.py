@@ -231,13 +231,22 @@ def diagnostics_table(ds: Any):
     return table
 
 
+def _order_label(sel: dict) -> str:
+    return str(sel["order"])
+
+
+def _perturbation_label(sel: dict) -> str:
+    return f"{sel['attribution_perturbation']}, eps={float(sel['attribution_eps']):g}"
+
+
 #: The study's measures taken per model under named conditions (an attack order, a perturbation
-#: and its size), with the label each condition gets in :func:`condition_table`.
+#: and its size): per measure, its short name in the report's column headers and the function that
+#: labels a condition (from the condition's coordinates) in :func:`condition_table`.
 CONDITION_MEASURES = {
-    "caa_robust_accuracy": lambda sel: str(sel["order"]),
-    "attribution_topk": lambda sel: f"{sel['attribution_perturbation']}, eps={float(sel['attribution_eps']):g}",
-    "attribution_spearman": lambda sel: f"{sel['attribution_perturbation']}, eps={float(sel['attribution_eps']):g}",
-    "attribution_com_shift": lambda sel: f"{sel['attribution_perturbation']}, eps={float(sel['attribution_eps']):g}",
+    "caa_robust_accuracy": ("robust accuracy", _order_label),
+    "attribution_topk": ("top-k", _perturbation_label),
+    "attribution_spearman": ("Spearman", _perturbation_label),
+    "attribution_com_shift": ("centre shift (px)", _perturbation_label),
 }
 
 
@@ -276,7 +285,7 @@ def condition_table(ds: Any):
 
     seed = ["seed"] if "seed" in ds.dims else []
     frames = []
-    for var, label in CONDITION_MEASURES.items():
+    for var, (_, label) in CONDITION_MEASURES.items():
         if var not in ds:
             continue
         conditions = [d for d in ds[var].dims if d not in ("seed", "model")]
@@ -289,22 +298,19 @@ def condition_table(ds: Any):
     return pd.concat(frames, ignore_index=True)
 
 
-def _condition_summary(ds: Any, measures: tuple[str, ...]):
-    """Per model, one ``mean ± sd`` column per (measure, condition) of :func:`condition_table`."""
-    table = condition_table(ds)
-    table = table[table["measure"].isin(measures)]
+def _condition_summary(conditions: Any, measures: tuple[str, ...]):
+    """Per model, one ``mean ± sd`` column per (measure, condition) of a :func:`condition_table`."""
+    import pandas as pd
+
+    table = conditions[conditions["measure"].isin(measures)]
     if table.empty:
         return None
-    short = {"caa_robust_accuracy": "robust accuracy", "attribution_topk": "top-k",
-             "attribution_spearman": "Spearman", "attribution_com_shift": "centre shift (px)"}
     # spaces around ">" let the long attack orders wrap in the page's column headers
-    table = table.assign(column=[f"{short[m]}: {c.replace('>', ' > ')}"
+    table = table.assign(column=[f"{CONDITION_MEASURES[m][0]}: {c.replace('>', ' > ')}"
                                  for m, c in zip(table["measure"], table["condition"])])
     columns = list(dict.fromkeys(table["column"]))
     grouped = table.groupby(["model", "column"], sort=False)["value"].apply(list)
     models = list(dict.fromkeys(table["model"]))
-    import pandas as pd
-
     return pd.DataFrame({"model": models, **{c: [_mean_sd(grouped[(m, c)]) for m in models]
                                              for c in columns}})
 
@@ -693,7 +699,8 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
             + _table_html(diagnostics)
         )
     extras = ""
-    caa = _condition_summary(ds, ("caa_robust_accuracy",))
+    conditions = condition_table(ds)
+    caa = _condition_summary(conditions, ("caa_robust_accuracy",))
     if caa is not None:
         extras += (
             "<h2>Composite semantic attacks (mean ± sd over seeds)</h2>\n"
@@ -701,7 +708,8 @@ def build_report(results: Any, out: str | os.PathLike | None = None, *, figures_
             "L∞ step (Hsiung et al. 2023), among the inputs correct without attack, per attack order; "
             "<i>worst</i> is the per-input worst case over the orders.</p>\n" + _table_html(caa)
         )
-    attribution = _condition_summary(ds, ("attribution_topk", "attribution_spearman", "attribution_com_shift"))
+    attribution = _condition_summary(conditions, ("attribution_topk", "attribution_spearman",
+                                                  "attribution_com_shift"))
     if attribution is not None:
         extras += (
             "<h2>Attacks on explanations (mean ± sd over seeds)</h2>\n"
