@@ -25,6 +25,12 @@ from pathlib import Path
 
 from ._atomic import atomic_write_text
 
+try:  # the lock of the output folder: flock on POSIX, msvcrt's byte locks on Windows
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+    import msvcrt
+
 #: What a study writes into its output folder.
 OUTPUTS = ("models", "figures", "results.nc", "summary_models.csv", "summary_layers.csv", "report.html")
 #: Outputs of earlier geomkit versions: still ours, and removed when a run commits (a stale
@@ -179,31 +185,24 @@ class FolderLock:
 
 
 def _lock_file(fh) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        fh.seek(0)
-        try:
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        except PermissionError as err:  # the byte is locked by another process
-            raise BlockingIOError(err.errno, err.strerror) from err
-    else:
+    """Lock ``fh`` without waiting; BlockingIOError if another process holds it."""
+    if fcntl is not None:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    fh.seek(0)
+    try:
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+    except PermissionError as err:  # the byte is locked by another process
+        raise BlockingIOError(err.errno, err.strerror) from err
 
 
 def _unlock_file(fh) -> None:
     with contextlib.suppress(OSError):
-        try:
-            import fcntl
-        except ImportError:
-            import msvcrt
-
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        else:
             fh.seek(0)
             msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass
