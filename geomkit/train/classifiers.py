@@ -24,6 +24,7 @@ without pickles. The loop below is ~100 lines.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -597,6 +598,15 @@ def _frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device):
+    """torch's global generator seeded with ``seed`` for a fit and restored afterwards (on a GPU, the
+    device's generator too): a fit is reproducible and leaves the caller's random stream alone."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def _to_tensors(X: np.ndarray, y: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.ascontiguousarray(X)).to(device), torch.from_numpy(y).to(device)
 
@@ -724,8 +734,7 @@ class NetClassifier(_TorchClassifier):
         given = self.module is not None
         n_classes = np.unique(y).size
         device = self._device(self.module if isinstance(self.module, nn.Module) else None)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with _seeded(seed, device):
             module = self._build_module(X.shape[1], n_classes).to(device)
             n_outputs = _n_outputs(module, X[:1], device) if given else None
             targets = self._prepare_targets(y, n_outputs)
@@ -937,8 +946,7 @@ class HebbianClassifier(_TorchClassifier):
         seed = _seed_from(self.random_state, type(self).__name__)
         device = self._device()
         targets = self._prepare_targets(y, None)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with _seeded(seed, device):
             hebb = _LAYERS[self.layer](X.shape[1], n_hidden, random_state=seed, device=device,
                                        **(self.layer_params or {}))
             Xt, yt = _to_tensors(X, targets, device)

@@ -57,7 +57,7 @@ from sklearn.utils.validation import validate_data
 
 from .._params import RANDOM_STATE, Boolean, InstanceOf, Integer, Options, Real, validate_params
 from . import classifiers as _classifiers
-from .classifiers import _TorchClassifier, _to_tensors
+from .classifiers import _seeded, _TorchClassifier, _to_tensors
 from .hebbian import _seed_from
 from .models import register_model
 from .regularizers import BatchContext, Regularizer, as_regularizer_list
@@ -683,8 +683,7 @@ class SpikingClassifier(_TorchClassifier):
         seed = _seed_from(self.random_state, type(self).__name__)
         device = self._device()
         targets = self._prepare_targets(y, None)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with _seeded(seed, device):
             module = SpikingMLP((X.shape[1], *hidden, self.classes_.size), n_steps=self.n_steps, beta=self.beta,
                                 threshold=self.threshold, surrogate=self.surrogate,
                                 surrogate_scale=self.surrogate_scale, encoding=self.encoding, omega=self.omega,
