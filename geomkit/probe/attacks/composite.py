@@ -27,6 +27,7 @@ a set of orders and their per-input worst case.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import math
@@ -37,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from ..._validation import check_float, check_int
-from .base import Attack, BatchContext, bcast
-from .semantic import DEFAULT_RANGES, IDENTITY, N_PARAMS, SEMANTIC_COMPONENTS, apply_component
+from .base import Attack, BatchContext, bcast, loss_and_grad
+from .pgd import STEP_FACTOR
+from .semantic import _clip, DEFAULT_RANGES, IDENTITY, N_PARAMS, SEMANTIC_COMPONENTS, apply_component
 
 __all__ = ["CompositeAttack", "composite_robust_accuracy", "COMPONENTS", "ORDER_MODES"]
 
@@ -355,26 +357,20 @@ class CompositeAttack(Attack):
         return apply_component(comp, z, p, bounds=self.bounds, blur_radius=radius)
 
     def _grad(self, ctx, make_output, var, y):
-        """Loss gradient with respect to ``var`` (mean over ``eot`` draws) and the last logits."""
-        import torch
-
-        grad = None
-        for _ in range(ctx.eot):
-            logits = make_output(var)
-            g = torch.autograd.grad(self.loss_fn(logits, y, None).sum(), var)[0]
-            grad = g if grad is None else grad + g
-        return grad / ctx.eot, logits.detach()
+        """Loss gradient with respect to ``var`` (mean over ``eot`` draws) and the last logits:
+        :func:`~geomkit.probe.attacks.base.loss_and_grad` with ``make_output`` as the model."""
+        _, logits, grad = loss_and_grad(dataclasses.replace(ctx, target=make_output), self.loss_fn, var, y)
+        return grad, logits
 
     def _semantic_stage(self, ctx, forward, comp, z, y, p, active):
         """``steps`` signed-gradient steps on one component's parameters; returns (output, params)."""
         import torch
 
         low, high = self.ranges[comp]
-        step = 1.25 * (high - low) / self.steps  # 2.5 x the half-range / steps
+        step = STEP_FACTOR / 2 * (high - low) / self.steps  # PGD's factor x the half-range / steps
         z = z.detach()
         p = torch.where(bcast(active, p), p, torch.full_like(p, IDENTITY[comp])).detach()
         for _ in range(self.steps):
-            p.requires_grad_(True)
             grad, logits = self._grad(ctx, lambda v: forward(self._apply(comp, z, v)), p, y)
             with torch.no_grad():
                 active &= logits.argmax(1) == y  # early stop: a broken input keeps its parameters
@@ -383,27 +379,23 @@ class CompositeAttack(Attack):
         with torch.no_grad():
             return self._apply(comp, z, p), p
 
-    def _clip(self, x):
-        return x if self.bounds is None else x.clamp(self.bounds[0], self.bounds[1])
-
     def _linf_stage(self, ctx, forward, z, y, eps, active):
         """PGD in the L-inf ball of radius eps around ``z`` (the image reaching it), from 0."""
         import torch
 
         z = z.detach()
         e = bcast(eps, z)
-        step = e * (2.5 / self.steps)
+        step = e * (STEP_FACTOR / self.steps)
         d = torch.zeros_like(z)
         for _ in range(self.steps):
-            d.requires_grad_(True)
-            grad, logits = self._grad(ctx, lambda v: forward(self._clip(z + v)), d, y)
+            grad, logits = self._grad(ctx, lambda v: forward(_clip(z + v, self.bounds)), d, y)
             with torch.no_grad():
                 active &= logits.argmax(1) == y
                 moved = torch.minimum(torch.maximum(d + step * grad.sign(), -e), e)
-                moved = self._clip(z + moved) - z
+                moved = _clip(z + moved, self.bounds) - z
                 d = torch.where(bcast(active, d), moved, d).detach()
         with torch.no_grad():
-            return self._clip(z + d), d
+            return _clip(z + d, self.bounds), d
 
     def _schedule(self, ctx, forward, images, y, params, delta, broken, P, order, r):
         """The paper's order scheduling: (relaxed permutation P, the order of this round)."""
@@ -424,7 +416,7 @@ class CompositeAttack(Attack):
             mix = 0
             for i, comp in enumerate(self.components):
                 if comp == "linf":
-                    out = self._clip(z + delta[live])
+                    out = _clip(z + delta[live], self.bounds)
                 else:
                     out = self._apply(comp, z, params[comp][live].detach())
                 mix = mix + P[t, i] * out
