@@ -107,8 +107,8 @@ def differentiable_attribution(model: Any, x: Any, target: Any, method: str, *, 
     import torch
 
     def grad_at(points):
-        if not points.requires_grad:
-            points = points.requires_grad_(True)
+        if not points.requires_grad:  # a leaf of its own: the caller's tensor is left as it was
+            points = points.detach().requires_grad_(True)
         z = model(points)
         picked = z.gather(1, target.view(-1, 1)).sum()
         return torch.autograd.grad(picked, points, create_graph=create_graph)[0]
@@ -300,7 +300,7 @@ def fragility_attack(
         x0 = bounded_input(model, X, bounds)
         label = resolve_target(model, x0, None)
         kw = dict(n_steps=n_steps)
-        imp0 = differentiable_attribution(model, x0.clone(), label, method, **kw).detach().flatten(1).abs()
+        imp0 = differentiable_attribution(model, x0, label, method, **kw).detach().flatten(1).abs()
         top = grid = centre0 = None
         if objective == "topk":
             k = resolve_k(k, imp0.shape[1])
@@ -314,7 +314,7 @@ def fragility_attack(
             return _objective(values, top, centre0, grid)
 
         def real_score(x):
-            values = differentiable_attribution(model, x.clone(), label, method, **kw).detach()
+            values = differentiable_attribution(model, x, label, method, **kw).detach()
             return _score(values, top, k, centre0, grid)
 
         return label_preserving_ascent(model, x0, label, eps, objective=smoothed_objective, score=real_score,
