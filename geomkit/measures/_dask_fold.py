@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -198,11 +198,13 @@ def _tasks(kernel, arrays: list, axis: int, token: str | None, args: tuple):
     )
 
 
-def _tree(parts: list) -> Any:
-    """Delayed sum of delayed parts, ``SPLIT_EVERY`` at a time."""
-    from dask import delayed
+def _tree(parts: list, plus: Callable | None = None) -> Any:
+    """The sum of ``parts`` added ``SPLIT_EVERY`` at a time by ``plus`` (default: a delayed ``add``;
+    the parts are then delayed objects)."""
+    if plus is None:
+        from dask import delayed
 
-    plus = delayed(remote(add), pure=False)
+        plus = delayed(remote(add), pure=False)
     while len(parts) > 1:
         parts = [plus(*parts[i : i + SPLIT_EVERY]) if len(parts[i : i + SPLIT_EVERY]) > 1
                  else parts[i] for i in range(0, len(parts), SPLIT_EVERY)]
@@ -216,12 +218,9 @@ def _collect(client: Any, token: str, wheres: set[str]) -> dict:
     hand_over, plus = remote(_hand_over), remote(add)
     futures = [client.submit(hand_over, token, workers=[w], allow_other_workers=True, pure=False)
                for w in sorted(wheres)]
-    while len(futures) > 1:
-        futures = [client.submit(plus, *futures[i : i + SPLIT_EVERY], pure=False)
-                   if len(futures[i : i + SPLIT_EVERY]) > 1 else futures[i]
-                   for i in range(0, len(futures), SPLIT_EVERY)]
-    total = futures[0].result()
-    del futures
+    root = _tree(futures, lambda *group: client.submit(plus, *group, pure=False))
+    total = root.result()
+    del futures, root
     return total
 
 
