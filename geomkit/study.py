@@ -1125,18 +1125,15 @@ def run(
         for result, _, _ in done:
             for category, message in result.pop("warnings"):
                 warnings.warn(message, category, stacklevel=2)
-        per_seed = []
-        for k, s in enumerate(seeds):
-            mine = done[k * len(chosen):(k + 1) * len(chosen)]
-            results = {name: result for name, (result, _, _) in zip(chosen, mine)}
-            seed_reused = [name for name, (_, was_reused, _) in zip(chosen, mine) if was_reused]
-            per_seed.append((results, seed_reused, [n for _, _, task_notes in mine for n in task_notes]))
+        results_by_seed: dict[int, dict[str, Any]] = {s: {} for s in seeds}
         reused = []
-        for s, (_, seed_reused, seed_notes) in zip(seeds, per_seed):
-            reused += [f"seed{s}/{name}" for name in seed_reused]
-            notes.extend(seed_notes)
+        for (s, name, *_), (result, was_reused, task_notes) in zip(tasks, done):
+            results_by_seed[s][name] = result
+            if was_reused:
+                reused.append(f"seed{s}/{name}")
+            notes.extend(task_notes)
             if jobs > 1:  # logged in the worker processes, whose log records do not reach this one
-                for message in seed_notes:
+                for message in task_notes:
                     _logger.info(message)
         attrs = {
             "data": str(data), "n_train": int(len(X_train)), "n_test": int(len(X_eval)), "quick": int(quick),
@@ -1154,7 +1151,7 @@ def run(
         # per-seed Datasets along a new `seed` dimension (outer join: a seed's spectrum may be longer);
         # each with its model x model similarity of the hidden layers
         per_seed_ds = []
-        for s, (results, _, _) in zip(seeds, per_seed):
+        for s, results in results_by_seed.items():
             _v1_similarity(results, cfg, X_train, X_eval, s)  # v1_cka, from the hidden layers popped below
             similarity = _model_similarity({m: r.pop("hidden_acts") for m, r in results.items()}, cfg, s, progress)
             per_seed_ds.append(_assemble(results, cfg, dict(attrs)).assign(similarity))
