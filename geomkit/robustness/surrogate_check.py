@@ -106,6 +106,7 @@ def surrogate_gradient_check(
 
     from .._progress import progress_bar
     from ..probe import attacks as _atk
+    from ..probe.attacks.evaluate import _correct_subset
     from ..train.spiking import LIF, SURROGATES, with_surrogate
     from .estimator import GradientMaskingWarning
 
@@ -123,14 +124,7 @@ def surrogate_gradient_check(
     grid = np.atleast_1d(np.asarray(eps, dtype=float))
     if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or (grid <= 0).any():
         raise ValueError(f"eps must be a positive number or a sequence of them; got {eps!r}.")
-    target = _atk._Target(model)
-    x = _atk._as_input(X, "X", target.device, target.dtype, _atk._check_bounds(bounds))
-    labels = _atk._as_labels(y, x.shape[0], target.device)
-    correct = _atk.predict_labels(model, x, batch_size=batch_size) == labels
-    if not bool(correct.any()):
-        raise ValueError("the model classifies none of the inputs correctly; robustness is measured on "
-                         "correctly classified inputs only.")
-    xc, yc = x[correct], labels[correct]
+    xc, yc = _correct_subset(model, X, y, _atk._check_bounds(bounds), batch_size)
     common = dict(bounds=bounds, batch_size=batch_size, random_state=random_state)
     pgd = _atk.make_attack("pgd", steps=steps, **common)
     # name -> (kind, model the attack differentiates or queries, attack)

@@ -505,8 +505,7 @@ def composite_robust_accuracy(
     import pandas as pd
     import torch
 
-    from ._checks import _as_input, _as_labels, _Target
-    from .evaluate import predict_labels
+    from .evaluate import _correct_subset, predict_labels
 
     components = _check_components(components)
     eps = check_float(eps, "eps", low=0.0)
@@ -520,13 +519,7 @@ def composite_robust_accuracy(
         raise ValueError(f"orders must be 'all' or a non-empty list of orders; got {orders!r}.")
     attacks = [CompositeAttack(eps, components=components, order=o, **attack_params) for o in orders]
     bounds = attacks[0].bounds
-    with _Target(model) as target:
-        x = _as_input(X, "X", target.device, target.dtype, bounds)
-        labels = _as_labels(y, x.shape[0], target.device)
-    correct = predict_labels(model, x, batch_size=attacks[0].batch_size) == labels
-    if not bool(correct.any()):
-        raise ValueError("the model classifies none of the inputs correctly.")
-    xc, yc = x[correct], labels[correct]
+    xc, yc = _correct_subset(model, X, y, bounds, attacks[0].batch_size)
     rows, survived = [], torch.ones_like(yc, dtype=torch.bool)
     for order, attack in zip(orders, attacks):
         kept = predict_labels(model, attack.perturb(model, xc, yc), batch_size=attack.batch_size) == yc

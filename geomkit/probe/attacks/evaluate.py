@@ -158,6 +158,22 @@ def zero_gradient_fraction(
     return float((grad.flatten(1) == 0).all(1).double().mean())
 
 
+def _correct_subset(model: Any, X: Any, y: Any, bounds: Any, batch_size: int | None):
+    """The validated inputs the model classifies correctly, and their labels: ``(xc, yc)``.
+
+    Robustness is measured on these only. ``bounds`` are already checked
+    (``_check_bounds``); raises ValueError when no input is classified correctly.
+    """
+    with _Target(model) as target:
+        x = _as_input(X, "X", target.device, target.dtype, bounds)
+        labels = _as_labels(y, x.shape[0], target.device)
+    correct = predict_labels(model, x, batch_size=batch_size) == labels
+    if not bool(correct.any()):
+        raise ValueError("the model classifies none of the inputs correctly; robustness is measured on "
+                         "correctly classified inputs only.")
+    return x[correct], labels[correct]
+
+
 def robust_accuracy(
     model: Any,
     X: Any,
@@ -204,13 +220,7 @@ def robust_accuracy(
     from .registry import make_attack
 
     attack_ = make_attack(attack, bounds=bounds, batch_size=batch_size, **attack_params)
-    with _Target(model) as target:
-        x = _as_input(X, "X", target.device, target.dtype, _check_bounds(bounds))
-        labels = _as_labels(y, x.shape[0], target.device)
-    correct = predict_labels(model, x, batch_size=batch_size) == labels
-    if not bool(correct.any()):
-        raise ValueError("the model classifies none of the inputs correctly.")
-    xc, yc = x[correct], labels[correct]
+    xc, yc = _correct_subset(model, X, y, _check_bounds(bounds), batch_size)
     adv = attack_.perturb(model, xc, yc, eps=eps)
     return float((predict_labels(model, adv, batch_size=batch_size) == yc).double().mean())
 
