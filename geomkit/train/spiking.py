@@ -46,6 +46,7 @@ would warn). ``sample_in_eval=True`` keeps the sampling in eval mode.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections import OrderedDict
 from typing import Any
@@ -361,17 +362,22 @@ class SpikingMLP(nn.Module):
             n_steps, n_units); spikes (batch, n_steps, n_units)); ``logits``
             (batch, n_classes).
         """
-        h = self.flatten(x)
-        if (self.training or self.sample_in_eval) and self.encoding != "current":
-            h = _encode(h, self.n_steps, self.encoding, generator)
         currents, spikes = [], []
-        for i in range(1, self.n_hidden + 1):
-            current = getattr(self, f"fc{i}")(h)
-            h = getattr(self, f"lif{i}")(current)
-            counts = getattr(self, f"count{i}")(h)
+        for current, h, counts in self._layers(x, generator):
             currents.append(current)
             spikes.append(h)
         return {"currents": currents, "spikes": spikes, "logits": self.out(counts / self.n_steps)}
+
+    def _layers(self, x: torch.Tensor, generator: Any = None):
+        """The LIF layers in turn, lazily: per layer (input current, spikes, spike counts), so that a
+        caller that needs only the first layers stops there."""
+        h = self.flatten(x)
+        if (self.training or self.sample_in_eval) and self.encoding != "current":
+            h = _encode(h, self.n_steps, self.encoding, generator)
+        for i in range(1, self.n_hidden + 1):
+            current = getattr(self, f"fc{i}")(h)
+            h = getattr(self, f"lif{i}")(current)
+            yield current, h, getattr(self, f"count{i}")(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.simulate(x)["logits"]
@@ -528,7 +534,8 @@ class MembranePerturbation(Regularizer):
 
         def currents(inputs):
             gen = torch.Generator(device=inputs.device).manual_seed(seed)
-            current = model.simulate(inputs, generator=gen)["currents"][k]
+            # the input current of LIF layer k: the layers after it are not run
+            current = next(itertools.islice(model._layers(inputs, gen), k, None))[0]
             return current if current.ndim == 3 else current.unsqueeze(1).expand(-1, model.n_steps, -1)
 
         with torch.no_grad():
